@@ -1,0 +1,5 @@
+import sys
+
+from valuedyn.cli import main
+
+sys.exit(main())

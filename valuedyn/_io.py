@@ -1,0 +1,127 @@
+"""File helpers every room uses: atomic writes, overwrite guards, hashes, provenance.
+
+A file valuedyn writes is never half-written: it is written to a temporary file in the
+same folder and moved into place with :func:`os.replace` (atomic on POSIX), so a kill at
+any moment leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from valuedyn._errors import ValuedynError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it over ``path`` atomically.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_dataset_atomic(dataset, path: str | os.PathLike) -> None:
+    """Write an xarray Dataset as netCDF4 (h5netcdf engine), atomically.
+
+    Integer and float variables are compressed (zlib level 4).
+    """
+    encoding = {
+        name: {"zlib": True, "complevel": 4}
+        for name, var in dataset.data_vars.items()
+        if var.dtype.kind in "iuf" and var.ndim > 0
+    }
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+
+
+def refuse_overwrite(path: str | os.PathLike, force: bool, *, flag: str = "--force") -> None:
+    """Refuse to replace an existing output unless the user asked for it."""
+    if Path(path).exists() and not force:
+        raise ValuedynError(f"output {path} already exists; pass {flag} to replace it, or choose another --out")
+
+
+def require_file(path: str | os.PathLike, what: str = "input file") -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise ValuedynError(f"{what} {path} does not exist; check the path")
+    if not path.is_file():
+        raise ValuedynError(f"{what} {path} is not a file")
+    return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The commit of the valuedyn checkout this code runs from, or 'unknown'."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance() -> dict[str, str]:
+    """Attributes every output file carries: versions, commit, device, time."""
+    import jax
+
+    import valuedyn
+
+    device = jax.devices()[0]
+    return {
+        "valuedyn_version": valuedyn.__version__,
+        "git_commit": git_commit(),
+        "jax_version": jax.__version__,
+        "craftax_version": _version("craftax"),
+        "numpyro_version": _version("numpyro"),
+        "python_version": platform.python_version(),
+        "device": f"{device.platform}:{getattr(device, 'device_kind', 'unknown')} x{jax.device_count()}",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
