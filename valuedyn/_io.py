@@ -84,7 +84,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def git_commit() -> str:
-    """The commit of the valuedyn checkout this code runs from, or 'unknown'."""
+    """The commit of the valuedyn checkout this code runs from, or 'unknown'.
+
+    An installed copy outside a checkout (a wheel on a GPU machine) reads the commit
+    from ``VALUEDYN_GIT_COMMIT``, which the launching script sets.
+    """
+    if os.environ.get("VALUEDYN_GIT_COMMIT"):
+        return os.environ["VALUEDYN_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
