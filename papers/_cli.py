@@ -1,0 +1,74 @@
+"""``valuedyn figures`` and ``valuedyn report``: configs and entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from valuedyn._config import option
+from valuedyn._errors import ValuedynError
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    """Rebuild every figure a paper folder declares (papers/<name>/paper.toml), from saved
+    trajectory and fit files only. Writes NAME.png and NAME.pdf for each declared figure
+    into the paper's `out` folder (or --out). Nothing is written unless every figure builds."""
+
+    paper: str = option(help="paper folder (papers/<name>) or the name of a shipped one", positional=True,
+                        metavar="PAPER")
+    out: str | None = option(None, "output folder (default: the paper's declared out, e.g. papers/<name>/figures)")
+
+
+def run_figures(config: FiguresConfig) -> int:
+    import sys
+    from pathlib import Path
+
+    from valuedyn.papers._paper import build_paper, load_paper
+    from valuedyn.papers._report import progress
+
+    paper = load_paper(config.paper)
+    out = Path(config.out) if config.out else paper.out
+    if out.exists() and not out.is_dir():
+        raise ValuedynError(f"--out {out} is a file; pass a folder")
+    written = build_paper(paper, out, progress=progress)
+    print(f"{paper.title}: wrote {len(written)} files to {out}", file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Fit the candidate models to the behaviours that matter, check and compare them, and
+    write a report: DIR/report.md (Markdown with the PNG figures), DIR/figures/*.png|pdf,
+    DIR/tables/*.csv, DIR/report.json (this config, provenance, every claim), DIR/fits/
+    (the fit files; a fit whose trajectory and settings are unchanged is reused).
+
+    Default behaviours: the plant motif (event:place_plant, unlock:place_plant) plus every
+    achievement learned within the run (pooled unlock rate below --learned-threshold over
+    the first tenth of updates and at or above it over the last tenth), in the order they
+    are learned, at most --max-behaviours per trajectory. Default models: every registered
+    model that applies to the behaviour's kind. The default fit settings keep the whole
+    run under 10 minutes on a 2-core CPU."""
+
+    trajectories: tuple[str, ...] = option((), "trajectory files (default: the runs shipped in data/)",
+                                           positional=True, metavar="TRAJECTORY")
+    out: str = option("report", "output folder")
+    behaviours: tuple[str, ...] = option((), "behaviours KIND:NAME to fit (default: plant motif + learned achievements)")
+    models: tuple[str, ...] = option((), "models to fit (default: every registered model that applies)")
+    max_behaviours: int = option(4, "at most this many behaviours per trajectory (time budget)")
+    learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
+    seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
+    max_seeds: int = option(4, "without --seeds, fit the first this many seeds (0 = all)")
+    max_updates: int = option(200, "fit at most this many updates, evenly thinned (0 = all)")
+    chains: int = option(2, "NUTS chains per fit")
+    draws: int = option(300, "NUTS draws per chain")
+    warmup: int = option(300, "NUTS warmup steps per chain")
+    rng_seed: int = option(0, "random seed of the fits")
+
+
+def run_report(config: ReportConfig) -> int:
+    from valuedyn.papers._report import run_report as _run
+
+    _run(config)
+    return 0

@@ -1,0 +1,756 @@
+"""``valuedyn report``: fit, check and compare the candidate models on trajectories and
+write a report a paper can use.
+
+Steps (each shows progress on stderr):
+
+1. inputs: every trajectory is opened and validated, every behaviour and model name
+   checked, before anything is fitted or written;
+2. fit (cached): one fit per (trajectory, behaviour, model) through
+   :func:`valuedyn.fitting.fit_trajectory`; the cache key is the trajectory's sha256 plus
+   the FitConfig (without its output path), kept in ``DIR/fits/index.json``; a fit whose
+   key is unchanged and whose file still loads is not redone;
+3. diagnostics: read from each fit file (R-hat, ESS, divergences, trustworthy flag);
+4. checks: :func:`valuedyn.fitting.check_fit` on fits that have none stored yet;
+5. compare: :func:`valuedyn.fitting.compare_fits` per behaviour (two or more models);
+6. figures and report: every figure is rendered in memory first, then figures, tables,
+   ``report.md`` and ``report.json`` are written atomically.
+
+Nothing here trains or samples itself; fitting is valuedyn.fitting's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from valuedyn._config import config_to_dict, config_to_json
+from valuedyn._errors import ValuedynError
+from valuedyn._io import file_sha256, provenance, write_text_atomic
+
+#: The developmental motif that started the project: always fitted when present.
+PLANT_MOTIF = ("event:place_plant", "unlock:place_plant")
+
+#: Bayesian p-values outside this interval flag a check as failed.
+P_VALUE_RANGE = (0.05, 0.95)
+#: A predictive interval whose empirical coverage misses its nominal level by more
+#: than this is flagged.
+COVERAGE_TOLERANCE = 0.1
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def progress(iterable, **kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def default_trajectories() -> list[Path]:
+    """The trajectory files shipped in the package's data folder (``data/*.nc``)."""
+    import valuedyn.data
+
+    return sorted(Path(valuedyn.data.__file__).parent.glob("*.nc"))
+
+
+def resolve_trajectories(paths: Sequence[str]) -> list[Path]:
+    if paths:
+        return [Path(p) for p in paths]
+    found = default_trajectories()
+    if not found:
+        import valuedyn.data
+
+        raise ValuedynError(
+            f"no trajectory given and none shipped in {Path(valuedyn.data.__file__).parent}; "
+            "pass TRAJECTORY files, or run `valuedyn train` first"
+        )
+    return found
+
+
+def learned_achievements(ds, threshold: float, window: float = 0.1) -> list[tuple[str, float]]:
+    """Achievements learned within the run, in the order they are learned.
+
+    Rule: pooling all seeds, the unlock rate (episodes that unlocked it / finished
+    episodes) over the first ``window`` of updates is below ``threshold`` and over the
+    last ``window`` is at or above it. Returned with the env step at which the pooled
+    rate, smoothed over ``window``, first reaches ``threshold``.
+    """
+    unlocks = np.asarray(ds["achievement_unlocks"].values, dtype=float).sum(axis=0)  # [update, achievement]
+    episodes = np.asarray(ds["episodes_finished"].values, dtype=float).sum(axis=0)  # [update]
+    env_step = np.asarray(ds["env_step"].values, dtype=float)
+    n = len(episodes)
+    width = max(1, int(round(window * n)))
+
+    def pooled(rows):
+        total = episodes[rows].sum()
+        return unlocks[rows].sum(axis=0) / total if total > 0 else np.full(unlocks.shape[1], np.nan)
+
+    early, late = pooled(slice(0, width)), pooled(slice(n - width, n))
+    names = [str(a) for a in ds["achievement"].values]
+    kernel = np.ones(width)
+    smooth_unlocks = np.stack([np.convolve(unlocks[:, a], kernel, mode="full")[:n] for a in range(len(names))], axis=1)
+    smooth_episodes = np.convolve(episodes, kernel, mode="full")[:n]
+    rate = np.divide(smooth_unlocks, smooth_episodes[:, None], out=np.zeros_like(smooth_unlocks),
+                     where=smooth_episodes[:, None] > 0)
+    learned = []
+    for a, name in enumerate(names):
+        if np.isfinite(early[a]) and np.isfinite(late[a]) and early[a] < threshold <= late[a]:
+            crossed = np.flatnonzero(rate[:, a] >= threshold)
+            learned.append((name, float(env_step[crossed[0]]) if crossed.size else float(env_step[-1])))
+    return sorted(learned, key=lambda item: (item[1], item[0]))
+
+
+def default_behaviours(ds, threshold: float) -> list[str]:
+    """The plant motif (where the trajectory records it) plus every learned achievement."""
+    events = {str(e) for e in ds["event"].values}
+    achievements = {str(a) for a in ds["achievement"].values}
+    chosen = [b for b in PLANT_MOTIF if b.partition(":")[2] in (events if b.startswith("event") else achievements)]
+    chosen += [f"unlock:{name}" for name, _ in learned_achievements(ds, threshold) if f"unlock:{name}" not in chosen]
+    return chosen
+
+
+def applicable_models(behaviour: str, requested: Sequence[str]) -> list[str]:
+    """Models whose ``applies_to`` holds the behaviour's kind (``requested`` narrows them)."""
+    from valuedyn.models import get_model, list_models
+
+    kind = behaviour.partition(":")[0]
+    names = list(requested) if requested else list(list_models())
+    return [name for name in names if kind in get_model(name).applies_to]
+
+
+# ---------------------------------------------------------------- fit cache
+
+
+def fit_settings(config) -> dict:
+    """FitConfig fields the report sets (besides trajectory, behaviour, model and out)."""
+    return {
+        "chains": config.chains,
+        "draws": config.draws,
+        "warmup": config.warmup,
+        "seeds": tuple(config.seeds),
+        "rng_seed": config.rng_seed,
+    }
+
+
+def make_fit_config(trajectory: Path, behaviour: str, model: str, out: Path, settings: dict):
+    """A :class:`valuedyn.fitting.FitConfig` for one fit; the report's settings are
+    mapped onto the fields FitConfig has (names checked, never guessed silently)."""
+    from valuedyn.fitting import FitConfig
+
+    fields = {f.name for f in dataclasses.fields(FitConfig)}
+    values = {"trajectory": str(trajectory), "behavior": behaviour, "model": model, "out": str(out)}
+    aliases = {
+        "chains": ("chains", "num_chains"),
+        "draws": ("draws", "num_samples", "samples"),
+        "warmup": ("warmup", "num_warmup", "tune"),
+        "seeds": ("seeds",),
+        "rng_seed": ("rng_seed", "seed", "random_seed"),
+    }
+    for key, value in settings.items():
+        target = next((name for name in aliases[key] if name in fields), None)
+        if target is None:
+            raise RuntimeError(f"FitConfig has no field for the report's {key!r}; fields: {sorted(fields)}")
+        values[target] = value
+    if "force" in fields:
+        values["force"] = True  # a stale file under a cache name is replaced, never trusted
+    if "progress" in fields:
+        values["progress"] = False
+    unknown = set(values) - fields
+    if unknown:
+        raise RuntimeError(f"FitConfig lacks fields {sorted(unknown)}")
+    return FitConfig(**values)
+
+
+def cache_key(trajectory_sha256: str, fit_config) -> str:
+    """Hash of what determines a fit: the trajectory's bytes and the FitConfig (minus paths)."""
+    stored = config_to_dict(fit_config)
+    for volatile in ("out", "trajectory", "force", "progress"):
+        stored.pop(volatile, None)
+    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+class FitCache:
+    """``DIR/fits/``: fit files named by their key, and ``index.json`` listing them."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.index_path = folder / "index.json"
+        self.index: dict[str, dict] = {}
+        if self.index_path.exists():
+            try:
+                self.index = json.loads(self.index_path.read_text())
+            except (json.JSONDecodeError, OSError):
+                log(f"fit cache index {self.index_path} is unreadable; fits will be redone")
+                self.index = {}
+
+    def path_for(self, key: str, trajectory: Path, behaviour: str, model: str) -> Path:
+        return self.folder / f"{_slug(trajectory.stem)}__{_slug(behaviour)}__{_slug(model)}__{key[:12]}.nc"
+
+    def lookup(self, key: str, trajectory_sha256: str) -> Path | None:
+        """The cached fit for ``key`` if its file still loads and names the same data."""
+        from valuedyn.fitting import load_fit
+
+        entry = self.index.get(key)
+        if entry is None:
+            return None
+        path = self.folder / entry["file"]
+        if not path.exists():
+            return None
+        try:
+            idata = load_fit(path)
+        except ValuedynError:
+            return None
+        from valuedyn.papers._figures import fit_attr
+
+        if str(fit_attr(idata, "trajectory_sha256", "")) != trajectory_sha256:
+            return None
+        return path
+
+    def record(self, key: str, path: Path, **info) -> None:
+        self.index[key] = {"file": path.name, **info}
+        write_text_atomic(self.index_path, json.dumps(self.index, indent=1, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- reading fit results
+
+
+def fit_diagnostics(idata) -> dict:
+    """The diagnostics JSON the fitting step stored, with the trustworthy flag."""
+    from valuedyn.papers._figures import fit_attr
+
+    try:
+        diagnostics = json.loads(fit_attr(idata, "diagnostics", "{}"))
+    except (TypeError, json.JSONDecodeError):
+        diagnostics = {}
+    trust = fit_attr(idata, "trustworthy", diagnostics.get("trustworthy", 0))
+    diagnostics["trustworthy"] = bool(int(trust))
+    diagnostics.setdefault("reasons", [])
+    return diagnostics
+
+
+def stored_checks(idata) -> dict | None:
+    from valuedyn.papers._figures import fit_attr
+
+    text = fit_attr(idata, "checks", "")
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return None
+
+
+def _walk(prefix: str, value):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _walk(f"{prefix}.{key}" if prefix else str(key), inner)
+    else:
+        yield prefix, value
+
+
+def check_failures(checks: dict | None) -> list[str]:
+    """Where a fit fails its posterior predictive checks, in words.
+
+    Rule: a Bayesian p-value (any stored number whose key path names ``p_value``)
+    outside [0.05, 0.95]; an interval coverage more than 0.1 from its nominal level;
+    and any failure the checks record themselves (a key ``failed`` listing them).
+    """
+    if not checks:
+        return ["no checks stored"]
+    failures = []
+    low, high = P_VALUE_RANGE
+    for path, value in _walk("", checks):
+        key = path.lower()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if ("p_value" in key or "pvalue" in key) and not low <= value <= high:
+            failures.append(f"{path} = {value:.3f}")
+    for path, value in _walk("", checks.get("coverage", {}) if isinstance(checks.get("coverage"), dict) else {}):
+        nominal = _nominal_level(path)
+        if nominal is not None and isinstance(value, (int, float)) and abs(value - nominal) > COVERAGE_TOLERANCE:
+            failures.append(f"coverage {path} = {value:.2f} (nominal {nominal:.2f})")
+    recorded = checks.get("failed") if isinstance(checks, dict) else None
+    if isinstance(recorded, list):
+        failures.extend(str(item) for item in recorded if str(item) not in " ".join(failures))
+    return failures
+
+
+def _nominal_level(path: str) -> float | None:
+    """'0.9' or '90' or 'interval_90' in a coverage key -> 0.9."""
+    digits = "".join(c if (c.isdigit() or c == ".") else " " for c in path).split()
+    for token in digits:
+        try:
+            number = float(token)
+        except ValueError:
+            continue
+        if 0 < number < 1:
+            return number
+        if 1 < number < 100:
+            return number / 100
+    return None
+
+
+def compare_table(paths: Sequence[Path]):
+    """:func:`valuedyn.fitting.compare_fits` as a DataFrame indexed by model, best first,
+    with columns ``elpd_loo``, ``se``, ``d_elpd``, ``dse``, ``weight`` (stacking) and
+    ``warning`` (Pareto-k); extra columns the fitting side returns are kept."""
+    import pandas as pd
+
+    from valuedyn.fitting import compare_fits
+
+    result = compare_fits([Path(p) for p in paths])
+    table = getattr(result, "table", result)
+    if isinstance(table, dict):
+        table = pd.DataFrame(table)
+    if not isinstance(table, pd.DataFrame):
+        table = table.to_dataframe() if hasattr(table, "to_dataframe") else pd.DataFrame(table)
+    table = table.copy()
+    if "model" in table.columns:
+        table = table.set_index("model")
+    table.index = [str(i) for i in table.index]
+    table = table.rename(columns={"elpd_diff": "d_elpd", "elpd": "elpd_loo"})
+    for column in ("elpd_loo", "se", "d_elpd", "dse", "weight"):
+        if column not in table.columns:
+            raise RuntimeError(f"compare_fits result lacks {column!r}; columns: {list(table.columns)}")
+    return table.sort_values("elpd_loo", ascending=False)
+
+
+def verdict(table) -> dict:
+    """Winner of a comparison and how clearly: the ELPD difference of the runner-up and
+    its SE; "clearly" when d_elpd > 2 * dse."""
+    if table is None or len(table) == 0:
+        return {"winner": None, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None, "weights": {}}
+    winner = str(table.index[0])
+    weights = {str(m): float(w) for m, w in zip(table.index, table["weight"])}
+    if len(table) < 2:
+        return {"winner": winner, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None, "weights": weights}
+    runner = table.iloc[1]
+    d_elpd = abs(float(runner["d_elpd"]))
+    dse = float(runner["dse"])
+    return {
+        "winner": winner,
+        "runner_up": str(table.index[1]),
+        "d_elpd": d_elpd,
+        "dse": dse,
+        "clearly": bool(d_elpd > 2 * dse),
+        "weights": weights,
+    }
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclasses.dataclass
+class Task:
+    """One behaviour of one trajectory and the models to fit to it."""
+
+    trajectory: Path
+    sha256: str
+    behaviour: str
+    models: list[str]
+    seeds: tuple[int, ...]
+    fits: dict[str, Path] = dataclasses.field(default_factory=dict)
+    cached: dict[str, bool] = dataclasses.field(default_factory=dict)
+    diagnostics: dict[str, dict] = dataclasses.field(default_factory=dict)
+    failures: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    table: object = None
+    verdict: dict = dataclasses.field(default_factory=dict)
+
+
+def _check_config(config) -> None:
+    for name in ("chains", "draws", "warmup", "max_behaviours"):
+        if getattr(config, name) < 1:
+            raise ValuedynError(f"--{name.replace('_', '-')} must be >= 1; received {getattr(config, name)}")
+    for name in ("max_seeds", "max_updates"):
+        if getattr(config, name) < 0:
+            raise ValuedynError(f"--{name.replace('_', '-')} must be >= 0 (0 = all); received {getattr(config, name)}")
+    if not 0.0 < config.learned_threshold < 1.0:
+        raise ValuedynError(f"--learned-threshold must lie in (0, 1); received {config.learned_threshold}")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValuedynError(f"--out {out} is a file; pass a folder for the report")
+
+
+def plan_report(config) -> tuple[list[Task], dict[Path, object], list[str]]:
+    """Step 1: open and validate every input; decide behaviours, models and seeds.
+
+    Returns the tasks, the loaded trajectories and notes for the report (skipped
+    behaviours and why). Raises ValuedynError before anything is fitted or written.
+    """
+    from valuedyn.data import open_trajectory
+    from valuedyn.fitting._select import select_behavior
+    from valuedyn.models import get_model
+
+    for name in config.models:
+        get_model(name)  # unknown name -> ValuedynError listing the known ones
+    tasks: list[Task] = []
+    loaded: dict[Path, object] = {}
+    notes: list[str] = []
+    for path in resolve_trajectories(config.trajectories):
+        ds = open_trajectory(path)  # missing / corrupt / off-contract -> ValuedynError
+        loaded[path] = ds
+        sha = file_sha256(path)
+        seed_labels = [int(s) for s in ds["seed"].values]
+        if config.seeds:
+            seeds = tuple(config.seeds)
+        elif config.max_seeds and len(seed_labels) > config.max_seeds:
+            seeds = tuple(seed_labels[: config.max_seeds])
+        else:
+            seeds = ()
+        behaviours = list(config.behaviours) or default_behaviours(ds, config.learned_threshold)
+        if len(behaviours) > config.max_behaviours:
+            notes.append(
+                f"{path.name}: {len(behaviours) - config.max_behaviours} further behaviours left out by "
+                f"--max-behaviours {config.max_behaviours}: {', '.join(behaviours[config.max_behaviours:])}"
+            )
+            behaviours = behaviours[: config.max_behaviours]
+        for behaviour in behaviours:
+            select_behavior(ds, behaviour, seeds=seeds or None)  # bad name / empty data -> ValuedynError
+            models = applicable_models(behaviour, config.models)
+            if not models:
+                notes.append(f"{path.name}: {behaviour}: no requested model applies to its kind; skipped")
+                continue
+            tasks.append(Task(trajectory=path, sha256=sha, behaviour=behaviour, models=models, seeds=seeds))
+    if not tasks:
+        raise ValuedynError(
+            "nothing to fit: no behaviour with an applicable model "
+            f"(behaviours {list(config.behaviours) or 'default'}, models {list(config.models) or 'all'}); "
+            "pass --behaviours KIND:NAME or other --models"
+        )
+    return tasks, loaded, notes
+
+
+def run_fits(tasks: list[Task], config, cache: FitCache) -> None:
+    """Step 2: fit every (behaviour, model), reusing cached fits."""
+    from valuedyn.fitting import fit_trajectory
+
+    pairs = [(task, model) for task in tasks for model in task.models]
+    todo = []
+    for task, model in pairs:
+        settings = dict(fit_settings(config), seeds=task.seeds)
+        probe = make_fit_config(task.trajectory, task.behaviour, model, Path("unused.nc"), settings)
+        key = cache_key(task.sha256, probe)
+        hit = cache.lookup(key, task.sha256)
+        if hit is not None:
+            task.fits[model], task.cached[model] = hit, True
+        else:
+            todo.append((task, model, key, settings))
+    log(f"[2/6] fit: {len(pairs)} fits, {len(pairs) - len(todo)} cached, {len(todo)} to run")
+    for task, model, key, settings in progress(todo, desc="fit", unit="fit"):
+        path = cache.path_for(key, task.trajectory, task.behaviour, model)
+        fit_config = make_fit_config(task.trajectory, task.behaviour, model, path, settings)
+        written = Path(fit_trajectory(fit_config))
+        cache.record(key, written, trajectory=str(task.trajectory), behaviour=task.behaviour, model=model)
+        task.fits[model], task.cached[model] = written, False
+
+
+def run_checks(tasks: list[Task]) -> None:
+    """Steps 3-4: read diagnostics; run posterior predictive checks where none are stored."""
+    from valuedyn.fitting import check_fit, load_fit
+
+    pairs = [(task, model) for task in tasks for model in task.models]
+    log(f"[3/6] diagnostics and [4/6] checks: {len(pairs)} fits")
+    for task, model in progress(pairs, desc="checks", unit="fit"):
+        path = task.fits[model]
+        idata = load_fit(path)
+        checks = stored_checks(idata)
+        if checks is None:
+            check_fit(path)  # stores the checks in the fit file
+            idata = load_fit(path)
+            checks = stored_checks(idata)
+        task.diagnostics[model] = fit_diagnostics(idata)
+        task.failures[model] = check_failures(checks)
+
+
+def run_comparisons(tasks: list[Task]) -> None:
+    """Step 5: compare the models of each behaviour (PSIS-LOO, stacking)."""
+    log(f"[5/6] compare: {sum(len(t.models) > 1 for t in tasks)} behaviours with two or more models")
+    for task in progress(tasks, desc="compare", unit="behaviour"):
+        if len(task.models) > 1:
+            task.table = compare_table([task.fits[m] for m in task.models])
+        task.verdict = verdict(task.table) if task.table is not None else {
+            "winner": task.models[0], "runner_up": None, "d_elpd": None, "dse": None, "clearly": None,
+            "weights": {task.models[0]: 1.0},
+        }
+
+
+def figure_plan(tasks: list[Task], loaded: dict[Path, object]):
+    """Step 6 (plan): the figures of the report, per trajectory."""
+    from valuedyn.papers._paper import FigureInputs, FigureSpec
+
+    plans = []
+    for path, ds in loaded.items():
+        mine = [t for t in tasks if t.trajectory == path]
+        if not mine:
+            continue
+        stem = _slug(path.stem)
+        from valuedyn.fitting import load_fit
+
+        inputs = FigureInputs(
+            trajectory=ds,
+            fit_paths={t.behaviour: dict(t.fits) for t in mine},
+            fits={t.behaviour: {m: load_fit(p) for m, p in t.fits.items()} for t in mine},
+            comparisons={t.behaviour: t.table for t in mine},
+        )
+        specs = [FigureSpec(f"{stem}_fig1_{_slug(t.behaviour)}", "trajectories", {"behaviour": t.behaviour}) for t in mine]
+        compared = [t.behaviour for t in mine if t.table is not None]
+        if compared:
+            specs.append(FigureSpec(f"{stem}_fig2_comparison", "comparison", {"behaviours": compared}))
+        specs.append(FigureSpec(f"{stem}_fig3_timescales", "timescales", {"behaviours": [t.behaviour for t in mine]}))
+        placements = [str(p) for p in ds["placement"].values] if "placement" in ds.coords else []
+        if any(p in ("place_plant", "plant") for p in placements):
+            specs.append(FigureSpec(f"{stem}_fig4_plant_histogram", "placement_histogram", {"placement": "plant"}))
+        specs += [FigureSpec(f"{stem}_fig6_analysis_{_slug(t.behaviour)}", "analysis",
+                             {"behaviour": t.behaviour, "model": t.verdict["winner"]}) for t in mine]
+        plans.append((path, specs, inputs))
+    return plans
+
+
+FIGURE_CAPTIONS = {
+    "trajectories": "Data per seed (dots) with each model's posterior median mean (line) and 90% posterior predictive band.",
+    "comparison": "ELPD difference to the best model (PSIS-LOO, ± 2 SE) and stacking weights.",
+    "timescales": "Posterior onset times and relaxation timescales of the winning models (median, 50% and 90% intervals), behaviours in order of learning.",
+    "placement_histogram": "Plants placed per episode over training: share of finished episodes per count (pooled over seeds), and the mean.",
+    "analysis": "Winning model at its posterior median: states over training with fixed points and timescales, and its phase plane or phase line.",
+}
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[str], report: dict) -> str:
+    """report.md: summary table, per-behaviour sections with figures and tables, flags."""
+    lines = ["# valuedyn report", ""]
+    prov = report["provenance"]
+    lines += [
+        f"valuedyn {prov.get('valuedyn_version')} (commit {prov.get('git_commit')}), created {prov.get('created')}, "
+        f"device {prov.get('device')}. Fit settings: {report['fit_settings_text']}. "
+        f"Run time {report['timing_s']['total']:.0f} s ({report['n_fits_run']} fits run, {report['n_fits_cached']} reused from the cache).",
+        "",
+        "## Data",
+        "",
+        "| trajectory | sha256 | seeds fitted | updates | env steps per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for t in report["trajectories"]:
+        lines.append(f"| `{t['path']}` | `{t['sha256'][:12]}` | {t['seeds_fitted']} | {t['n_updates']} | {t['env_steps']:.3g} |")
+    lines += ["", f"Behaviours: {report['behaviour_rule']}", ""]
+    lines += [f"- {n}" for n in notes]
+    lines += [
+        "",
+        "## Which model wins",
+        "",
+        "Winner = best expected log predictive density (PSIS-LOO). *Clearly* when the runner-up's "
+        "ELPD difference exceeds twice its standard error (d_elpd > 2 dse), otherwise *not clearly*. "
+        "Weights are stacking weights.",
+        "",
+        "| trajectory | behaviour | winner | how clearly | d_elpd ± dse (vs runner-up) | stacking weights | untrustworthy fits | failed checks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        v = task.verdict
+        how = "only model" if v["clearly"] is None else ("clearly" if v["clearly"] else "not clearly")
+        diff = "-" if v["d_elpd"] is None else f"{v['d_elpd']:.1f} ± {v['dse']:.1f} ({v['runner_up']})"
+        weights = ", ".join(f"{m} {w:.2f}" for m, w in v["weights"].items())
+        bad = [m for m in task.models if not task.diagnostics[m]["trustworthy"]]
+        failing = [f"{m} ({len(task.failures[m])})" for m in task.models if task.failures[m]]
+        lines.append(
+            f"| {task.trajectory.name} | {task.behaviour} | **{v['winner']}** | {how} | {diff} | {weights} | "
+            f"{', '.join(bad) or 'none'} | {', '.join(failing) or 'none'} |"
+        )
+    for path, rendered_specs in figures.items():
+        lines += ["", f"## {path.name}", ""]
+        by_name = {spec.name: spec for spec in rendered_specs}
+        for task in [t for t in tasks if t.trajectory == path]:
+            lines += [f"### {task.behaviour}", ""]
+            v = task.verdict
+            if v["clearly"] is None:
+                lines.append(f"Only {v['winner']} applies to this behaviour; nothing to compare.")
+            else:
+                lines.append(
+                    f"**{v['winner']}** wins {'clearly' if v['clearly'] else 'not clearly'} over {v['runner_up']}: "
+                    f"d_elpd = {v['d_elpd']:.1f} ± {v['dse']:.1f}; stacking weight of {v['winner']} "
+                    f"{v['weights'].get(v['winner'], 0):.2f}."
+                )
+            lines += ["", "| model | elpd_loo | se | d_elpd | dse | weight | trustworthy | diagnostics | fails checks at |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for model in task.models:
+                row = task.table.loc[model] if task.table is not None else None
+                d = task.diagnostics[model]
+                diag = ", ".join(f"{k} {_fmt(d.get(k), 3)}" for k in ("rhat_max", "ess_bulk_min", "divergences") if k in d)
+                trust = "yes" if d["trustworthy"] else "**no**: " + "; ".join(map(str, d.get("reasons", []))) or "no"
+                lines.append(
+                    f"| {model} | {_fmt(None if row is None else float(row['elpd_loo']))} | {_fmt(None if row is None else float(row['se']))} | "
+                    f"{_fmt(None if row is None else float(row['d_elpd']))} | {_fmt(None if row is None else float(row['dse']))} | "
+                    f"{_fmt(None if row is None else float(row['weight']), 2)} | {trust} | {diag} | "
+                    f"{'; '.join(task.failures[model]) or 'passes'} |"
+                )
+            lines.append("")
+            for spec in rendered_specs:
+                if spec.options.get("behaviour") == task.behaviour:
+                    lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
+                              f"([PDF](figures/{spec.name}.pdf))", ""]
+        lines += ["### Across behaviours", ""]
+        for spec in rendered_specs:
+            if "behaviour" not in spec.options:
+                lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
+                          f"([PDF](figures/{spec.name}.pdf))", ""]
+        del by_name
+    untrustworthy = [(t, m) for t in tasks for m in t.models if not t.diagnostics[m]["trustworthy"]]
+    lines += ["## Untrustworthy fits", ""]
+    if untrustworthy:
+        lines.append("Do not read these fits' posteriors or comparisons at face value:")
+        lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {'; '.join(map(str, t.diagnostics[m].get('reasons', []))) or 'flagged by the sampler diagnostics'}"
+                  for t, m in untrustworthy]
+    else:
+        lines.append("None: every fit passed the sampler diagnostics.")
+    lines += ["", "## Files", "", "- `report.json`: this report's config, provenance and every claim above, machine readable",
+              "- `tables/`: the tables above as CSV", "- `figures/`: every figure as PNG and PDF",
+              "- `fits/`: the fit files (ArviZ InferenceData netCDF) and `index.json`, the fit cache", ""]
+    return "\n".join(lines)
+
+
+BEHAVIOUR_RULE = (
+    "the plant motif (event:place_plant, unlock:place_plant) plus every achievement learned within the run: "
+    "pooled over seeds, its unlock rate over the first tenth of the updates is below {threshold} and over the "
+    "last tenth at or above it; in the order they are learned (the env step at which the pooled rate, "
+    "smoothed over a tenth of the run, first reaches {threshold}); at most {max_behaviours} per trajectory."
+)
+
+
+def run_report(config) -> dict:
+    """Run every step and write the report; returns the report.json content."""
+    import pandas as pd
+
+    _check_config(config)
+    timing: dict[str, float] = {}
+    started = time.perf_counter()
+    out = Path(config.out)
+
+    log("[1/6] inputs: reading trajectories and choosing behaviours and models")
+    tasks, loaded, notes = plan_report(config)
+    for task in tasks:
+        log(f"  {task.trajectory.name}: {task.behaviour}: models {', '.join(task.models)}")
+    timing["inputs"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    cache = FitCache(out / "fits")
+    run_fits(tasks, config, cache)
+    timing["fit"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    run_checks(tasks)
+    timing["checks"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    run_comparisons(tasks)
+    timing["compare"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    log("[6/6] figures and report")
+    from valuedyn.papers._paper import render_figures, write_figures
+
+    rendered: dict[str, dict[str, bytes]] = {}
+    figures: dict[Path, list] = {}
+    for path, specs, inputs in figure_plan(tasks, loaded):
+        rendered.update(render_figures(specs, inputs, progress=progress))
+        figures[path] = specs
+
+    tables: dict[str, str] = {}
+    summary_rows, model_rows = [], []
+    for task in tasks:
+        v = task.verdict
+        summary_rows.append({
+            "trajectory": task.trajectory.name, "behaviour": task.behaviour, "winner": v["winner"],
+            "runner_up": v["runner_up"], "d_elpd": v["d_elpd"], "dse": v["dse"], "clearly": v["clearly"],
+            "winner_weight": v["weights"].get(v["winner"]), "n_models": len(task.models),
+            "untrustworthy": ";".join(m for m in task.models if not task.diagnostics[m]["trustworthy"]),
+        })
+        for model in task.models:
+            row = task.table.loc[model] if task.table is not None else None
+            d = task.diagnostics[model]
+            model_rows.append({
+                "trajectory": task.trajectory.name, "behaviour": task.behaviour, "model": model,
+                "fit_file": str(task.fits[model].relative_to(out) if task.fits[model].is_relative_to(out) else task.fits[model]),
+                "cached": task.cached[model],
+                **{k: (None if row is None else float(row[k])) for k in ("elpd_loo", "se", "d_elpd", "dse", "weight")},
+                "trustworthy": d["trustworthy"], "reasons": "; ".join(map(str, d.get("reasons", []))),
+                **{k: d.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences")},
+                "check_failures": "; ".join(task.failures[model]),
+            })
+    tables["tables/summary.csv"] = pd.DataFrame(summary_rows).to_csv(index=False)
+    tables["tables/models.csv"] = pd.DataFrame(model_rows).to_csv(index=False)
+
+    trajectories = []
+    for path, ds in loaded.items():
+        mine = [t for t in tasks if t.trajectory == path]
+        seeds = mine[0].seeds if mine else ()
+        trajectories.append({
+            "path": str(path), "sha256": file_sha256(path), "n_seeds": int(ds.sizes["seed"]),
+            "seeds_fitted": list(seeds) if seeds else [int(s) for s in ds["seed"].values],
+            "n_updates": int(ds.sizes["update"]), "env_steps": float(ds["env_step"].values[-1]),
+        })
+    settings = fit_settings(config)
+    timing["figures"] = time.perf_counter() - mark
+    timing["total"] = time.perf_counter() - started
+    n_run = sum(not c for t in tasks for c in t.cached.values())
+    report = {
+        "config": config_to_dict(config),
+        "config_json": config_to_json(config),
+        "provenance": provenance(),
+        "fit_settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
+        "fit_settings_text": f"{config.chains} chains x {config.draws} draws after {config.warmup} warmup",
+        "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
+        "notes": notes,
+        "trajectories": trajectories,
+        "results": [
+            {
+                "trajectory": str(task.trajectory), "behaviour": task.behaviour, **task.verdict,
+                "fits": {
+                    m: {
+                        "file": str(task.fits[m]), "cached": task.cached[m],
+                        "trustworthy": task.diagnostics[m]["trustworthy"], "diagnostics": task.diagnostics[m],
+                        "check_failures": task.failures[m],
+                    }
+                    for m in task.models
+                },
+            }
+            for task in tasks
+        ],
+        "figures": sorted(f"figures/{name}.{fmt}" for name, r in rendered.items() for fmt in r),
+        "tables": sorted(tables),
+        "n_fits_run": n_run,
+        "n_fits_cached": sum(len(t.models) for t in tasks) - n_run,
+        "timing_s": timing,
+    }
+    markdown = render_markdown(tasks, figures, notes, report)
+    # everything is rendered: now write (each file atomically)
+    write_figures(rendered, out / "figures")
+    for name, text in tables.items():
+        write_text_atomic(out / name, text)
+    write_text_atomic(out / "report.md", markdown)
+    write_text_atomic(out / "report.json", json.dumps(report, indent=1, default=str) + "\n")
+    log(f"report written to {out / 'report.md'} in {timing['total']:.0f} s")
+    return report
