@@ -138,11 +138,11 @@ def load_fit_paths(paths: Sequence[Path], trajectory_sha256: str | None = None) 
     With ``trajectory_sha256``, fits of other trajectories are left out; two fits of the
     same behaviour and model are refused (the declaration is ambiguous).
     """
-    from valuedyn.fitting import load_fit
-
     fits: dict[str, dict[str, object]] = {}
     fit_paths: dict[str, dict[str, Path]] = {}
     for path in paths:
+        from valuedyn.fitting import load_fit
+
         idata = load_fit(path)
         if trajectory_sha256 is not None and str(F.fit_attr(idata, "trajectory_sha256", "")) != trajectory_sha256:
             continue
