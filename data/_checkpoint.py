@@ -1,0 +1,162 @@
+"""Checkpoints of a training run: everything needed to continue it bit for bit.
+
+A run writing ``<out>`` keeps its checkpoints in the folder ``<out>.ckpt/``, one file
+per checkpointed update, ``update_00000123.ckpt``. A file is::
+
+    b"VALUEDYN-CHECKPOINT 1\\n" + header (one JSON line) + b"\\n" + payload
+
+The header holds the config JSON, the update and env step reached, the payload's
+length and its sha256; the payload is the whole runner state (parameters, optimizer
+state, environment states, observations, per-episode running counts, PRNG keys; every
+leaf with a leading ``seed`` axis) as flax msgpack. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from valuedyn._errors import ValuedynError
+from valuedyn._io import atomic_path
+
+MAGIC = b"VALUEDYN-CHECKPOINT 1\n"
+_NAME = re.compile(r"^update_(\d{8})\.ckpt$")
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint. Arrays are numpy with a leading seed axis."""
+
+    path: Path
+    config: Any  # TrainConfig
+    update: int  # PPO updates completed
+    env_step: int  # env steps per seed completed (= update x num_envs x num_steps)
+    runner: dict  # the whole runner state (see valuedyn.data._train)
+
+    @property
+    def params(self) -> dict:
+        """``{"actor": ..., "critic": ...}`` flax params, leading seed axis."""
+        return self.runner["params"]
+
+    @property
+    def opt_state(self):
+        return self.runner["opt_state"]
+
+    @property
+    def env_state(self):
+        return self.runner["env_state"]
+
+    @property
+    def rng(self):
+        return self.runner["rng"]
+
+
+def checkpoint_dir(trajectory_path: str | Path) -> Path:
+    """``<out>.ckpt``: the checkpoint folder of the run writing ``trajectory_path``."""
+    path = Path(trajectory_path)
+    return path.with_name(path.name + ".ckpt")
+
+
+def checkpoint_path(trajectory_path: str | Path, update: int) -> Path:
+    return checkpoint_dir(trajectory_path) / f"update_{update:08d}.ckpt"
+
+
+def list_checkpoints(trajectory_path: str | Path) -> list[Path]:
+    """Checkpoint files of the run writing ``trajectory_path``, sorted by update (may be empty)."""
+    folder = checkpoint_dir(trajectory_path)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(trajectory_path: str | Path, config, update: int, env_step: int, runner_host) -> Path:
+    """Write the runner state (already on the host, numpy leaves) atomically; return the path."""
+    from flax import serialization
+
+    from valuedyn._config import config_to_json
+
+    payload = serialization.msgpack_serialize(serialization.to_state_dict(runner_host))
+    header = {
+        "config": config_to_json(config),
+        "update": int(update),
+        "env_step": int(env_step),
+        "payload_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    path = checkpoint_path(trajectory_path, update)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(MAGIC)
+            handle.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+            handle.write(payload)
+    return path
+
+
+def read_checkpoint_header(path: str | Path) -> tuple[dict, bytes]:
+    """``(header, payload)`` of a checkpoint file; checks magic, length and checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValuedynError(f"checkpoint {path} does not exist; check the path (checkpoints live in <out>.ckpt/)")
+    data = path.read_bytes()
+    fix = "delete it to resume from the previous checkpoint, or start again with --force"
+    if not data.startswith(MAGIC):
+        raise ValuedynError(f"checkpoint {path} is corrupt (not a valuedyn checkpoint); {fix}")
+    head_end = data.find(b"\n", len(MAGIC))
+    try:
+        header = json.loads(data[len(MAGIC) : head_end])
+        expected_bytes, expected_sha = int(header["payload_bytes"]), header["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ValuedynError(f"checkpoint {path} is corrupt (unreadable header); {fix}") from None
+    payload = data[head_end + 1 :]
+    if len(payload) != expected_bytes:
+        raise ValuedynError(
+            f"checkpoint {path} is corrupt (truncated: {len(payload)} of {expected_bytes} payload bytes); {fix}"
+        )
+    if hashlib.sha256(payload).hexdigest() != expected_sha:
+        raise ValuedynError(f"checkpoint {path} is corrupt (checksum mismatch); {fix}")
+    return header, payload
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint written by ``valuedyn train``; corrupt or missing -> ValuedynError.
+
+    The runner's structure is rebuilt from the stored config (``make_train``), so the
+    environment and event spec of that config must be importable.
+    """
+    from flax import serialization
+
+    from valuedyn._config import config_from_json
+    from valuedyn.data._train_cli import TrainConfig, runner_template
+
+    header, payload = read_checkpoint_header(path)
+    config = config_from_json(TrainConfig, header["config"])
+    try:
+        state = serialization.msgpack_restore(payload)
+    except Exception as err:  # msgpack raises several types
+        raise ValuedynError(f"checkpoint {path} is corrupt ({type(err).__name__}); delete it or start again with --force") from None
+    template = runner_template(config)
+    try:
+        runner = serialization.from_state_dict(template, state)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValuedynError(f"checkpoint {path} does not match its config's runner state ({err}); it was written by another valuedyn version") from None
+
+    def check(want, got):
+        got = np.asarray(got)
+        if tuple(want.shape) != got.shape or np.dtype(want.dtype) != got.dtype:
+            raise ValuedynError(
+                f"checkpoint {path} holds an array of shape {got.shape} {got.dtype} where {tuple(want.shape)} {want.dtype} was expected; "
+                "it was written by another valuedyn version"
+            )
+        return got
+
+    import jax
+
+    runner = jax.tree.map(check, template, runner)
+    return Checkpoint(Path(path), config, int(header["update"]), int(header["env_step"]), runner)
