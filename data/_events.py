@@ -1,0 +1,245 @@
+"""Repeatable behaviour events detected from Craftax state transitions.
+
+Achievement flags only record the first occurrence in an episode; the trainer needs
+every occurrence (blocks placed and mined by type, items crafted, eating, drinking,
+sleeping, mobs hit and killed). :func:`event_spec` gives, per environment, the fixed
+event order and a pure-``jnp`` :meth:`EventSpec.count` that turns one transition
+``(prev_state, action, next_state)`` into an ``int32[len(events)]`` count vector.
+
+Every test reads only a handful of scalars and the one map cell the player faces,
+so the count is cheap enough to run on every env step (the trainer vmaps it).
+
+How each kind of event is seen (``action`` is the action the env actually ran: a
+sleeping player's action is replaced by NOOP, as Craftax does):
+
+- placements and crafts: the action asked for it and the resource it consumes went
+  down (nothing else spends inventory on those actions; caps never hide a decrease);
+- mined blocks (wood, stone, coal, iron, diamond, ...): DO, and the faced cell changed
+  from that block type (mining rewrites the cell; seen even when the inventory is full);
+- drinking water, eating a ripe plant, hitting a mob: DO on that target, decided by the
+  same rule Craftax applies (a mob in the faced cell takes the hit instead of the
+  block; damage from the weapon held; a hit that leaves the mob with health <= 0 is a
+  kill, any other hit an ``attack_*``);
+- saplings: DO on grass and the sapling count went up (the draw is random, so this is
+  the only evidence; a sapling collected while already holding 9 is not seen);
+- sleep: ``is_sleeping`` false -> true; ``wake_up``: true -> false.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from valuedyn.data._envs import ENV_NAMES, check_env_name
+
+_CLASSIC, _FULL = ENV_NAMES
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """Names and the per-transition counter of the repeatable events of one environment.
+
+    ``achievements`` and ``actions`` are the lowercase Craftax enum names in enum order.
+    ``event_achievement`` maps an event to the achievement unlocked by its first
+    occurrence in an episode, where one exists.
+    """
+
+    env_name: str
+    achievements: tuple[str, ...]
+    actions: tuple[str, ...]
+    events: tuple[str, ...]
+    placement_events: tuple[str, ...]
+    event_achievement: dict[str, str]
+
+    def __hash__(self) -> int:  # the dict field would make the generated hash fail
+        return hash((self.env_name, self.events))
+
+    def count(self, prev_state, action, next_state) -> jax.Array:
+        """Occurrences of each event in one unbatched env transition.
+
+        ``next_state`` is what ``env.step_env`` returned for ``(prev_state, action)``,
+        before any auto-reset. Returns ``int32[len(self.events)]`` in ``self.events``
+        order. Pure ``jnp``: safe under ``jit`` and ``vmap``.
+        """
+        counts = _COUNTERS[self.env_name](prev_state, jnp.asarray(action, jnp.int32), next_state)
+        return jnp.stack([jnp.asarray(counts[name], jnp.int32) for name in self.events])
+
+
+def event_spec(env_name: str) -> EventSpec:
+    """The :class:`EventSpec` of ``env_name`` (one of :data:`ENV_NAMES`)."""
+    check_env_name(env_name)
+    return _classic_spec() if env_name == _CLASSIC else _full_spec()
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------
+
+
+def _enum_names(enum) -> tuple[str, ...]:
+    return tuple(member.name.lower() for member in sorted(enum, key=lambda m: m.value))
+
+
+def _facing(state, directions):
+    """The cell the player faces, whether it lies on the map, and that cell clipped onto it."""
+    target = jnp.asarray(state.player_position, jnp.int32) + directions[jnp.asarray(state.player_direction, jnp.int32)]
+    shape = jnp.array(state.map.shape[-2:], jnp.int32)
+    on_map = jnp.all((target >= 0) & (target < shape))
+    return target, on_map, jnp.clip(target, 0, shape - 1)
+
+
+def _hit(mobs, target, damage, alive=None):
+    """Player hit on one mob array: (any slot hit, that hit was lethal)."""
+    mask = mobs.mask if alive is None else alive
+    in_target = jnp.all(mobs.position == target, axis=-1) & mask
+    lethal = in_target & (mobs.health - damage <= 0)
+    return jnp.any(in_target), jnp.any(lethal)
+
+
+def _decreased(prev_value, next_value):
+    return jnp.asarray(next_value) < jnp.asarray(prev_value)
+
+
+# ---------------------------------------------------------------------------
+# Craftax-Classic
+# ---------------------------------------------------------------------------
+
+_CLASSIC_EVENTS = (
+    "place_plant",
+    "place_table",
+    "place_stone",
+    "place_furnace",
+    "collect_wood",
+    "collect_stone",
+    "collect_coal",
+    "collect_iron",
+    "collect_diamond",
+    "collect_sapling",
+    "collect_drink",
+    "make_wood_pickaxe",
+    "make_stone_pickaxe",
+    "make_iron_pickaxe",
+    "make_wood_sword",
+    "make_stone_sword",
+    "make_iron_sword",
+    "eat_cow",
+    "eat_plant",
+    "sleep",
+    "wake_up",
+    "attack_zombie",
+    "kill_zombie",
+    "attack_skeleton",
+    "kill_skeleton",
+    "attack_cow",
+)
+_CLASSIC_PLACEMENTS = ("place_plant", "place_table", "place_stone", "place_furnace")
+_CLASSIC_EVENT_ACHIEVEMENT = {
+    **{name: name for name in _CLASSIC_EVENTS if name.startswith(("place_", "collect_", "make_", "eat_"))},
+    "wake_up": "wake_up",
+    "kill_zombie": "defeat_zombie",
+    "kill_skeleton": "defeat_skeleton",
+}
+
+
+def _classic_spec() -> EventSpec:
+    from craftax.craftax_classic.constants import Achievement, Action
+
+    achievements = _enum_names(Achievement)
+    return EventSpec(
+        env_name=_CLASSIC,
+        achievements=achievements,
+        actions=_enum_names(Action),
+        events=_CLASSIC_EVENTS,
+        placement_events=_CLASSIC_PLACEMENTS,
+        event_achievement=_checked(_CLASSIC_EVENT_ACHIEVEMENT, _CLASSIC_EVENTS, achievements),
+    )
+
+
+def _count_classic(prev, action, nxt) -> dict[str, jax.Array]:
+    from craftax.craftax_classic.constants import DIRECTIONS, Action, BlockType
+
+    action = jnp.where(prev.is_sleeping, Action.NOOP.value, action)
+    is_do = action == Action.DO.value
+    target, on_map, cell = _facing(prev, DIRECTIONS)
+    block_before = prev.map[cell[0], cell[1]]
+    block_after = nxt.map[cell[0], cell[1]]
+    inv, inv_next = prev.inventory, nxt.inventory
+
+    # Combat comes first in Craftax's DO: a mob in the faced cell takes the hit.
+    damage = jnp.max(
+        jnp.array(
+            [1, 2 * inv.wood_sword, 3 * inv.stone_sword, 5 * inv.iron_sword],
+            dtype=jnp.int32,
+        )
+    )
+    hit_zombie, kill_zombie = _hit(prev.zombies, target, damage)
+    hit_cow, kill_cow = _hit(prev.cows, target, damage)
+    hit_skeleton, kill_skeleton = _hit(prev.skeletons, target, damage)
+    hit_mob = hit_zombie | hit_cow | hit_skeleton
+    do_on_block = is_do & on_map & ~hit_mob
+
+    def mined(block_type):
+        return is_do & (block_before == block_type.value) & (block_after != block_before)
+
+    def on_action(name, spent_before, spent_after):
+        return (action == Action[name].value) & _decreased(spent_before, spent_after)
+
+    return {
+        "place_plant": on_action("PLACE_PLANT", inv.sapling, inv_next.sapling),
+        "place_table": on_action("PLACE_TABLE", inv.wood, inv_next.wood),
+        "place_stone": on_action("PLACE_STONE", inv.stone, inv_next.stone),
+        "place_furnace": on_action("PLACE_FURNACE", inv.stone, inv_next.stone),
+        "collect_wood": mined(BlockType.TREE),
+        "collect_stone": mined(BlockType.STONE),
+        "collect_coal": mined(BlockType.COAL),
+        "collect_iron": mined(BlockType.IRON),
+        "collect_diamond": mined(BlockType.DIAMOND),
+        "collect_sapling": do_on_block
+        & (block_before == BlockType.GRASS.value)
+        & (jnp.asarray(inv_next.sapling) > jnp.asarray(inv.sapling)),
+        "collect_drink": do_on_block & (block_before == BlockType.WATER.value),
+        # Every Classic recipe spends wood; only the asked-for recipe can run.
+        "make_wood_pickaxe": on_action("MAKE_WOOD_PICKAXE", inv.wood, inv_next.wood),
+        "make_stone_pickaxe": on_action("MAKE_STONE_PICKAXE", inv.wood, inv_next.wood),
+        "make_iron_pickaxe": on_action("MAKE_IRON_PICKAXE", inv.wood, inv_next.wood),
+        "make_wood_sword": on_action("MAKE_WOOD_SWORD", inv.wood, inv_next.wood),
+        "make_stone_sword": on_action("MAKE_STONE_SWORD", inv.wood, inv_next.wood),
+        "make_iron_sword": on_action("MAKE_IRON_SWORD", inv.wood, inv_next.wood),
+        "eat_cow": is_do & kill_cow,
+        "eat_plant": do_on_block & (block_before == BlockType.RIPE_PLANT.value),
+        "sleep": ~prev.is_sleeping & nxt.is_sleeping,
+        "wake_up": prev.is_sleeping & ~nxt.is_sleeping,
+        "attack_zombie": is_do & hit_zombie & ~kill_zombie,
+        "kill_zombie": is_do & kill_zombie,
+        "attack_skeleton": is_do & hit_skeleton & ~kill_skeleton,
+        "kill_skeleton": is_do & kill_skeleton,
+        "attack_cow": is_do & hit_cow & ~kill_cow,
+    }
+
+
+def _checked(event_achievement, events, achievements) -> dict[str, str]:
+    """Fail loudly at spec build time if a name drifted from the Craftax enums."""
+    for event, achievement in event_achievement.items():
+        if event not in events or achievement not in achievements:
+            raise AssertionError(f"event map entry {event!r} -> {achievement!r} does not match the Craftax enums")
+    return dict(event_achievement)
+
+
+# ---------------------------------------------------------------------------
+# Craftax (full)
+# ---------------------------------------------------------------------------
+
+
+def _full_spec() -> EventSpec:
+    from valuedyn._errors import ValuedynError
+
+    raise ValuedynError(f"environment {_FULL!r} has no event detector yet; use {_CLASSIC!r}")
+
+
+def _count_full(prev, action, nxt) -> dict[str, jax.Array]:
+    raise NotImplementedError
+
+
+_COUNTERS = {_CLASSIC: _count_classic, _FULL: _count_full}
