@@ -1,0 +1,668 @@
+"""The model machinery: parameters, observables, the generic :class:`Model`, its analysis.
+
+A model module describes its dynamics once, in sympy (:class:`ModelSpec`): state
+symbols, parameter symbols, the vector field (one before and one after a change point
+``t0`` where the model has one), the initial state, the state reset at ``t0`` and the
+observables as expressions of the state. From that one description :class:`Model`
+derives
+
+- JAX code (``sympy.lambdify(..., modules="jax")``) for the vector field, reset and
+  observables;
+- an ODE solution with diffrax (adaptive Tsit5 by default, Kvaerno5 when the model is
+  built with ``stiff=True``), solved piecewise: ``[0, t0]`` with the field before the
+  change point, then restarted at ``t0`` from the (reset) state with the field after
+  it, so the discontinuity is handled by the solver and never smoothed;
+- the closed form, when the module supplies one (a numerically stable rewriting of the
+  solution sympy's ``dsolve`` finds; the tests check the two agree symbolically and
+  against the diffrax solution);
+- an :class:`Analysis`: fixed points, Jacobian, eigenvalues, stability, timescales.
+
+Time is the dimensionless ``tau`` in [0, 1] spanning the fitting window; rates are in
+1/tau; levels are in normalised level units (see the Model API notes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import expm1
+
+from valuedyn._errors import ValuedynError
+
+__all__ = [
+    "Parameter",
+    "Observable",
+    "FixedPoint",
+    "Analysis",
+    "ModelSpec",
+    "Model",
+    "Sigmoid",
+    "SafeLog",
+    "TIME",
+    "expm1",
+    "unit_interval_prior",
+]
+
+#: The time symbol every model uses (tau, dimensionless, in [0, 1]).
+TIME = sp.Symbol("t", real=True)
+
+OBSERVABLE_KINDS = ("probability", "positive", "real")
+BEHAVIOUR_KINDS = ("unlock", "event", "action", "diversity")
+
+
+# ---------------------------------------------------------------------------
+# Sympy functions with numerically stable JAX counterparts
+# ---------------------------------------------------------------------------
+class Sigmoid(sp.Function):
+    """Logistic function 1 / (1 + exp(-x)); lambdified to ``jax.nn.sigmoid`` (no overflow)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return Sigmoid(x) * (1 - Sigmoid(x))
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sp.exp(-self.args[0]))).evalf(prec)
+
+
+class SafeLog(sp.Function):
+    """log(x) for x > 0; lambdified as log(max(x, tiny)) so x log x stays finite at 0."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 1 / self.args[0]
+
+    def _eval_rewrite_as_log(self, x, **kwargs):
+        return sp.log(x)
+
+    def _eval_evalf(self, prec):
+        return sp.log(self.args[0]).evalf(prec)
+
+
+def _safe_log(x):
+    tiny = jnp.finfo(jnp.result_type(x, jnp.float32)).tiny
+    return jnp.log(jnp.maximum(x, tiny))
+
+
+_JAX_FUNCTIONS = {"Sigmoid": jax.nn.sigmoid, "SafeLog": _safe_log, "expm1": jnp.expm1}
+
+
+def lambdify_jax(args, exprs):
+    """``sympy.lambdify`` to JAX with our stable functions; returns f(*args) -> tuple of arrays."""
+    fn = sp.lambdify(args, list(exprs), modules=[_JAX_FUNCTIONS, "jax"])
+    return fn
+
+
+def to_plain(expr: sp.Expr) -> sp.Expr:
+    """Rewrite our helper functions (Sigmoid, SafeLog, expm1) in elementary sympy terms."""
+    return expr.replace(Sigmoid, lambda x: 1 / (1 + sp.exp(-x))).replace(SafeLog, sp.log).replace(
+        expm1, lambda x: sp.exp(x) - 1
+    )
+
+
+def unit_interval_prior(median: float, scale: float):
+    """A logit-normal prior on (0, 1) with the given median: sigmoid(Normal(logit(median), scale)).
+
+    Used instead of Beta priors because numpyro's Beta sampler (a gamma rejection loop)
+    takes seconds to compile, which every prior-predictive draw would pay.
+    """
+    import numpyro.distributions as dist
+
+    loc = math.log(median / (1.0 - median))
+    return dist.TransformedDistribution(dist.Normal(loc, scale), dist.transforms.SigmoidTransform())
+
+
+# ---------------------------------------------------------------------------
+# Public records
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parameter:
+    """A sampled parameter: name, default prior (numpyro), unit, one-line doc, support."""
+
+    name: str
+    prior: Any  # numpyro.distributions.Distribution, on the tau / level scale
+    unit: str
+    doc: str
+    lower: float = -math.inf
+    upper: float = math.inf
+
+
+@dataclass(frozen=True)
+class Observable:
+    """A quantity data can be compared with; kind is probability | positive | real."""
+
+    name: str
+    kind: str
+    doc: str
+
+    def __post_init__(self):
+        if self.kind not in OBSERVABLE_KINDS:
+            raise ValueError(f"observable kind must be one of {OBSERVABLE_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """One fixed point of the vector field after the change point.
+
+    Symbolic fields are sympy objects; ``values``, ``eigenvalues_numeric``,
+    ``timescales_numeric`` are filled (floats / complex) when parameters are given.
+    ``stability`` is "stable", "unstable", "saddle", "marginal" or "depends on parameters".
+    """
+
+    state: dict[str, sp.Expr]
+    jacobian: sp.Matrix
+    eigenvalues: tuple[sp.Expr, ...]
+    stability: str
+    timescales: tuple[sp.Expr, ...]
+    values: dict[str, float] | None = None
+    eigenvalues_numeric: tuple[complex, ...] | None = None
+    timescales_numeric: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Symbolic (and, given parameters, numerical) analysis of a model's vector field.
+
+    The field analysed is the one that governs the long run: the field after the change
+    point ``t0`` where the model has one. ``fixed_points`` carry symbolic entries when
+    sympy solves ``f(x) = 0`` in general; otherwise (``symbolic=False``) they are found
+    for the given parameters only. ``reduced`` holds extra sympy results a model adds
+    (e.g. the slow-manifold reduction), name -> expression.
+    """
+
+    model: str
+    states: tuple[str, ...]
+    vector_field: dict[str, sp.Expr]
+    jacobian: sp.Matrix
+    fixed_points: tuple[FixedPoint, ...]
+    symbolic: bool
+    params: dict[str, float] | None = None
+    derived: dict[str, sp.Expr] = field(default_factory=dict)
+    reduced: dict[str, sp.Expr] = field(default_factory=dict)
+    notes: str = ""
+
+    def format(self) -> str:
+        """Human-readable text: field, Jacobian, fixed points with eigenvalues and timescales."""
+        lines = [f"analysis of {self.model} (vector field after the change point, time in tau):"]
+        for name, expr in self.vector_field.items():
+            lines.append(f"  d{name}/dt = {sp.sstr(expr)}")
+        for name, expr in self.derived.items():
+            lines.append(f"  where {name} = {sp.sstr(expr)}")
+        lines.append(f"  Jacobian = {sp.sstr(self.jacobian.tolist())}")
+        if self.notes:
+            lines.append(f"  note: {self.notes}")
+        if not self.fixed_points:
+            lines.append("  fixed points: none found")
+        for i, fp in enumerate(self.fixed_points):
+            lines.append(f"  fixed point {i + 1}: " + ", ".join(f"{k} = {sp.sstr(v)}" for k, v in fp.state.items()))
+            lines.append(f"    eigenvalues: {', '.join(sp.sstr(e) for e in fp.eigenvalues)}")
+            lines.append(f"    stability: {fp.stability}")
+            lines.append(f"    timescales 1/|Re lambda|: {', '.join(sp.sstr(s) for s in fp.timescales)}")
+            if fp.values is not None:
+                vals = ", ".join(f"{k} = {v:.4g}" for k, v in fp.values.items())
+                eig = ", ".join(_fmt_complex(e) for e in fp.eigenvalues_numeric)
+                ts = ", ".join(f"{s:.4g}" for s in fp.timescales_numeric)
+                lines.append(f"    at the given parameters: {vals}; eigenvalues {eig}; timescales {ts} tau")
+        for name, expr in self.reduced.items():
+            lines.append(f"  {name}: {sp.sstr(expr)}")
+        if self.params is not None:
+            lines.append("  parameters used for numbers: " + ", ".join(f"{k} = {v:.4g}" for k, v in self.params.items()))
+        return "\n".join(lines)
+
+
+def _fmt_complex(z: complex) -> str:
+    if abs(z.imag) < 1e-12 * max(1.0, abs(z.real)):
+        return f"{z.real:.4g}"
+    return f"{z.real:.4g}{z.imag:+.4g}i"
+
+
+# ---------------------------------------------------------------------------
+# What a model module declares
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """The symbolic description a model module writes once.
+
+    - ``symbols``: parameter name -> sympy Symbol (one per :class:`Parameter`).
+    - ``derived``: derived symbol -> expression in parameter symbols (e.g. beta = ratio*alpha);
+      fields may use derived symbols; they are substituted before code generation.
+    - ``states``: state symbols; ``initial``: state at tau = 0 (expressions in parameters).
+    - ``field``: d state/dt after the change point (or everywhere when ``change_point`` is None).
+    - ``change_point``: the parameter symbol of the change-point time, or None.
+    - ``field_before``: d state/dt before the change point (None: the state is constant).
+    - ``reset``: state just after the change point as expressions of the state just before
+      it (None: continuous). Lets a discovery act as an impulse.
+    - ``observables`` / ``observable_exprs``: records and expressions in states and parameters.
+    - ``closed_form``: state after the change point (or for all t without one) as
+      expressions of ``s`` (time since the change point, or t) and the parameters, or None.
+      ``closed_form_before``: state before it as expressions of t (None: the initial state).
+    - ``check``: extra validation of a float parameter dict (raise ValuedynError).
+    - ``symbolic_fixed_points``: whether sympy.solve should be asked for them in general.
+    """
+
+    name: str
+    summary: str
+    parameters: tuple[Parameter, ...]
+    symbols: dict[str, sp.Symbol]
+    states: tuple[sp.Symbol, ...]
+    initial: tuple[sp.Expr, ...]
+    field: tuple[sp.Expr, ...]
+    observables: tuple[Observable, ...]
+    observable_exprs: tuple[sp.Expr, ...]
+    applies_to: dict[str, str]
+    derived: dict[sp.Symbol, sp.Expr] = dataclasses.field(default_factory=dict)
+    change_point: sp.Symbol | None = None
+    field_before: tuple[sp.Expr, ...] | None = None
+    reset: tuple[sp.Expr, ...] | None = None
+    closed_form: tuple[sp.Expr, ...] | None = None
+    closed_form_before: tuple[sp.Expr, ...] | None = None
+    check: Callable[[dict[str, float]], None] | None = None
+    symbolic_fixed_points: bool = True
+    analysis_notes: str = ""
+
+
+SINCE = sp.Symbol("s", nonnegative=True)  # time since the change point, in closed forms
+
+
+# ---------------------------------------------------------------------------
+# The generic model
+# ---------------------------------------------------------------------------
+class Model:
+    """One registered dynamical model (see the Model API notes for the contract).
+
+    Options: ``stiff=True`` solves ODEs with Kvaerno5 instead of Tsit5; ``rtol``, ``atol``
+    and ``max_steps`` set the adaptive controller and the step bound of every ODE solve.
+    """
+
+    def __init__(self, spec: ModelSpec, *, stiff: bool = False, rtol: float = 1e-5, atol: float = 1e-9,
+                 max_steps: int = 4096):
+        self.spec = spec
+        self.name = spec.name
+        self.summary = spec.summary.strip()
+        self.parameters = tuple(spec.parameters)
+        self.state_names = tuple(str(s) for s in spec.states)
+        self.observables = tuple(spec.observables)
+        self.applies_to = dict(spec.applies_to)
+        self.closed_form = spec.closed_form is not None
+        self.stiff = bool(stiff)
+        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
+        names = [p.name for p in self.parameters]
+        if sorted(names) != sorted(spec.symbols):
+            raise ValueError(f"{spec.name}: parameters {names} and symbols {sorted(spec.symbols)} differ")
+        for kind, obs in self.applies_to.items():
+            if kind not in BEHAVIOUR_KINDS or obs not in {o.name for o in self.observables}:
+                raise ValueError(f"{spec.name}: applies_to {kind!r} -> {obs!r} is not a kind/observable")
+        self._param_syms = tuple(spec.symbols[n] for n in names)
+        self._codegen()
+
+    # -- code generation ----------------------------------------------------
+    def _sub(self, exprs):
+        return [sp.sympify(e).subs(self.spec.derived) for e in exprs]
+
+    def _codegen(self) -> None:
+        spec = self.spec
+        states, params = list(spec.states), list(self._param_syms)
+        self._f_after = lambdify_jax([TIME, *states, *params], self._sub(spec.field))
+        before = spec.field_before if spec.field_before is not None else [0] * len(states)
+        self._f_before = lambdify_jax([TIME, *states, *params], self._sub(before))
+        self._initial = lambdify_jax(params, self._sub(spec.initial))
+        reset = spec.reset if spec.reset is not None else states
+        self._reset = lambdify_jax([*states, *params], self._sub(reset))
+        self._observe = lambdify_jax([*states, *params], self._sub(spec.observable_exprs))
+        if spec.closed_form is not None:
+            self._closed_after = lambdify_jax([SINCE, *params], self._sub(spec.closed_form))
+            cb = spec.closed_form_before if spec.closed_form_before is not None else spec.initial
+            self._closed_before = lambdify_jax([TIME, *params], self._sub(cb))
+
+    def __repr__(self) -> str:
+        return f"<valuedyn model {self.name}: parameters {', '.join(p.name for p in self.parameters)}>"
+
+    # -- parameters ---------------------------------------------------------
+    def validate_params(self, params: dict[str, float]) -> None:
+        """Outside jit: refuse missing/unknown names, non-finite values, values outside the
+        support, and violated model constraints, with a one-line ValuedynError."""
+        names = [p.name for p in self.parameters]
+        missing = [n for n in names if n not in params]
+        unknown = sorted(set(params) - set(names))
+        if missing or unknown:
+            raise ValuedynError(
+                f"model {self.name} takes parameters {names}; received missing {missing} and unknown {unknown}; "
+                "pass exactly the listed names (see `valuedyn models " + self.name + "`)"
+            )
+        values = {}
+        for p in self.parameters:
+            try:
+                arr = np.asarray(params[p.name], dtype=float)
+            except (TypeError, ValueError):
+                raise ValuedynError(
+                    f"parameter {p.name} of {self.name} must be a number; received {params[p.name]!r}; pass a float"
+                ) from None
+            if not np.all(np.isfinite(arr)):
+                raise ValuedynError(f"parameter {p.name} of {self.name} must be finite; received {arr}; pass a finite value")
+            if np.any(arr < p.lower) or np.any(arr > p.upper):
+                raise ValuedynError(
+                    f"parameter {p.name} of {self.name} ({p.doc}) must lie in [{p.lower}, {p.upper}]; "
+                    f"received {arr if arr.ndim else float(arr)}; pass a value inside that range"
+                )
+            values[p.name] = arr
+        if self.spec.check is not None:
+            self.spec.check(values)
+
+    def sample_prior(self, key) -> dict[str, jax.Array]:
+        """One draw from the default priors (vmap over keys for many)."""
+        keys = jax.random.split(key, len(self.parameters))
+        return {p.name: p.prior.sample(k) for p, k in zip(self.parameters, keys)}
+
+    def typical_params(self) -> dict[str, float]:
+        """Prior means (medians for transformed priors such as :func:`unit_interval_prior`),
+        clipped to the support: a representative point for the CLI and demos."""
+        out = {}
+        for p in self.parameters:
+            try:
+                value = float(p.prior.mean)
+            except NotImplementedError:
+                value = p.prior.base_dist.mean
+                for transform in p.prior.transforms:
+                    value = transform(value)
+                value = float(value)
+            out[p.name] = float(np.clip(value, p.lower, p.upper))
+        return out
+
+    def _as_arrays(self, params, t):
+        t = jnp.asarray(t)
+        dtype = jnp.result_type(t.dtype, jnp.float32) if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
+        for p in self.parameters:
+            dtype = jnp.result_type(dtype, jnp.asarray(params[p.name]).dtype)
+        ps = [jnp.asarray(params[p.name], dtype) for p in self.parameters]
+        return jnp.asarray(t, dtype), ps
+
+    # -- solutions ----------------------------------------------------------
+    def _observe_states(self, ys, ps) -> dict[str, jax.Array]:
+        values = self._observe(*ys, *ps)
+        shape = ys[0].shape
+        return {o.name: jnp.broadcast_to(jnp.asarray(v, ys[0].dtype), shape) for o, v in zip(self.observables, values)}
+
+    def _closed_states(self, t, ps):
+        if self.spec.change_point is None:
+            start = jnp.zeros((), t.dtype)
+        else:
+            start = ps[self._param_syms.index(self.spec.change_point)]
+        # s clipped at 0: the after-branch is evaluated everywhere (where() picks), and a
+        # negative s would overflow its exponentials and poison the gradient with NaN.
+        s = jnp.maximum(t - start, 0.0)
+        after = [jnp.broadcast_to(jnp.asarray(v, t.dtype), t.shape) for v in self._closed_after(s, *ps)]
+        if self.spec.change_point is None:
+            return after
+        tb = jnp.minimum(t, start)
+        before = [jnp.broadcast_to(jnp.asarray(v, t.dtype), t.shape) for v in self._closed_before(tb, *ps)]
+        return [jnp.where(t < start, b, a) for b, a in zip(before, after)]
+
+    def _ode_states(self, t, ps, *, stiff=None, rtol=None, atol=None, max_steps=None):
+        import diffrax
+
+        stiff = self.stiff if stiff is None else stiff
+        rtol = self.rtol if rtol is None else rtol
+        atol = self.atol if atol is None else atol
+        max_steps = self.max_steps if max_steps is None else max_steps
+        solver = diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        n = len(self.spec.states)
+
+        def make_term(fn):
+            def vf(time, y, args):
+                return jnp.stack([jnp.broadcast_to(jnp.asarray(v, y.dtype), ()) for v in fn(time, *[y[i] for i in range(n)], *args)])
+
+            return diffrax.ODETerm(vf)
+
+        y0 = jnp.stack([jnp.broadcast_to(jnp.asarray(v, t.dtype), ()) for v in self._initial(*ps)])
+        zero = jnp.zeros((), t.dtype)
+        t_end = jnp.maximum(jnp.maximum(t[-1], 1.0), zero)
+
+        def solve(fn, start, stop, y_start, ts):
+            return diffrax.diffeqsolve(
+                make_term(fn), solver, start, stop, None, y_start, args=tuple(ps),
+                saveat=diffrax.SaveAt(ts=ts, t1=True), stepsize_controller=controller,
+                max_steps=max_steps, throw=False,
+            )
+
+        tt = jnp.maximum(t, zero)
+        if self.spec.change_point is None:
+            sol = solve(self._f_after, zero, t_end, y0, tt)
+            ys = sol.ys[:-1]
+            ok = sol.result == diffrax.RESULTS.successful
+        else:
+            t0 = ps[self._param_syms.index(self.spec.change_point)]
+            if self.spec.field_before is None:
+                # Constant state before the change point: no solve needed (half the compile).
+                ys0 = jnp.broadcast_to(y0, (tt.shape[0], n))
+                ok0 = jnp.asarray(True)
+                y_t0 = y0
+            else:
+                sol0 = solve(self._f_before, zero, t0, y0, jnp.clip(tt, zero, t0))
+                ys0, y_t0 = sol0.ys[:-1], sol0.ys[-1]
+                ok0 = sol0.result == diffrax.RESULTS.successful
+            y_after = jnp.stack(
+                [jnp.broadcast_to(jnp.asarray(v, t.dtype), ()) for v in self._reset(*[y_t0[i] for i in range(n)], *ps)]
+            )
+            sol1 = solve(self._f_after, t0, jnp.maximum(t_end, t0), y_after, jnp.clip(tt, t0, jnp.maximum(t_end, t0)))
+            ys = jnp.where((tt < t0)[:, None], ys0, sol1.ys[:-1])
+            ok = ok0 & (sol1.result == diffrax.RESULTS.successful)
+        ok = ok & jnp.all(jnp.isfinite(ys))
+        # Failed solve: finite placeholders, ok=False, so inference can reject the proposal.
+        ys = jnp.where(ok, ys, jnp.zeros_like(ys))
+        return [ys[:, i] for i in range(n)], ok
+
+    def states(self, params, t, *, method: str = "auto", **ode_options):
+        """State trajectories: ({state_name: [T]}, ok). method: auto | closed | ode."""
+        t, ps = self._as_arrays(params, t)
+        if method == "auto":
+            method = "closed" if self.closed_form else "ode"
+        if method == "closed":
+            if not self.closed_form:
+                raise ValuedynError(f"model {self.name} has no closed form; use method='ode'")
+            ys = self._closed_states(t, ps)
+            ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(y)) for y in ys]))
+        elif method == "ode":
+            ys, ok = self._ode_states(t, ps, **ode_options)
+        else:
+            raise ValuedynError(f"method must be auto, closed or ode; received {method!r}")
+        return dict(zip(self.state_names, ys)), ok
+
+    def _solve_with(self, params, t, method, **ode_options):
+        t_arr, ps = self._as_arrays(params, t)
+        states, ok = self.states(params, t, method=method, **ode_options)
+        obs = self._observe_states([states[n] for n in self.state_names], ps)
+        if method != "closed" and not (method == "auto" and self.closed_form):
+            obs = {k: jnp.where(ok, v, jnp.zeros_like(v)) for k, v in obs.items()}
+        return obs, ok
+
+    def solve(self, params: dict[str, jax.Array], t: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
+        """Observables at times t (tau, sorted, [T]) and ok (bool scalar); pure JAX.
+
+        Uses the closed form when the model has one, else the diffrax solve. Never raises
+        inside jit: a failed ODE solve returns zeros and ok=False.
+        """
+        return self._solve_with(params, t, "auto")
+
+    def solve_closed(self, params, t):
+        """Observables from the closed form (models with ``closed_form`` only)."""
+        return self._solve_with(params, t, "closed")
+
+    def solve_ode(self, params, t, *, stiff: bool | None = None, rtol: float | None = None,
+                  atol: float | None = None, max_steps: int | None = None):
+        """Observables from the diffrax solve, whatever ``closed_form`` says."""
+        return self._solve_with(params, t, "ode", stiff=stiff, rtol=rtol, atol=atol, max_steps=max_steps)
+
+    def simulate(self, key, params, t, *, noise: float = 0.05, observable: str | None = None) -> jax.Array:
+        """One noisy trajectory [T] of ``observable`` (default: the first applies_to target).
+
+        Gaussian observation noise with sd ``noise``; probabilities are clipped to [0, 1]
+        and positive observables at 0, so the result stays in the observable's range.
+        """
+        names = {o.name: o for o in self.observables}
+        if observable is None:
+            observable = next(iter(self.applies_to.values()), self.observables[0].name)
+        if observable not in names:
+            raise ValuedynError(
+                f"model {self.name} has observables {sorted(names)}; received {observable!r}; pass one of them"
+            )
+        obs, _ = self.solve(params, t)
+        clean = obs[observable]
+        noisy = clean + noise * jax.random.normal(key, clean.shape, clean.dtype)
+        kind = names[observable].kind
+        if kind == "probability":
+            noisy = jnp.clip(noisy, 0.0, 1.0)
+        elif kind == "positive":
+            noisy = jnp.maximum(noisy, 0.0)
+        return noisy
+
+    # -- the symbolic solution --------------------------------------------------
+    def dsolve(self) -> tuple[sp.Expr, ...]:
+        """The state after the change point (or from tau = 0 without one) as sympy's
+        ``dsolve`` finds it, in terms of s = time since the phase start and the parameters.
+
+        The closed form a module supplies (``spec.closed_form``) is a numerically stable
+        rewriting of this; the tests check that the two agree. Decoupled fields (diagonal
+        Jacobian) are solved one equation at a time. Raises NotImplementedError when
+        sympy finds no explicit solution.
+        """
+        spec = self.spec
+        derived = spec.derived
+        funcs = [sp.Function(f"_{s}_") for s in spec.states]
+        s = SINCE
+        subs_state = {st: f(s) for st, f in zip(spec.states, funcs)}
+        field_exprs = [sp.sympify(e).subs(derived).subs(TIME, s) for e in spec.field]
+        if spec.change_point is None:
+            start = [sp.sympify(e).subs(derived) for e in spec.initial]
+        else:
+            t0 = spec.change_point
+            before = spec.closed_form_before if spec.closed_form_before is not None else spec.initial
+            before = [sp.sympify(e).subs(derived).subs(TIME, t0) for e in before]
+            reset = spec.reset if spec.reset is not None else spec.states
+            start = [sp.sympify(e).subs(derived).subs(dict(zip(spec.states, before))) for e in reset]
+        start = [to_plain(e) for e in start]
+        eqs = [sp.Eq(f(s).diff(s), e.subs(subs_state)) for f, e in zip(funcs, field_exprs)]
+        jac = sp.Matrix(spec.field).jacobian(spec.states)
+        decoupled = all(jac[i, j] == 0 for i in range(jac.rows) for j in range(jac.cols) if i != j)
+        out = []
+        if decoupled:
+            for f, eq, y0 in zip(funcs, eqs, start):
+                sol = sp.dsolve(eq, f(s), ics={f(0): y0})
+                sol = sol[0] if isinstance(sol, list) else sol
+                out.append(sol.rhs)
+        else:
+            sols = sp.dsolve(eqs, [f(s) for f in funcs], ics={f(0): y0 for f, y0 in zip(funcs, start)})
+            by_func = {sol.lhs: sol.rhs for sol in sols}
+            out = [by_func[f(s)] for f in funcs]
+        return tuple(out)
+
+    # -- vector field as a JAX function (for checks) -------------------------
+    def vector_field(self, params, y, *, time: float = 1.0, before: bool = False):
+        """d state/dt (JAX array [n]) at state y [n], for the field after (or before) t0."""
+        fn = self._f_before if before else self._f_after
+        ps = [jnp.asarray(params[p.name]) for p in self.parameters]
+        y = jnp.asarray(y)
+        return jnp.stack([jnp.broadcast_to(jnp.asarray(v, y.dtype), ()) for v in fn(time, *[y[i] for i in range(y.shape[0])], *ps)])
+
+    # -- analysis -----------------------------------------------------------
+    def analysis(self, params: dict[str, float] | None = None) -> Analysis:
+        """Fixed points, Jacobian, eigenvalues, stability and timescales of the field after
+        the change point; as sympy, and as numbers when params are given."""
+        if params is not None:
+            self.validate_params(params)
+            params = {k: float(np.asarray(v)) for k, v in params.items()}
+        spec = self.spec
+        states = list(spec.states)
+        field_exprs = [sp.sympify(e) for e in spec.field]
+        jac = sp.Matrix(field_exprs).jacobian(states)
+        numeric_subs = None
+        if params is not None:
+            numeric_subs = {spec.symbols[k]: sp.Float(v, 30) for k, v in params.items()}
+            numeric_subs = {**{d: e.subs(numeric_subs) for d, e in spec.derived.items()}, **numeric_subs}
+        fixed: list[FixedPoint] = []
+        if spec.symbolic_fixed_points:
+            solutions = sp.solve(field_exprs, states, dict=True)
+            for sol in solutions:
+                point = {str(s): sp.simplify(sol.get(s, s)) for s in states}
+                fixed.append(self._fixed_point(jac, sol, point, numeric_subs))
+        elif numeric_subs is not None:
+            num_field = [e.subs(numeric_subs) for e in field_exprs]
+            for sol in _numeric_roots(num_field, states):
+                point = {str(s): sol[s] for s in states}
+                fixed.append(self._fixed_point(jac, sol, point, numeric_subs))
+        derived = {str(k): v for k, v in spec.derived.items()}
+        return Analysis(
+            model=self.name, states=self.state_names,
+            vector_field={str(s): e for s, e in zip(states, field_exprs)}, jacobian=jac,
+            fixed_points=tuple(fixed), symbolic=spec.symbolic_fixed_points, params=params,
+            derived=derived, reduced=self._reduced_analysis(), notes=spec.analysis_notes,
+        )
+
+    def _reduced_analysis(self) -> dict[str, sp.Expr]:
+        return {}
+
+    def _fixed_point(self, jac, sol, point, numeric_subs) -> FixedPoint:
+        j_at = sp.simplify(jac.subs(sol))
+        eigs = []
+        for ev, mult in j_at.eigenvals().items():
+            eigs.extend([sp.simplify(ev)] * mult)
+        stability = _stability(eigs)
+        timescales = tuple(sp.simplify(1 / sp.Abs(sp.re(e))) for e in eigs)
+        values = eig_num = ts_num = None
+        if numeric_subs is not None:
+            values = {k: float(sp.re(sp.sympify(v).subs(numeric_subs).evalf())) for k, v in point.items()}
+            eig_num = tuple(complex(sp.sympify(e).subs(numeric_subs).evalf()) for e in eigs)
+            ts_num = tuple(math.inf if abs(e.real) == 0 else 1.0 / abs(e.real) for e in eig_num)
+            stability = _stability_numeric(eig_num) if stability == "depends on parameters" else stability
+        return FixedPoint(state=point, jacobian=j_at, eigenvalues=tuple(eigs), stability=stability,
+                          timescales=timescales, values=values, eigenvalues_numeric=eig_num,
+                          timescales_numeric=ts_num)
+
+
+def _stability(eigs) -> str:
+    re = [sp.re(e) for e in eigs]
+    if all(r.is_negative for r in re):
+        return "stable"
+    if any(r.is_positive for r in re) and any(r.is_negative for r in re):
+        return "saddle"
+    if all(r.is_positive for r in re):
+        return "unstable"
+    if all(r.is_nonpositive for r in re) and any(r.is_zero for r in re):
+        return "marginal"
+    return "depends on parameters"
+
+
+def _stability_numeric(eigs) -> str:
+    re = [e.real for e in eigs]
+    if all(r < 0 for r in re):
+        return "stable"
+    if any(r > 0 for r in re) and any(r < 0 for r in re):
+        return "saddle"
+    if all(r > 0 for r in re):
+        return "unstable"
+    return "marginal"
+
+
+def _numeric_roots(num_field, states) -> list[dict]:
+    """Real roots of a polynomial field with numeric coefficients (sympy), deduplicated."""
+    rational = [sp.nsimplify(sp.expand(e), rational=True, tolerance=1e-14) for e in num_field]
+    roots = []
+    for sol in sp.solve(rational, states, dict=True):
+        vals = {s: complex(sp.sympify(sol.get(s, s)).evalf(30)) for s in states}
+        if all(abs(v.imag) < 1e-9 for v in vals.values()):
+            point = {s: sp.Float(v.real, 30) for s, v in vals.items()}
+            if not any(all(abs(float(point[s] - r[s])) < 1e-9 for s in states) for r in roots):
+                roots.append(point)
+    return roots
