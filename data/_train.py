@@ -52,6 +52,13 @@ METRIC_DIMS: dict[str, tuple[str, ...]] = {
 }
 
 
+def strong_types(tree):
+    """Drop JAX's weak types (Craftax states hold weakly typed scalars): a runner restored
+    from a checkpoint (numpy, strongly typed) then has exactly the avals of a fresh one, so
+    the compiled chunk is reused instead of recompiled."""
+    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype) if getattr(x, "weak_type", False) else x, tree)
+
+
 def event_spec_for(env_name: str):
     """The event spec of :mod:`valuedyn.data._events` for ``env_name``."""
     from valuedyn.data._events import event_spec
@@ -253,7 +260,7 @@ def make_train(config, *, record: bool = True) -> TrainProgram:
         }
         if recurrent:
             runner["hidden"] = (init_hidden(config, num_envs), init_hidden(config, num_envs))
-        return runner
+        return strong_types(runner)
 
     def empty_accumulators():
         return {
@@ -316,6 +323,7 @@ def make_train(config, *, record: bool = True) -> TrainProgram:
             }
 
             next_obs, next_state = optimistic_reset(k_reset, env, env_params, done, next_obs, next_state, resets)
+            next_state = strong_types(next_state)
             transition = Transition(obs, runner["reset"], action, log_prob, value, reward, done)
             runner = {**runner, "env_state": next_state, "obs": next_obs, "reset": done, "episode": episode, "rng": rng}
             if recurrent:
