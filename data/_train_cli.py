@@ -264,7 +264,12 @@ def _prepare_outputs(config: TrainConfig):
     return checkpoint, metrics_from_dataset(stored_ds, checkpoint.update), prior_attrs
 
 
-def run_train(config: TrainConfig) -> int:
+def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> int:
+    """Run (or resume) a training run; returns the exit status.
+
+    ``stop_after_chunks`` stops after that many chunks as if the process were killed right
+    after writing them (tests of --resume use it).
+    """
     validate_config(config)
     if config.distributed:
         import jax
@@ -377,6 +382,8 @@ def run_train(config: TrainConfig) -> int:
                     save_checkpoint(out, config, end, end * steps_per_update, runner_host)
             bar.update((end - previous_end) * steps_per_update * config.seeds)
             previous_end = end
+            if stop_after_chunks is not None and index + 1 >= stop_after_chunks:
+                return 0
     finally:
         bar.close()
     if is_writer:
