@@ -17,6 +17,9 @@ from valuedyn.models._registry import get_model, list_models, register_model
 # Importing a model module registers it.
 from valuedyn.models import logistic_onset as _logistic_onset  # noqa: E402,F401
 from valuedyn.models import overshoot as _overshoot  # noqa: E402,F401
+from valuedyn.models import replicator_mutator as _replicator_mutator  # noqa: E402,F401
+from valuedyn.models import diversify_then_minimize as _diversify_then_minimize  # noqa: E402,F401
+from valuedyn.models import stagewise as _stagewise  # noqa: E402,F401
 
 __all__ = [
     "Analysis",

@@ -247,7 +247,8 @@ class ModelSpec:
     - ``observables`` / ``observable_exprs``: records and expressions in states and parameters.
     - ``closed_form``: state after the change point (or for all t without one) as
       expressions of ``s`` (time since the change point, or t) and the parameters, or None.
-      ``closed_form_before``: state before it as expressions of t (None: the initial state).
+      ``closed_form_before``: state before it as expressions of t (None: the initial
+      state); when given, the ODE path uses it instead of solving the phase before t0.
     - ``check``: extra validation of a float parameter dict (raise ValuedynError).
     - ``symbolic_fixed_points``: whether sympy.solve should be asked for them in general.
     """
@@ -309,7 +310,10 @@ class Model:
 
     # -- code generation ----------------------------------------------------
     def _sub(self, exprs):
-        return [sp.sympify(e).subs(self.spec.derived) for e in exprs]
+        out = [sp.sympify(e) for e in exprs]
+        for _ in range(len(self.spec.derived) + 1):  # derived symbols may use derived symbols
+            out = [e.subs(self.spec.derived) for e in out]
+        return out
 
     def _codegen(self) -> None:
         spec = self.spec
@@ -321,10 +325,24 @@ class Model:
         reset = spec.reset if spec.reset is not None else states
         self._reset = lambdify_jax([*states, *params], self._sub(reset))
         self._observe = lambdify_jax([*states, *params], self._sub(spec.observable_exprs))
+        cb = spec.closed_form_before if spec.closed_form_before is not None else spec.initial
+        self._closed_before = lambdify_jax([TIME, *params], self._sub(cb))
         if spec.closed_form is not None:
             self._closed_after = lambdify_jax([SINCE, *params], self._sub(spec.closed_form))
-            cb = spec.closed_form_before if spec.closed_form_before is not None else spec.initial
-            self._closed_before = lambdify_jax([TIME, *params], self._sub(cb))
+
+    def derived_quantities(self, params) -> dict[str, jax.Array]:
+        """Derived parameters (e.g. overshoot's beta = ratio * alpha, stagewise's ordered
+        transition times) as JAX values; jit/vmap-safe."""
+        if not self.spec.derived:
+            return {}
+        ps = [jnp.asarray(params[p.name]) for p in self.parameters]
+        names = list(self.spec.derived)
+        # derived expressions may use earlier derived symbols: substitute to a fixed point
+        exprs = [self.spec.derived[d] for d in names]
+        for _ in range(len(names)):
+            exprs = [sp.sympify(e).subs(self.spec.derived) for e in exprs]
+        values = lambdify_jax(self._param_syms, exprs)(*ps)
+        return {str(d): jnp.asarray(v) for d, v in zip(names, values)}
 
     def __repr__(self) -> str:
         return f"<valuedyn model {self.name}: parameters {', '.join(p.name for p in self.parameters)}>"
@@ -360,10 +378,11 @@ class Model:
         if self.spec.check is not None:
             self.spec.check(values)
 
-    def sample_prior(self, key) -> dict[str, jax.Array]:
-        """One draw from the default priors (vmap over keys for many)."""
+    def sample_prior(self, key, sample_shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
+        """One draw from the default priors; ``sample_shape=(n,)`` gives n draws at once
+        (cheaper to compile than vmap over keys, same distribution)."""
         keys = jax.random.split(key, len(self.parameters))
-        return {p.name: p.prior.sample(k) for p, k in zip(self.parameters, keys)}
+        return {p.name: p.prior.sample(k, tuple(sample_shape)) for p, k in zip(self.parameters, keys)}
 
     def typical_params(self) -> dict[str, float]:
         """Prior means (medians for transformed priors such as :func:`unit_interval_prior`),
@@ -449,6 +468,13 @@ class Model:
                 ys0 = jnp.broadcast_to(y0, (tt.shape[0], n))
                 ok0 = jnp.asarray(True)
                 y_t0 = y0
+            elif self.spec.closed_form_before is not None:
+                # The phase before t0 is solved in closed form (checked in the tests); only
+                # the phase after it needs diffrax.
+                tb = jnp.clip(tt, zero, t0)
+                ys0 = jnp.stack([jnp.broadcast_to(jnp.asarray(v, t.dtype), tt.shape) for v in self._closed_before(tb, *ps)], axis=1)
+                y_t0 = jnp.stack([jnp.broadcast_to(jnp.asarray(v, t.dtype), ()) for v in self._closed_before(t0, *ps)])
+                ok0 = jnp.asarray(True)
             else:
                 sol0 = solve(self._f_before, zero, t0, y0, jnp.clip(tt, zero, t0))
                 ys0, y_t0 = sol0.ys[:-1], sol0.ys[-1]
@@ -593,15 +619,13 @@ class Model:
             numeric_subs = {**{d: e.subs(numeric_subs) for d, e in spec.derived.items()}, **numeric_subs}
         fixed: list[FixedPoint] = []
         if spec.symbolic_fixed_points:
-            solutions = sp.solve(field_exprs, states, dict=True)
-            for sol in solutions:
-                point = {str(s): sp.simplify(sol.get(s, s)) for s in states}
-                fixed.append(self._fixed_point(jac, sol, point, numeric_subs))
+            for sol, point, j_at, eigs, stability, timescales in self._symbolic_fixed_points():
+                fixed.append(self._numbers(point, j_at, eigs, stability, timescales, numeric_subs))
         elif numeric_subs is not None:
             num_field = [e.subs(numeric_subs) for e in field_exprs]
             for sol in _numeric_roots(num_field, states):
                 point = {str(s): sol[s] for s in states}
-                fixed.append(self._fixed_point(jac, sol, point, numeric_subs))
+                fixed.append(self._numbers(point, *_linearise(jac, sol), numeric_subs))
         derived = {str(k): v for k, v in spec.derived.items()}
         return Analysis(
             model=self.name, states=self.state_names,
@@ -613,13 +637,21 @@ class Model:
     def _reduced_analysis(self) -> dict[str, sp.Expr]:
         return {}
 
-    def _fixed_point(self, jac, sol, point, numeric_subs) -> FixedPoint:
-        j_at = sp.simplify(jac.subs(sol))
-        eigs = []
-        for ev, mult in j_at.eigenvals().items():
-            eigs.extend([sp.simplify(ev)] * mult)
-        stability = _stability(eigs)
-        timescales = tuple(sp.simplify(1 / sp.Abs(sp.re(e))) for e in eigs)
+    def _symbolic_fixed_points(self):
+        """Fixed points of the field after t0 with their linearisation, computed once per model
+        (sympy.solve and simplify take seconds for the larger systems)."""
+        if getattr(self, "_symbolic_cache", None) is None:
+            states = list(self.spec.states)
+            field_exprs = [sp.sympify(e) for e in self.spec.field]
+            jac = sp.Matrix(field_exprs).jacobian(states)
+            cache = []
+            for sol in sp.solve(field_exprs, states, dict=True):
+                point = {str(s): sp.simplify(sol.get(s, s)) for s in states}
+                cache.append((sol, point, *_linearise(jac, sol)))
+            self._symbolic_cache = cache
+        return self._symbolic_cache
+
+    def _numbers(self, point, j_at, eigs, stability, timescales, numeric_subs) -> FixedPoint:
         values = eig_num = ts_num = None
         if numeric_subs is not None:
             values = {k: float(sp.re(sp.sympify(v).subs(numeric_subs).evalf())) for k, v in point.items()}
@@ -629,6 +661,23 @@ class Model:
         return FixedPoint(state=point, jacobian=j_at, eigenvalues=tuple(eigs), stability=stability,
                           timescales=timescales, values=values, eigenvalues_numeric=eig_num,
                           timescales_numeric=ts_num)
+
+
+def _linearise(jac, sol):
+    """Jacobian at a fixed point, its eigenvalues (with multiplicity), stability, timescales."""
+    j_at = sp.simplify(jac.subs(sol))
+    eigs = []
+    for ev, mult in j_at.eigenvals().items():
+        eigs.extend([sp.simplify(ev)] * mult)
+    stability = _stability(eigs)
+    timescales = []
+    for e in eigs:
+        inverse = sp.simplify(1 / sp.Abs(sp.re(e)))
+        if inverse.has(sp.atan2, sp.arg):
+            # sympy cannot tell a square-root argument is positive; keep 1/|Re lambda| readable
+            inverse = 1 / sp.Abs(sp.re(e, evaluate=False), evaluate=False)
+        timescales.append(inverse)
+    return j_at, tuple(eigs), stability, tuple(timescales)
 
 
 def _stability(eigs) -> str:
