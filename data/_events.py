@@ -6,11 +6,11 @@ sleeping, mobs hit and killed). :func:`event_spec` gives, per environment, the f
 event order and a pure-``jnp`` :meth:`EventSpec.count` that turns one transition
 ``(prev_state, action, next_state)`` into an ``int32[len(events)]`` count vector.
 
-Every test reads only a handful of scalars and the one map cell the player faces,
+Every detector reads only a handful of scalars and the one map cell the player faces,
 so the count is cheap enough to run on every env step (the trainer vmaps it).
 
 How each kind of event is seen (``action`` is the action the env actually ran: a
-sleeping player's action is replaced by NOOP, as Craftax does):
+sleeping or resting player's action is replaced by NOOP, as Craftax does):
 
 - placements and crafts: the action asked for it and the resource it consumes went
   down (nothing else spends inventory on those actions; caps never hide a decrease);
@@ -21,7 +21,7 @@ sleeping player's action is replaced by NOOP, as Craftax does):
   block; damage from the weapon held; a hit that leaves the mob with health <= 0 is a
   kill, any other hit an ``attack_*``);
 - saplings: DO on grass and the sapling count went up (the draw is random, so this is
-  the only evidence; a sapling collected while already holding 9 is not seen);
+  the only evidence; a sapling collected at the inventory cap, 9 in Classic and 99 in full Craftax, is not seen);
 - sleep: ``is_sleeping`` false -> true; ``wake_up``: true -> false (for any reason:
   rested, or woken by an attack); full Craftax adds ``rest`` (``is_resting`` false -> true);
 - full Craftax only: ``attack_/kill_{melee,ranged}``, ``attack_passive``/``eat_passive``
@@ -94,7 +94,11 @@ def event_spec(env_name: str) -> EventSpec:
 
 
 def _enum_names(enum) -> tuple[str, ...]:
-    return tuple(member.name.lower() for member in sorted(enum, key=lambda m: m.value))
+    """Lowercase member names indexed by value (Craftax arrays are indexed by enum value)."""
+    members = sorted(enum, key=lambda m: m.value)
+    if [m.value for m in members] != list(range(len(members))):
+        raise AssertionError(f"{enum.__name__} values are not 0..{len(members) - 1}; names cannot be indexed by value")
+    return tuple(m.name.lower() for m in members)
 
 
 def _facing(state, directions):
@@ -105,10 +109,9 @@ def _facing(state, directions):
     return target, on_map, jnp.clip(target, 0, shape - 1)
 
 
-def _hit(mobs, target, damage, alive=None):
-    """Player hit on one mob array: (any slot hit, that hit was lethal)."""
-    mask = mobs.mask if alive is None else alive
-    in_target = jnp.all(mobs.position == target, axis=-1) & mask
+def _hit(mobs, target, damage):
+    """Player hit on one Classic mob array: (any slot hit, that hit was lethal)."""
+    in_target = jnp.all(mobs.position == target, axis=-1) & mobs.mask
     lethal = in_target & (mobs.health - damage <= 0)
     return jnp.any(in_target), jnp.any(lethal)
 
