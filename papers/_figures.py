@@ -55,7 +55,10 @@ def _values(group, name: str, dims: Sequence[str]) -> np.ndarray:
 
 
 def fit_attr(idata, name: str, default=None):
-    """An attribute of the fit file (ArviZ keeps them on the posterior group)."""
+    """An attribute of the fit file (top-level InferenceData attrs; group attrs as a fallback)."""
+    attrs = getattr(idata, "attrs", None) or {}
+    if name in attrs:
+        return attrs[name]
     for group in ("posterior", "observed_data", "constant_data"):
         if hasattr(idata, group) and name in getattr(idata, group).attrs:
             return getattr(idata, group).attrs[name]
@@ -515,7 +518,7 @@ def plot_model_analysis(idata, *, points: int = 400):
                              textcoords="offset points", fontsize=6, va="center")
         ax_time.set_ylabel("state (level units)")
         _env_step_axis(ax_time)
-        ax_time.legend(loc="lower right")
+        ax_time.legend(loc="center right")
         field = jax.jit(lambda y: model.vector_field(params, y))
         if len(model.state_names) >= 2:
             a, b = model.state_names[:2]

@@ -166,7 +166,7 @@ def make_fit_config(trajectory: Path, behaviour: str, model: str, out: Path, set
     if "force" in fields:
         values["force"] = True  # a stale file under a cache name is replaced, never trusted
     if "progress" in fields:
-        values["progress"] = False
+        values["progress"] = True  # NUTS bars on stderr: a fit is the long step
     unknown = set(values) - fields
     if unknown:
         raise RuntimeError(f"FitConfig lacks fields {sorted(unknown)}")
@@ -378,7 +378,7 @@ def _check_config(config) -> None:
     for name in ("chains", "draws", "warmup", "max_behaviours"):
         if getattr(config, name) < 1:
             raise ValuedynError(f"--{name.replace('_', '-')} must be >= 1; received {getattr(config, name)}")
-    for name in ("max_seeds", "max_updates"):
+    for name in ("max_seeds",):
         if getattr(config, name) < 0:
             raise ValuedynError(f"--{name.replace('_', '-')} must be >= 0 (0 = all); received {getattr(config, name)}")
     if not 0.0 < config.learned_threshold < 1.0:
