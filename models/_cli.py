@@ -37,7 +37,7 @@ def run_models(config: ModelsConfig) -> int:
         print("registered models (time in tau = fitting window mapped to [0, 1]; levels in normalised units):")
         for name in list_models():
             model = get_model(name)
-            first = model.summary.splitlines()[0]
+            first = " ".join(model.summary.split("\n\n")[0].split())  # the idea, first paragraph
             print(f"\n{name}  ({'closed form' if model.closed_form else 'diffrax ODE solve'}): {first}")
             print("  parameters: " + ", ".join(f"{p.name} [{p.unit}]" for p in model.parameters))
             print("  observables: " + ", ".join(o.name for o in model.observables)

@@ -42,8 +42,7 @@ def _draws(name: str, seed: int = 0) -> dict[str, jax.Array]:
 def _batched(name: str):
     """Solve plus gradient of the sum of all observables on T_GRID for a batch of draws,
     compiled once per model: vmap for closed forms; lax.map for diffrax solves, whose
-    vmapped reverse-mode compile costs about twice as much (vmap of a diffrax solve is
-    checked once, in test_failed_ode_solve_reports_not_ok_without_raising)."""
+    vmapped reverse-mode compile costs about twice as much on a small CPU."""
     model = get_model(name)
 
     def loss(p):
@@ -57,9 +56,10 @@ def _batched(name: str):
 
 
 def _run(name: str, params: list[dict[str, float]] | dict[str, jax.Array]):
-    """Solve a batch (a list of param dicts is tiled to BATCH) with the cached compile."""
+    """Solve a batch (a list of param dicts is padded to BATCH with its first entry) with
+    the cached compile."""
     if isinstance(params, list):
-        rows = [params[i % len(params)] for i in range(BATCH)]
+        rows = params + [params[0]] * (BATCH - len(params))
         params = {k: jnp.asarray([r[k] for r in rows], jnp.float32) for k in rows[0]}
     (_, (obs, ok)), grads = _batched(name)(params)
     return obs, ok, grads
@@ -135,21 +135,32 @@ def test_closed_form_equals_diffrax_solution(name):
     model = get_model(name, stiff=stiff)
     draws = _draws(name, seed=3)
     with enable_x64():
-        t = jnp.linspace(0.0, 1.0, 51, dtype=jnp.float64)
+        grid = jnp.linspace(0.0, 1.0, 51, dtype=jnp.float64)
 
         @jax.jit
-        def both(p):
+        def both(p, t):
             closed, ok_c = model.solve_closed(p, t)
             ode, ok_o = model.solve_ode(p, t, rtol=1e-10, atol=1e-300, max_steps=20000)
             return closed, ode, ok_c & ok_o
 
-        for i in range(6):  # one compile, six prior draws
-            p = {k: jnp.float64(np.asarray(v[i])) for k, v in draws.items()}
-            closed, ode, ok = both(p)
+        cases = [({k: jnp.float64(np.asarray(v[i])) for k, v in draws.items()}, grid) for i in range(6)]
+        if name == "overshoot":
+            # a grid crowding t0 from both sides: the solver restarts at the change point
+            p = {"t0": 0.3, "alpha": 60.0, "ratio": 0.1, "floor": 0.05, "optimum": 0.4, "excess": 0.6}
+            near = jnp.sort(jnp.concatenate([0.3 + jnp.geomspace(1e-6, 0.7, 25), 0.3 - jnp.geomspace(1e-6, 0.3, 25),
+                                             jnp.asarray([0.3])]))
+            cases.append(({k: jnp.float64(v) for k, v in p.items()}, near))
+        for i, (p, t) in enumerate(cases):  # one compile for all cases
+            closed, ode, ok = both(p, t)
             assert bool(ok)
             for key in closed:
                 np.testing.assert_allclose(np.asarray(ode[key]), np.asarray(closed[key]), rtol=1e-6, atol=1e-9,
-                                           err_msg=f"{key}, draw {i}")
+                                           err_msg=f"{key}, case {i}")
+        if name == "overshoot":
+            before, after = np.asarray(t) < 0.3, np.asarray(t) >= 0.3
+            assert np.all(np.asarray(ode["target"])[before] == pytest.approx(0.05, abs=1e-12))
+            # the target jumps to the peak at t0: not smoothed over by the solver
+            assert np.asarray(ode["target"])[after][0] == pytest.approx(1.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -231,43 +242,41 @@ def test_overshoot_refuses_alpha_not_above_beta():
     assert float(derived["beta"]) == pytest.approx(good["ratio"] * good["alpha"], rel=1e-6)
 
 
-def test_overshoot_rises_above_optimum_then_relaxes_and_jumps_at_t0():
+def test_overshoot_rises_above_optimum_then_relaxes():
     model = get_model("overshoot")
     p = {"t0": 0.3, "alpha": 60.0, "ratio": 0.1, "floor": 0.05, "optimum": 0.4, "excess": 0.6}
     t = jnp.asarray([0.0, 0.299, 0.301, 0.35, 0.99])
-    solve_both = jax.jit(lambda q: (model.solve_closed(q, t), model.solve_ode(q, t)))
-    for obs, ok in solve_both(p):
-        assert bool(ok)
-        level, target = np.asarray(obs["level"]), np.asarray(obs["target"])
-        assert level[0] == pytest.approx(0.05, abs=1e-6) and level[1] == pytest.approx(0.05, abs=1e-6)
-        assert target[1] == pytest.approx(0.05, abs=1e-6)  # nothing before the discovery
-        # the target jumps at t0 (not smoothed): 1e-3 after t0 it is at the peak less its slow decay
-        assert target[2] == pytest.approx(0.4 + 0.6 * math.exp(-6.0 * 0.001), rel=1e-4)
-        assert level[3] > 0.6  # fast rise above the optimum
-        assert abs(level[4] - 0.4) < 0.05 * 0.6  # slow relaxation towards it
+    obs, ok = jax.jit(lambda q: model.solve(q, t))(p)
+    assert bool(ok)
+    level, target = np.asarray(obs["level"]), np.asarray(obs["target"])
+    assert level[0] == pytest.approx(0.05, abs=1e-6) and level[1] == pytest.approx(0.05, abs=1e-6)
+    assert target[1] == pytest.approx(0.05, abs=1e-6)  # nothing before the discovery
+    # the target jumps at t0: 1e-3 after t0 it is at the peak less its slow decay
+    assert target[2] == pytest.approx(0.4 + 0.6 * math.exp(-6.0 * 0.001), rel=1e-4)
+    assert level[3] > 0.6  # fast rise above the optimum
+    assert abs(level[4] - 0.4) < 0.05 * 0.6  # slow relaxation towards it
 
 
 def test_failed_ode_solve_reports_not_ok_without_raising():
-    """Under vmap, an extremely stiff draw exhausts max_steps: ok=False and finite zeros for
-    it, the other draw unaffected, no exception."""
-    model = get_model("diversify_then_minimize")
-    good = model.typical_params()
-    batch = {k: jnp.asarray([v, 1e8 if k == "k" else v], jnp.float32) for k, v in good.items()}
-    obs, ok = jax.jit(jax.vmap(lambda p: model.solve(p, T_GRID)))(batch)
+    """An extremely stiff draw exhausts max_steps: ok=False and finite zeros for it, the
+    other draws unaffected, no exception (inside jit and lax.map)."""
+    name = "diversify_then_minimize"
+    good = get_model(name).typical_params()
+    obs, ok, _ = _run(name, [good, {**good, "k": 1e8}])
     assert bool(ok[0]) and not bool(ok[1])
-    reference, ok_ref, _ = _run("diversify_then_minimize", [good])
+    reference, _, _ = _run(name, [good])
     for key, value in obs.items():
         assert bool(jnp.all(jnp.isfinite(value)))
         assert float(jnp.max(jnp.abs(value[1]))) == 0.0
-        np.testing.assert_allclose(np.asarray(value[0]), np.asarray(reference[key][0]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(value[0]), np.asarray(reference[key][0]), rtol=1e-6)
 
 
-def test_vmap_over_prior_keys_matches_the_contract():
+def test_sample_prior_shapes():
     model = get_model("overshoot")
-    draws = jax.vmap(model.sample_prior)(jax.random.split(jax.random.PRNGKey(0), 4))
-    assert all(v.shape == (4,) for v in draws.values())
     single = model.sample_prior(jax.random.PRNGKey(0))
+    assert set(single) == {p.name for p in model.parameters}
     assert all(v.shape == () for v in single.values())
+    assert all(v.shape == (BATCH,) for v in _draws("overshoot").values())
 
 
 def test_stagewise_transition_times_are_ordered_and_stage_count_is_a_choice():
@@ -305,8 +314,9 @@ def test_diversify_then_minimize_full_model_approaches_reduced_model_as_eps_shri
     full, ok, _ = _run(name, cases)
     assert bool(jnp.all(ok))
     late = np.asarray(T_GRID) > 0.2 + 0.25  # after the fast boundary layer (5/k for the slower k)
-    reduced, ok_r = jax.jit(model.solve_reduced)(cases[0], T_GRID)
-    reduced_small, _ = jax.jit(model.solve_reduced)(cases[1], T_GRID)
+    solve_reduced = jax.jit(model.solve_reduced)
+    reduced, ok_r = solve_reduced(cases[0], T_GRID)
+    reduced_small, _ = solve_reduced(cases[1], T_GRID)
     assert bool(ok_r)
     errors = {}
     for key in ("diversity", "cost"):
