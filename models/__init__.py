@@ -1,14 +1,30 @@
 """valuedyn.models: stylized dynamical models of how a behaviour develops over training.
 
 Each model is one small module, defined once in sympy and solved in JAX (closed form
-where sympy finds one, diffrax otherwise), registered by name::
+where sympy's dsolve finds one, diffrax otherwise), registered by name::
 
     from valuedyn.models import get_model, list_models
     model = get_model("overshoot")
-    observables, ok = model.solve(params, t)   # t in tau, [T]
+    model.validate_params(params)              # outside jit: ValuedynError on bad input
+    observables, ok = model.solve(params, t)   # pure JAX; t in tau (fitting window -> [0, 1])
 
-Registered: logistic_onset, overshoot, replicator_mutator, diversify_then_minimize,
-stagewise (and stagewise3). See `valuedyn models` and `valuedyn models NAME`.
+Registered models, and the observable each fits per behaviour kind (``applies_to``):
+
+- ``logistic_onset`` (closed form): unlock, event, action, diversity -> ``level``.
+- ``overshoot`` (closed form): unlock, event, action, diversity -> ``level``.
+- ``stagewise`` (2 stages), ``stagewise3`` (closed form; ``get_model("stagewise", stages=K)``):
+  unlock, event, action, diversity -> ``level``.
+- ``replicator_mutator`` (diffrax): action -> ``level`` (the focal frequency, a
+  probability); diversity -> ``diversity`` (hill1 / K, level units). Its Hill numbers
+  hill0 (smoothed), hill1, hill2 are observables too, in [1, K].
+- ``diversify_then_minimize`` (diffrax): diversity -> ``diversity``; event -> ``cost``
+  (the surplus-action count per episode). ``solve_reduced`` gives the slow-manifold model.
+
+``level`` observables are in normalised level units and declared "positive": for
+probability data (unlocks) the priors allow levels above 1, so an observation model for
+probabilities must bound them. Options for any model: ``stiff=True`` (Kvaerno5 instead of
+Tsit5), ``rtol``, ``atol``, ``max_steps``. See ``valuedyn models`` and
+``valuedyn models NAME`` for the equations and the analysis.
 """
 
 from valuedyn.models._base import Analysis, FixedPoint, Model, ModelSpec, Observable, Parameter

@@ -25,6 +25,12 @@ def _describe_parameters(model) -> list[str]:
 
 
 def _prior_text(prior) -> str:
+    transforms = getattr(prior, "transforms", None)
+    if transforms:  # e.g. unit_interval_prior: sigmoid(Normal(loc, scale))
+        inner = _prior_text(prior.base_dist)
+        for transform in transforms:
+            inner = f"{type(transform).__name__.replace('Transform', '').lower()}({inner})"
+        return inner
     name = type(prior).__name__
     fields = [f"{k}={float(getattr(prior, k)):.3g}" for k in getattr(prior, "arg_constraints", {}) if hasattr(prior, k)]
     return f"{name}({', '.join(fields)})"
@@ -53,5 +59,6 @@ def run_models(config: ModelsConfig) -> int:
     print("observables: " + "; ".join(f"{o.name} ({o.kind}): {o.doc}" for o in model.observables))
     print("applies to: " + ", ".join(f"{k} via {v}" for k, v in model.applies_to.items()))
     print()
+    print("numbers below at the prior means (medians for sigmoid-normal priors)")
     print(model.analysis(model.typical_params()).format())
     return 0
