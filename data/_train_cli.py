@@ -1,7 +1,9 @@
 """``valuedyn train``: the long-run loop around the jitted PPO program.
 
 A run is a Python loop over jitted chunks of ``--chunk-updates`` PPO updates (one
-compiled program; a shorter last chunk compiles a second one). After every chunk the
+compiled program; a shorter last chunk compiles a second one). The next chunk is
+dispatched before the host writes files, and checkpoints are written by a background
+thread, so the accelerator stays busy. After every chunk the
 trajectory file ``--out`` is rewritten atomically; checkpoints go to ``<out>.ckpt/`` at
 log-spaced updates (the chunk ends that reach 1, 2, 4, 8, ... updates) and at the last
 update, or every ``--checkpoint-every`` updates. ``--resume`` continues from the latest
@@ -10,6 +12,7 @@ checkpoint and gives exactly the trajectory of an uninterrupted run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -68,7 +71,9 @@ Defaults are the public Craftax PPO baseline. A tiny CPU demo:
     health_reward: bool = option(True, "include Craftax's health term, 0.1 x change of health (--no-health-reward: drop it)")
     placement_bins: int = option(32, "bins of the per-episode placement histogram (last bin: that count or more)", static=True)
     reset_ratio: int = option(16, "optimistic resets: fresh worlds generated per step = num_envs // reset_ratio (at least 1)", static=True)
-    chunk_updates: int = option(8, "PPO updates per jitted chunk; the file is rewritten after each chunk", static=True)
+    chunk_updates: int = option(
+        1, "PPO updates per jitted chunk; the file is rewritten after each chunk (the next chunk already runs meanwhile)", static=True
+    )
     checkpoint_every: int = option(0, "checkpoint every N updates (at the chunk end reaching it); 0: log-spaced 1, 2, 4, 8, ... plus the last")
     resume: bool = option(False, "continue the run from the latest checkpoint in <out>.ckpt/ (same config required)")
     force: bool = option(False, "replace an existing --out (and its checkpoints) instead of refusing")
@@ -355,6 +360,9 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
     )
     loop_started = time.perf_counter()
     previous_end = start_update
+    # checkpoints are serialised and written by one background thread while training goes on
+    saver = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    saving = None
     pending = compiled_chunk(sizes[0])(runner)
     try:
         for index, end in enumerate(ends):
@@ -378,14 +386,21 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
                 )
             if checkpoint_due(previous_end, end, num_updates, config.checkpoint_every):
                 runner_host = _to_host(runner)
+                if saving is not None:
+                    saving.result()  # one checkpoint in flight at a time; re-raises its errors
                 if is_writer:
-                    save_checkpoint(out, config, end, end * steps_per_update, runner_host)
+                    saving = saver.submit(save_checkpoint, out, config, end, end * steps_per_update, runner_host)
             bar.update((end - previous_end) * steps_per_update * config.seeds)
             previous_end = end
             if stop_after_chunks is not None and index + 1 >= stop_after_chunks:
-                return 0
+                break
     finally:
+        saver.shutdown(wait=True)  # a started checkpoint is always finished (or its temp file removed)
         bar.close()
+    if saving is not None:
+        saving.result()
+    if stop_after_chunks is not None and previous_end < num_updates:
+        return 0
     if is_writer:
         print(
             f"valuedyn train: wrote {out} ({num_updates} updates x {config.seeds} seeds, "
