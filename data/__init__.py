@@ -30,3 +30,35 @@ __all__ = [
     "run_train",
     "validate_trajectory",
 ]
+
+# Developmental-interpretability measures (valuedyn probe).
+from valuedyn.data._llc import LLCEstimate, SGLDSettings, estimate_llc, make_llc_estimator, reduced_rank_regression_rlct
+from valuedyn.data._probe import (
+    BEHAVIOURS,
+    FEATURES,
+    classic_state_features,
+    collect_rollout_states,
+    context_size,
+    essential_dynamics,
+    open_probe_set,
+    stratified_indices,
+)
+from valuedyn.data._probe_cli import ProbeConfig, run_probe
+
+__all__ += [
+    "BEHAVIOURS",
+    "FEATURES",
+    "LLCEstimate",
+    "ProbeConfig",
+    "SGLDSettings",
+    "classic_state_features",
+    "collect_rollout_states",
+    "context_size",
+    "essential_dynamics",
+    "estimate_llc",
+    "make_llc_estimator",
+    "open_probe_set",
+    "reduced_rank_regression_rlct",
+    "run_probe",
+    "stratified_indices",
+]

@@ -12,7 +12,7 @@ from valuedyn.data._llc import SGLDSettings, estimate_llc, reduced_rank_regressi
 
 TOLERANCE = 0.20
 # eps * n * beta * (largest loss curvature) must be << 1; burn-in covers the mixing time.
-SETTINGS = SGLDSettings(step_size=1e-4, num_steps=3000, num_burnin=1000, num_chains=4, gamma=1.0, batch_size=200)
+SETTINGS = SGLDSettings(step_size=1e-4, num_steps=2000, num_burnin=500, num_chains=8, gamma=1.0, batch_size=200)
 NUM_POINTS = 1000
 
 
