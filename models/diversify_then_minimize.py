@@ -24,7 +24,7 @@ import sympy as sp
 
 from valuedyn._errors import ValuedynError
 from valuedyn.models._base import (
-    SINCE, TIME, Model, ModelSpec, Observable, Parameter, expm1, lambdify_jax, to_plain, unit_interval_prior,
+    SINCE, Model, ModelSpec, Observable, Parameter, expm1, lambdify_jax, to_plain, unit_interval_prior,
 )
 from valuedyn.models._registry import register_model
 
