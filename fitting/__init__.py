@@ -1,1 +1,60 @@
-"""valuedyn.fitting"""
+"""valuedyn.fitting: the bridge between trajectories and models.
+
+numpyro inference (MAP start, NUTS chains over the CPU cores), diagnostics, posterior
+predictive checks, model comparison (PSIS-LOO, stacking, leave-future-out) and
+simulation-based calibration. Nothing model-specific lives here: a model (from
+``valuedyn.models``), an observation model and a data selection make a numpyro model.
+
+Python API (the report calls these; no subprocesses)::
+
+    from valuedyn.fitting import FitConfig, fit_trajectory, check_fit, compare_fits, load_fit
+    path = fit_trajectory(FitConfig(trajectory="run.nc", model="overshoot",
+                                    behavior="event:place_plant", out="fit.nc"))
+    checks = check_fit(path)              # also stored in the file's attrs["checks"]
+    result = compare_fits([path_a, path_b])
+"""
+
+from valuedyn.fitting._cli import CheckConfig, CompareConfig, FitConfig, SBCConfig
+
+
+def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is needed
+    lazy = {
+        "fit_trajectory": ("valuedyn.fitting._fit", "fit_trajectory"),
+        "infer": ("valuedyn.fitting._fit", "infer"),
+        "check_fit": ("valuedyn.fitting._check", "check_fit"),
+        "compare_fits": ("valuedyn.fitting._compare", "compare_fits"),
+        "CompareResult": ("valuedyn.fitting._compare", "CompareResult"),
+        "run_sbc": ("valuedyn.fitting._sbc", "run_sbc"),
+        "load_fit": ("valuedyn.fitting._store", "load_fit"),
+        "save_fit": ("valuedyn.fitting._store", "save_fit"),
+        "fit_attrs": ("valuedyn.fitting._store", "fit_attrs"),
+        "select_behavior": ("valuedyn.fitting._select", "select_behavior"),
+        "Selection": ("valuedyn.fitting._select", "Selection"),
+        "simulate_trajectory": ("valuedyn.fitting._simulate", "simulate_trajectory"),
+    }
+    if name in lazy:
+        import importlib
+
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'valuedyn.fitting' has no attribute {name!r}")
+
+
+__all__ = [
+    "CheckConfig",
+    "CompareConfig",
+    "CompareResult",
+    "FitConfig",
+    "SBCConfig",
+    "check_fit",
+    "compare_fits",
+    "fit_attrs",
+    "fit_trajectory",
+    "infer",
+    "load_fit",
+    "run_sbc",
+    "save_fit",
+    "select_behavior",
+    "Selection",
+    "simulate_trajectory",
+]

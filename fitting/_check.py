@@ -1,0 +1,195 @@
+"""Posterior predictive checks (``valuedyn check``): where does a model fail?
+
+- Interval coverage: share of the observed cells inside the central 50% and 90%
+  posterior predictive intervals (should be near 0.5 and 0.9).
+- LOO-PIT: probability integral transform of each observation under its leave-one-out
+  predictive (PSIS weights from ArviZ's ``psislw``); randomised for counts so a calibrated
+  model gives uniform PIT values. Summarised by a Kolmogorov-Smirnov test and the shares
+  in the 5% tails.
+- Bayesian p-values ``P(T(y_rep) >= T(y))`` per seed for statistics that matter for
+  development, computed on the per-update rate (count / exposure, or the value itself
+  for continuous data) smoothed by a centred moving average over 5% of the observed
+  updates, on observed and replicated data alike:
+
+  =================  ===================================================================
+  peak_height        maximum of the smoothed rate
+  peak_time          tau of that maximum
+  final_level        mean of the smoothed rate over the last 10% of observed updates
+  overshoot_ratio    peak_height / final_level
+  onset_time         first tau where the rate reaches half the way from start (mean of
+                     the first 10%) to the peak
+  =================  ===================================================================
+
+  A p-value below 0.05 or above 0.95 is flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
+
+STATISTICS = ("peak_height", "peak_time", "final_level", "overshoot_ratio", "onset_time")
+MAX_DRAWS = 1000
+
+
+def _smooth(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along the last axis (shrinking at the edges)."""
+    if window <= 1:
+        return x
+    n = x.shape[-1]
+    csum = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+    half = window // 2
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    return (csum[..., hi] - csum[..., lo]) / (hi - lo)
+
+
+def development_statistics(rate: np.ndarray, tau: np.ndarray) -> dict[str, np.ndarray]:
+    """Statistics of rate series ``[..., T]`` observed at ``tau`` ``[T]``."""
+    n = rate.shape[-1]
+    smooth = _smooth(rate, max(1, int(round(0.05 * n))))
+    edge = max(1, int(round(0.1 * n)))
+    peak_index = np.argmax(smooth, axis=-1)
+    peak = np.max(smooth, axis=-1)
+    final = smooth[..., -edge:].mean(axis=-1)
+    start = smooth[..., :edge].mean(axis=-1)
+    half = start + 0.5 * (peak - start)
+    reached = smooth >= half[..., None]
+    onset_index = np.argmax(reached, axis=-1)
+    return {
+        "peak_height": peak,
+        "peak_time": tau[peak_index],
+        "final_level": final,
+        "overshoot_ratio": peak / np.maximum(final, 1e-9 + 1e-6 * np.abs(peak)),
+        "onset_time": tau[onset_index],
+    }
+
+
+def _p_value(replicated: np.ndarray, observed: float) -> float:
+    return float(np.mean(replicated > observed) + 0.5 * np.mean(replicated == observed))
+
+
+def compute_checks(idata, seed: int = 0) -> dict:
+    """All checks of one fit (no file I/O)."""
+    import arviz as az
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    y = np.asarray(idata.observed_data["y"].values, np.float64)  # [S, U]
+    mask = np.asarray(idata.constant_data["mask"].values, bool)
+    exposure = np.asarray(idata.constant_data["exposure"].values, np.float64)
+    tau = np.asarray(idata.constant_data["tau"].values, np.float64)
+    y_rep = np.asarray(idata.posterior_predictive["y"].values, np.float64)
+    y_rep = y_rep.reshape((-1,) + y_rep.shape[2:])  # [N, S, U]
+    discrete = np.issubdtype(idata.observed_data["y"].dtype, np.integer)
+    seeds = [int(s) for s in np.asarray(idata.observed_data["seed"].values)]
+
+    # coverage of the central intervals, observed cells only
+    coverage = {}
+    for level in (0.5, 0.9):
+        lo, hi = np.quantile(y_rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        inside = (y >= lo) & (y <= hi)
+        coverage[f"{int(level * 100)}"] = float(inside[mask].mean())
+
+    # LOO-PIT with PSIS weights (log-likelihood is stored for the observed cells only)
+    log_lik = np.asarray(idata.log_likelihood["y"].values, np.float64)
+    log_lik = log_lik.reshape((-1, log_lik.shape[-1]))  # [N, n_obs]
+    log_weights, pareto_k = az.psislw(-log_lik.T)  # [n_obs, N]
+    log_weights = np.asarray(log_weights)
+    weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    rep_obs = y_rep[:, mask].T  # [n_obs, N], same order as np.nonzero(mask)
+    y_obs = y[mask]
+    below = (weights * (rep_obs < y_obs[:, None])).sum(axis=1)
+    equal = (weights * (rep_obs == y_obs[:, None])).sum(axis=1)
+    pit = below + (rng.uniform(size=below.shape) * equal if discrete else equal)
+    pit = np.clip(pit, 0.0, 1.0)
+    ks = stats.kstest(pit, "uniform")
+    loo_pit = {
+        "ks_statistic": float(ks.statistic),
+        "ks_p_value": float(ks.pvalue),
+        "share_below_0.05": float(np.mean(pit < 0.05)),
+        "share_above_0.95": float(np.mean(pit > 0.95)),
+        "mean": float(pit.mean()),
+        "pareto_k_max": float(np.max(np.asarray(pareto_k))),
+        "n": int(pit.size),
+    }
+
+    # Bayesian p-values of development statistics, per seed
+    if y_rep.shape[0] > MAX_DRAWS:
+        y_rep = y_rep[rng.choice(y_rep.shape[0], MAX_DRAWS, replace=False)]
+    continuous = not discrete and np.all(exposure[mask] == 1.0)
+    p_values: dict[str, dict[str, float]] = {s: {} for s in STATISTICS}
+    observed_stats: dict[str, dict[str, float]] = {s: {} for s in STATISTICS}
+    for index, seed_label in enumerate(seeds):
+        cells = mask[index]
+        if cells.sum() < 3:
+            continue
+        denominator = 1.0 if continuous else exposure[index, cells]
+        obs_rate = y[index, cells] / denominator
+        rep_rate = y_rep[:, index, cells] / denominator
+        obs_stats = development_statistics(obs_rate, tau[cells])
+        rep_stats = development_statistics(rep_rate, tau[cells])
+        for name in STATISTICS:
+            p_values[name][str(seed_label)] = _p_value(rep_stats[name], float(obs_stats[name]))
+            observed_stats[name][str(seed_label)] = float(obs_stats[name])
+    flags = [
+        f"{name} seed {seed_label}: p = {p:.3f}"
+        for name in STATISTICS
+        for seed_label, p in p_values[name].items()
+        if p < 0.05 or p > 0.95
+    ]
+    if not 0.4 <= coverage["50"] <= 0.6:
+        flags.append(f"50% interval covers {coverage['50']:.2f} of the observations")
+    if not 0.85 <= coverage["90"] <= 0.95:
+        flags.append(f"90% interval covers {coverage['90']:.2f} of the observations")
+    if loo_pit["ks_p_value"] < 0.05:
+        flags.append(f"LOO-PIT is not uniform (KS p = {loo_pit['ks_p_value']:.3g})")
+    return {
+        "coverage": coverage,
+        "loo_pit": loo_pit,
+        "p_values": p_values,
+        "observed": observed_stats,
+        "flags": flags,
+    }
+
+
+def check_fit(path, seed: int = 0) -> dict:
+    """Compute the checks of a fit file, store them in its ``checks`` attribute (atomic
+    rewrite), and return them."""
+    path = Path(path)
+    idata = load_fit(path)
+    checks = compute_checks(idata, seed=seed)
+    attrs = fit_attrs(idata)
+    checks["model"] = attrs.get("model")
+    checks["behavior"] = attrs.get("behavior")
+    idata.attrs["checks"] = json.dumps(checks)
+    save_fit(idata, path)
+    return checks
+
+
+def format_checks(checks: dict) -> str:
+    lines = [f"checks of {checks.get('model')} on {checks.get('behavior')}"]
+    cov = checks["coverage"]
+    lines.append(f"  interval coverage: 50% -> {cov['50']:.2f}, 90% -> {cov['90']:.2f}")
+    pit = checks["loo_pit"]
+    lines.append(
+        f"  LOO-PIT: KS p = {pit['ks_p_value']:.3g}, below 0.05: {pit['share_below_0.05']:.3f}, "
+        f"above 0.95: {pit['share_above_0.95']:.3f}, Pareto k max {pit['pareto_k_max']:.2f}"
+    )
+    seeds = sorted({s for values in checks["p_values"].values() for s in values}, key=lambda s: int(s))
+    header = f"  {'Bayesian p-value':<18}" + "".join(f"{'seed ' + s:>10}" for s in seeds)
+    lines.append(header)
+    for name in STATISTICS:
+        row = checks["p_values"][name]
+        lines.append(f"  {name:<18}" + "".join(f"{row.get(s, float('nan')):>10.3f}" for s in seeds))
+    if checks["flags"]:
+        lines.append("  flagged (model misses the data here):")
+        lines.extend(f"    {flag}" for flag in checks["flags"])
+    else:
+        lines.append("  nothing flagged")
+    return "\n".join(lines)

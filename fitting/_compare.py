@@ -1,0 +1,182 @@
+"""Model comparison (``valuedyn compare``): PSIS-LOO, stacking weights, leave-future-out.
+
+PSIS-LOO (ArviZ ``loo`` / ``compare`` with stacking) scores how well each fit predicts a
+left-out update *inside* the window: interpolation. Trajectories are time series, so
+the leave-future-out (LFO) check refits every model on the updates with
+``tau <= lfo_fraction`` (same compiled sampler, the later cells masked, the level scale
+recomputed from the early cells only) and scores the log predictive density of the
+held-out later updates: ``elpd_lfo = sum_i log mean_draws p(y_i | theta)``.
+
+Only fits of the same data are compared: same trajectory hash, behaviour and selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from valuedyn._config import config_from_json
+from valuedyn._errors import ValuedynError
+from valuedyn._io import file_sha256, refuse_overwrite, write_text_atomic
+from valuedyn.fitting._store import fit_attrs, load_fit
+
+PARETO_K_WARN = 0.7
+
+
+@dataclasses.dataclass
+class CompareResult:
+    """``table``: pandas DataFrame indexed by fit name with elpd_loo, se, d_elpd, dse,
+    weight (stacking), p_loo, pareto_k_bad (observations with k > 0.7), and when LFO ran
+    elpd_lfo, lfo_se, lfo_n. ``warnings``: list of strings."""
+
+    table: object
+    warnings: list[str]
+    paths: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {
+            "table": json.loads(self.table.to_json(orient="index")),
+            "warnings": list(self.warnings),
+            "paths": dict(self.paths),
+        }
+
+    def format(self) -> str:
+        columns = [c for c in ("elpd_loo", "se", "d_elpd", "dse", "weight", "p_loo", "pareto_k_bad", "elpd_lfo", "lfo_se", "lfo_n") if c in self.table.columns]
+        text = self.table[columns].to_string(float_format=lambda v: f"{v:.2f}")
+        lines = ["model comparison (PSIS-LOO, stacking weights; elpd_lfo: leave-future-out)", text]
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def _same_data(entries) -> None:
+    first_path, first = entries[0]
+    for path, attrs in entries[1:]:
+        for key in ("trajectory_sha256", "behavior", "selection"):
+            if attrs.get(key) != first.get(key):
+                raise ValuedynError(
+                    f"compare needs fits of the same data; {path} and {first_path} differ in {key} "
+                    f"({attrs.get(key)!r} vs {first.get(key)!r}); fit every model to the same trajectory, behaviour and selection"
+                )
+
+
+def _names(paths: list[Path], attrs: list[dict]) -> list[str]:
+    models = [a["model"] for a in attrs]
+    names = []
+    for path, a in zip(paths, attrs):
+        name = a["model"] if models.count(a["model"]) == 1 else f"{a['model']}:{path.stem}"
+        names.append(name)
+    if len(set(names)) != len(names):
+        names = [str(p) for p in paths]
+    return names
+
+
+def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
+    """Refit the model of ``idata`` on ``tau <= fraction`` and score the held-out future."""
+    import jax
+    import jax.numpy as jnp
+    from scipy.special import logsumexp
+
+    from valuedyn.data import open_trajectory
+    from valuedyn.fitting._cli import FitConfig
+    from valuedyn.fitting._fit import get_model, infer, settings_from
+    from valuedyn.fitting._observation import OBSERVATION_MODELS
+    from valuedyn.fitting._select import parse_updates, select_behavior
+
+    attrs = fit_attrs(idata)
+    config = config_from_json(FitConfig, idata.attrs["config"])
+    trajectory = Path(attrs["trajectory"])
+    if not trajectory.exists():
+        raise ValuedynError(
+            f"leave-future-out refits from the trajectory {trajectory}, which does not exist; "
+            "restore it or pass --no-lfo"
+        )
+    if file_sha256(trajectory) != attrs["trajectory_sha256"]:
+        raise ValuedynError(
+            f"the trajectory {trajectory} changed since the fit (hash differs); refit, or pass --no-lfo"
+        )
+    model = get_model(attrs["model"])
+    observation = OBSERVATION_MODELS[attrs["observation_model"]]
+    selection = select_behavior(
+        open_trajectory(trajectory), attrs["behavior"], tuple(config.seeds) or None, parse_updates(config.updates)
+    )
+    train = selection.mask & (selection.tau[None, :] <= fraction)
+    heldout = selection.mask & (selection.tau[None, :] > fraction)
+    if not train.any() or not heldout.any():
+        raise ValuedynError(
+            f"--lfo-fraction {fraction} leaves {int(train.sum())} observed cells to fit and {int(heldout.sum())} "
+            "to predict; choose a fraction in (0, 1) with observations on both sides"
+        )
+    train_selection = selection.with_mask(train)
+    inference = infer(
+        model, observation, attrs["pooling"], train_selection, settings_from(config), seed=config.seed + 1,
+        progress=progress, desc=f"LFO refit {model.name}",
+    )
+    # predict every observed cell with the early-data posterior, score the future ones
+    data = inference.data._replace(mask=jnp.asarray(selection.mask))
+    _, log_lik, _ = inference.compiled.outputs(data, inference.flat_z, jax.random.PRNGKey(config.seed + 2))
+    cells = log_lik[:, heldout]  # [N, n_heldout]
+    lpd = logsumexp(cells, axis=0) - np.log(cells.shape[0])
+    return {
+        "elpd_lfo": float(lpd.sum()),
+        "lfo_se": float(np.sqrt(lpd.size) * lpd.std()),
+        "lfo_n": int(lpd.size),
+        "lfo_trustworthy": int(inference.diagnostics["trustworthy"]),
+    }
+
+
+def compare_fits(paths, *, lfo: bool = True, lfo_fraction: float = 0.75, out=None, force: bool = False,
+                 progress: bool = True) -> CompareResult:
+    """Compare fit files of the same data; see the module docstring."""
+    import arviz as az
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValuedynError("compare needs at least one fit file; pass FIT [FIT ...]")
+    if not 0.0 < lfo_fraction < 1.0:
+        raise ValuedynError(f"--lfo-fraction must lie in (0, 1); received {lfo_fraction}")
+    if out is not None:
+        refuse_overwrite(out, force)
+    fits = [load_fit(p) for p in paths]
+    attrs = [fit_attrs(f) for f in fits]
+    _same_data(list(zip(paths, attrs)))
+    names = _names(paths, attrs)
+    warnings = []
+    loo = {}
+    for name, idata in zip(names, fits):
+        result = az.loo(idata, pointwise=True)
+        k = np.asarray(result.pareto_k)
+        bad = int((k > PARETO_K_WARN).sum())
+        loo[name] = (result, bad)
+        if bad:
+            warnings.append(
+                f"{name}: {bad} of {k.size} observations have Pareto k > {PARETO_K_WARN}; PSIS-LOO is unreliable there"
+            )
+    for name, a in zip(names, attrs):
+        if not int(a.get("trustworthy", 0)):
+            warnings.append(f"{name}: the fit is marked untrustworthy ({'; '.join(a.get('diagnostics', {}).get('reasons', []))})")
+    if len(fits) > 1:
+        table = az.compare(dict(zip(names, fits)), ic="loo", method="stacking")
+        table = table.rename(columns={"elpd_diff": "d_elpd"})
+    else:
+        result = loo[names[0]][0]
+        import pandas as pd
+
+        table = pd.DataFrame(
+            {"elpd_loo": [result.elpd_loo], "se": [result.se], "d_elpd": [0.0], "dse": [0.0], "weight": [1.0], "p_loo": [result.p_loo]},
+            index=names,
+        )
+    table["pareto_k_bad"] = [loo[n][1] for n in table.index]
+    if lfo:
+        scores = {name: leave_future_out(idata, lfo_fraction, progress=progress) for name, idata in zip(names, fits)}
+        for column in ("elpd_lfo", "lfo_se", "lfo_n", "lfo_trustworthy"):
+            table[column] = [scores[n][column] for n in table.index]
+        for name, score in scores.items():
+            if not score["lfo_trustworthy"]:
+                warnings.append(f"{name}: the leave-future-out refit misses the diagnostic thresholds")
+    result = CompareResult(table=table, warnings=warnings, paths=dict(zip(names, map(str, paths))))
+    if out is not None:
+        write_text_atomic(out, json.dumps(result.to_dict(), indent=2, default=float))
+    return result

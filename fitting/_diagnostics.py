@@ -1,0 +1,104 @@
+"""Convergence diagnostics of every fit (ArviZ): R-hat, bulk and tail ESS, divergences,
+tree-depth hits, E-BFMI; and the verdict ``trustworthy``.
+
+Thresholds (binding): R-hat <= 1.01, bulk and tail ESS >= 400, no divergent transition.
+A fit that misses one is untrustworthy, with one reason per miss. Tree-depth hits and
+an E-BFMI below 0.3 are reported as warnings (they cost efficiency, not validity).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+EBFMI_MIN = 0.3
+
+
+def _diagnosed_variables(idata, parameter_names: list[str]) -> list[str]:
+    return [name for name in parameter_names if name in idata.posterior]
+
+
+def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solves: int = 0) -> dict:
+    """Diagnostics dict stored (as JSON) in the fit file's ``diagnostics`` attribute."""
+    import arviz as az
+
+    names = _diagnosed_variables(idata, parameter_names)
+    posterior = idata.posterior[names]
+    n_chains = posterior.sizes["chain"]
+    rhat = az.rhat(posterior)
+    ess_bulk = az.ess(posterior, method="bulk")
+    ess_tail = az.ess(posterior, method="tail")
+
+    def extreme(ds, fn):
+        values = [float(fn(np.asarray(ds[v].values))) for v in ds.data_vars]
+        values = [v for v in values if np.isfinite(v)]
+        return float(fn(np.asarray(values))) if values else float("nan")
+
+    worst = {}
+    for name in names:
+        worst[name] = {
+            "rhat": float(np.nanmax(np.asarray(rhat[name].values))),
+            "ess_bulk": float(np.nanmin(np.asarray(ess_bulk[name].values))),
+            "ess_tail": float(np.nanmin(np.asarray(ess_tail[name].values))),
+        }
+    rhat_max = extreme(rhat, np.nanmax)
+    ess_bulk_min = extreme(ess_bulk, np.nanmin)
+    ess_tail_min = extreme(ess_tail, np.nanmin)
+    stats = idata.sample_stats
+    divergences = int(np.asarray(stats["diverging"].values).sum())
+    treedepth_hits = int((np.asarray(stats["n_steps"].values) >= 2**max_tree_depth - 1).sum())
+    try:
+        ebfmi = np.asarray(az.bfmi(idata))
+        ebfmi_min = float(np.min(ebfmi))
+    except Exception:  # a constant energy (degenerate chain) has no E-BFMI
+        ebfmi_min = float("nan")
+
+    reasons, warnings = [], []
+    if n_chains < 2:
+        reasons.append("R-hat needs at least 2 chains")
+    if not np.isfinite(rhat_max) or rhat_max > RHAT_MAX:
+        bad = max(worst, key=lambda k: worst[k]["rhat"] if np.isfinite(worst[k]["rhat"]) else np.inf)
+        reasons.append(f"R-hat {rhat_max:.3f} > {RHAT_MAX} (worst: {bad})")
+    if not np.isfinite(ess_bulk_min) or ess_bulk_min < ESS_MIN:
+        bad = min(worst, key=lambda k: worst[k]["ess_bulk"])
+        reasons.append(f"bulk ESS {ess_bulk_min:.0f} < {ESS_MIN} (worst: {bad})")
+    if not np.isfinite(ess_tail_min) or ess_tail_min < ESS_MIN:
+        bad = min(worst, key=lambda k: worst[k]["ess_tail"])
+        reasons.append(f"tail ESS {ess_tail_min:.0f} < {ESS_MIN} (worst: {bad})")
+    if divergences:
+        extra = f", {failed_solves} failed ODE solves among the proposals" if failed_solves else ""
+        reasons.append(f"{divergences} divergent transitions{extra}")
+    if treedepth_hits:
+        warnings.append(f"{treedepth_hits} transitions hit the maximum tree depth {max_tree_depth}")
+    if np.isfinite(ebfmi_min) and ebfmi_min < EBFMI_MIN:
+        warnings.append(f"E-BFMI {ebfmi_min:.2f} < {EBFMI_MIN} in some chain")
+    return {
+        "rhat_max": rhat_max,
+        "ess_bulk_min": ess_bulk_min,
+        "ess_tail_min": ess_tail_min,
+        "divergences": divergences,
+        "treedepth_hits": treedepth_hits,
+        "ebfmi_min": ebfmi_min,
+        "failed_solves": int(failed_solves),
+        "trustworthy": int(not reasons),
+        "reasons": reasons,
+        "warnings": warnings,
+        "per_parameter": worst,
+        "thresholds": {"rhat_max": RHAT_MAX, "ess_min": ESS_MIN},
+    }
+
+
+def format_diagnostics(diagnostics: dict) -> str:
+    verdict = "trustworthy" if diagnostics["trustworthy"] else "UNTRUSTWORTHY"
+    lines = [
+        f"diagnostics: {verdict}: R-hat max {diagnostics['rhat_max']:.3f}, ESS bulk min {diagnostics['ess_bulk_min']:.0f}, "
+        f"tail min {diagnostics['ess_tail_min']:.0f}, divergences {diagnostics['divergences']}, "
+        f"tree-depth hits {diagnostics['treedepth_hits']}, E-BFMI min {diagnostics['ebfmi_min']:.2f}, "
+        f"failed solves {diagnostics['failed_solves']}"
+    ]
+    for reason in diagnostics["reasons"]:
+        lines.append(f"  untrustworthy: {reason}")
+    for warning in diagnostics["warnings"]:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)

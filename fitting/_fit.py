@@ -1,0 +1,247 @@
+"""``fit_trajectory``: trajectory file -> one behaviour -> NUTS -> fit file.
+
+:func:`infer` is the reusable core (also used by leave-future-out refits and SBC): it
+takes an in-memory :class:`~valuedyn.fitting._select.Selection` and returns an
+InferenceData with every group of the fit-file contract plus its diagnostics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from valuedyn._config import config_to_json
+from valuedyn._errors import ValuedynError
+from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
+from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
+from valuedyn.fitting._model import FitData, POOLINGS, build_numpyro_model, fit_data, observable_for, parameter_spaces
+from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
+from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
+from valuedyn.fitting._select import Selection, parse_behavior, parse_updates, select_behavior
+from valuedyn.fitting._store import save_fit
+
+
+@dataclasses.dataclass
+class Inference:
+    idata: object
+    diagnostics: dict
+    compiled: object
+    data: FitData
+    parameter_names: list[str]
+    flat_z: dict
+
+
+def get_model(name: str):
+    from valuedyn.models import get_model as _get_model
+
+    return _get_model(name)
+
+
+def settings_from(config) -> SamplerSettings:
+    return SamplerSettings(
+        num_warmup=int(config.warmup),
+        num_draws=int(config.draws),
+        num_chains=int(config.chains),
+        max_tree_depth=int(config.max_tree_depth),
+        target_accept=float(config.target_accept),
+        dense_mass=bool(config.dense_mass),
+    )
+
+
+def validate_sampler_config(config) -> None:
+    if config.chains < 1 or config.draws < 1 or config.warmup < 1:
+        raise ValuedynError(
+            f"--chains, --draws and --warmup must be >= 1; received chains={config.chains}, draws={config.draws}, "
+            f"warmup={config.warmup}"
+        )
+    if not 0.5 <= config.target_accept < 1.0:
+        raise ValuedynError(f"--target-accept must lie in [0.5, 1); received {config.target_accept}")
+    if not 1 <= config.max_tree_depth <= 15:
+        raise ValuedynError(f"--max-tree-depth must lie in 1..15; received {config.max_tree_depth}")
+    if config.pooling not in POOLINGS:
+        raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {config.pooling!r}")
+    if config.observation not in ("auto",) + tuple(OBSERVATION_MODELS):
+        raise ValuedynError(
+            f"--observation must be auto or one of {', '.join(OBSERVATION_MODELS)}; received {config.observation!r}"
+        )
+
+
+def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings):
+    key = (model.name, id(model), observation.name, pooling, observable)
+    return compiled_posterior(
+        key, lambda: build_numpyro_model(model, observation, pooling, observable), data, settings
+    )
+
+
+def infer(
+    model,
+    observation,
+    pooling: str,
+    selection: Selection,
+    settings: SamplerSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "NUTS",
+) -> Inference:
+    """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O)."""
+    import arviz as az
+    import jax
+
+    observable = observable_for(model, selection.kind)
+    data = fit_data(selection)
+    compiled = compile_for(model, observation, pooling, observable, data, settings)
+    key = jax.random.PRNGKey(seed)
+    key_map, key_nuts, key_pp = jax.random.split(key, 3)
+    start, _ = compiled.find_map(data, key_map)
+    result = compiled.sample(data, key_nuts, start, progress=progress, desc=desc)
+    chains, draws = settings.num_chains, settings.num_draws
+    flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in result["z"].items()}
+    constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
+
+    n_seeds, n_updates = selection.y.shape
+    spaces = parameter_spaces(model)
+    names = [s.name for s in spaces]
+    posterior = {}
+    for name in names:
+        value = np.asarray(constrained[name], np.float64)
+        if value.ndim == 1:  # complete pooling: one value, the same for every seed
+            value = np.repeat(value[:, None], n_seeds, axis=1)
+        posterior[name] = value.reshape(chains, draws, n_seeds)
+        if pooling == "hierarchical":
+            for suffix in ("_loc", "_scale"):
+                posterior[name + suffix] = np.asarray(constrained[name + suffix]).reshape(chains, draws)
+    for name, _ in observation.parameters:
+        posterior[name] = np.asarray(constrained[name]).reshape(chains, draws)
+    posterior["level"] = np.asarray(constrained["level"], np.float32).reshape(chains, draws, n_seeds, n_updates)
+
+    mask = selection.mask
+    obs_seed_index, obs_update_index = np.nonzero(mask)
+    log_lik_obs = log_lik[:, obs_seed_index, obs_update_index].reshape(chains, draws, -1)
+    is_count = selection.family != "continuous"
+    y_obs = selection.y.astype(np.int64) if is_count else selection.y.astype(np.float64)
+    y_rep = y_rep.reshape(chains, draws, n_seeds, n_updates)
+    y_rep = y_rep.astype(np.int64) if is_count else y_rep.astype(np.float64)
+
+    coords = {"seed": selection.seeds, "update": selection.updates}
+    dims = {name: ["seed"] for name in names}
+    dims["level"] = ["seed", "update"]
+    idata = az.from_dict(
+        posterior=posterior,
+        posterior_predictive={"y": y_rep},
+        log_likelihood={"y": log_lik_obs},
+        observed_data={"y": y_obs},
+        constant_data={
+            "exposure": selection.exposure,
+            "mask": mask,
+            "env_step": selection.env_step,
+            "tau": selection.tau,
+            "level_scale": np.asarray(selection.level_scale),
+        },
+        sample_stats={
+            "diverging": result["diverging"],
+            "tree_depth": result["tree_depth"],
+            "n_steps": result["n_steps"],
+            "acceptance_rate": result["acceptance_rate"],
+            "energy": result["energy"],
+            "lp": -result["potential_energy"],
+            "step_size": result["step_size"],
+        },
+        coords=coords,
+        dims={
+            **dims,
+            "y": ["seed", "update"],
+            "exposure": ["seed", "update"],
+            "mask": ["seed", "update"],
+            "env_step": ["update"],
+            "tau": ["update"],
+        },
+    )
+    # log_likelihood: only the observed cells, flattened along `obs` (PSIS-LOO counts real data only)
+    ll = idata.log_likelihood.rename({"y_dim_0": "obs"}) if "y_dim_0" in idata.log_likelihood.dims else idata.log_likelihood
+    ll = ll.assign_coords(
+        obs_seed=("obs", np.asarray(selection.seeds)[obs_seed_index]),
+        obs_update=("obs", np.asarray(selection.updates)[obs_update_index]),
+    )
+    idata.log_likelihood = ll
+    diagnosed = names + [n + s for n in names for s in ("_loc", "_scale")] + [n for n, _ in observation.parameters]
+    if pooling != "hierarchical":
+        diagnosed = names + [n for n, _ in observation.parameters]
+    diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"])
+    return Inference(idata, diagnostics, compiled, data, names, flat)
+
+
+def _attrs(config, model, observation, selection: Selection, trajectory: Path, sha: str, diagnostics: dict, spaces) -> dict:
+    attrs = {
+        "model": model.name,
+        "behavior": selection.behavior,
+        "observation_model": observation.name,
+        "pooling": config.pooling,
+        "trajectory": str(trajectory),
+        "trajectory_sha256": sha,
+        "selection": selection.selection_json(),
+        "config": config_to_json(config),
+        "diagnostics": json.dumps(diagnostics, default=float),
+        "trustworthy": int(diagnostics["trustworthy"]),
+        "failed_solves": int(diagnostics["failed_solves"]),
+        "time_scale_env_steps": float(selection.time_scale),
+        "time_origin_env_step": float(selection.time_origin),
+        "level_scale": float(selection.level_scale),
+        "parameters": json.dumps([s.name for s in spaces]),
+        "parameter_transforms": json.dumps({s.name: s.transform_name for s in spaces}),
+        "observation_parameters": json.dumps([n for n, _ in observation.parameters]),
+    }
+    attrs.update(provenance())
+    return attrs
+
+
+def prepare(config):
+    """Validate everything a fit needs, outside jit, before any sampling:
+    returns (model, observation, selection, trajectory path, dataset)."""
+    from valuedyn.data import open_trajectory
+
+    validate_sampler_config(config)
+    parse_behavior(config.behavior)
+    updates = parse_updates(config.updates)
+    if not config.out:
+        raise ValuedynError("--out is required: the fit file to write")
+    refuse_overwrite(config.out, config.force)
+    trajectory = require_file(config.trajectory, "trajectory file")
+    model = get_model(config.model)
+    dataset = open_trajectory(trajectory)
+    selection = select_behavior(dataset, config.behavior, tuple(config.seeds) or None, updates)
+    observation = observation_for(selection.family, config.observation)
+    observable_for(model, selection.kind)
+    return model, observation, selection, trajectory
+
+
+def fit_trajectory(config) -> Path:
+    """Run NUTS for ``config`` (a FitConfig), write ``config.out`` atomically, return its path.
+
+    Raises :class:`ValuedynError` for bad input before any work; an untrustworthy fit is
+    written (marked ``trustworthy = 0``) and, with ``config.strict``, then raises.
+    """
+    model, observation, selection, trajectory = prepare(config)
+    sha = file_sha256(trajectory)
+    inference = infer(
+        model, observation, config.pooling, selection, settings_from(config), seed=config.seed,
+        progress=config.progress, desc=f"fit {model.name} {selection.behavior}",
+    )
+    idata = inference.idata
+    idata.attrs.update(
+        _attrs(config, model, observation, selection, trajectory, sha, inference.diagnostics, parameter_spaces(model))
+    )
+    out = Path(config.out)
+    refuse_overwrite(out, config.force)  # it may have appeared while sampling
+    save_fit(idata, out)
+    print(
+        f"fit {model.name} to {selection.behavior} ({selection.y.shape[0]} seeds x {selection.y.shape[1]} updates, "
+        f"{selection.n_observed} observed, {observation.name}, {config.pooling} pooling) -> {out}",
+        file=sys.stdout,
+    )
+    print(format_diagnostics(inference.diagnostics), file=sys.stdout)
+    return out

@@ -1,0 +1,260 @@
+"""Behaviour selection: which numbers of a trajectory file a fit explains.
+
+A behaviour is ``KIND:NAME``:
+
+=========================  =====================================  ==========================  ============
+behaviour                  observation ``y[seed, update]``        exposure                    family
+=========================  =====================================  ==========================  ============
+``unlock:ACHIEVEMENT``     ``achievement_unlocks`` (episodes)     ``episodes_finished``       binomial
+``event:EVENT``            ``event_total`` (occurrences)          ``episodes_finished``       count
+``action:ACTION``          ``action_count``                       all actions of the update   binomial
+``diversity:actions``      Hill-1 diversity (exp Shannon entropy) 1                           continuous
+``diversity:events``       of that update's action/event counts
+=========================  =====================================  ==========================  ============
+
+An update whose exposure is 0 (no finished episode, no action, no event) is *masked*:
+its cell keeps ``y = 0`` and ``mask = False`` and the likelihood skips it; nothing is
+filled in or divided by zero.
+
+Time: ``tau = (env_step - first) / (last - first)`` over the selected window, so models
+run on ``tau`` in [0, 1]; ``time_origin`` (= first) and ``time_scale`` (= last - first)
+convert back to env steps.
+
+``level_scale`` normalises count data: the largest per-update mean count (total over
+finished episodes) in the selection, so model levels live near [0, 1.5]; for
+probabilities (unlock, action) it is 1, for diversity the largest observed diversity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from valuedyn._errors import ValuedynError
+
+BEHAVIOR_KINDS = ("unlock", "event", "action", "diversity")
+DIVERSITY_NAMES = ("actions", "events")
+#: behaviour kind -> family of its observation model
+KIND_FAMILY = {"unlock": "binomial", "action": "binomial", "event": "count", "diversity": "continuous"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The data of one fit. Arrays are numpy; shapes ``[S, U]`` unless stated.
+
+    ``y``: observations (int64 counts, or float diversity); ``exposure``: float;
+    ``mask``: bool, True = observed; ``env_step``, ``tau``: ``[U]``; ``seeds`` and
+    ``updates``: the trajectory's seed and update labels ``[S]``, ``[U]``.
+    """
+
+    behavior: str
+    kind: str
+    name: str
+    family: str
+    seeds: np.ndarray
+    updates: np.ndarray
+    y: np.ndarray
+    exposure: np.ndarray
+    mask: np.ndarray
+    env_step: np.ndarray
+    tau: np.ndarray
+    level_scale: float
+    time_origin: float
+    time_scale: float
+
+    @property
+    def n_observed(self) -> int:
+        return int(self.mask.sum())
+
+    def selection_json(self) -> str:
+        return json.dumps(
+            {
+                "seeds": [int(s) for s in self.seeds],
+                "updates": [int(self.updates[0]), int(self.updates[-1])],
+                "n_updates": int(len(self.updates)),
+            },
+            sort_keys=True,
+        )
+
+    def with_mask(self, mask: np.ndarray, *, rescale: bool = True) -> "Selection":
+        """The same cells with fewer observed ones (leave-future-out); the level scale is
+        recomputed from what stays observed, so no future data leaks into the fit."""
+        mask = np.asarray(mask, bool) & self.mask
+        scale = _level_scale(self.family, self.y, self.exposure, mask) if rescale else self.level_scale
+        return dataclasses.replace(self, mask=mask, level_scale=scale)
+
+
+def parse_behavior(behavior: str) -> tuple[str, str]:
+    """``"event:place_plant"`` -> ``("event", "place_plant")``; refuse a bad shape or kind."""
+    if not isinstance(behavior, str) or behavior.count(":") != 1:
+        raise ValuedynError(
+            f"--behavior must be KIND:NAME with KIND one of {', '.join(BEHAVIOR_KINDS)}; "
+            f"received {behavior!r}; e.g. unlock:place_table or event:place_plant"
+        )
+    kind, name = behavior.split(":")
+    if kind not in BEHAVIOR_KINDS:
+        raise ValuedynError(
+            f"behaviour kind must be one of {', '.join(BEHAVIOR_KINDS)}; received {kind!r} in {behavior!r}"
+        )
+    if not name:
+        raise ValuedynError(f"behaviour {behavior!r} names nothing after the colon; e.g. {kind}:NAME")
+    return kind, name
+
+
+def parse_updates(text: str | None) -> tuple[int, int] | None:
+    """``"FIRST:LAST"`` (inclusive update labels) -> tuple; None = all updates."""
+    if text is None or text == "":
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        first = int(parts[0]) if parts[0] else None
+        last = int(parts[1]) if parts[1] else None
+    except ValueError:
+        raise ValuedynError(f"--updates must be FIRST:LAST (inclusive update numbers); received {text!r}") from None
+    if first is not None and last is not None and last < first:
+        raise ValuedynError(f"--updates {text!r} ends before it starts; give FIRST <= LAST")
+    return (first, last)  # type: ignore[return-value]
+
+
+def _labels(ds, dim: str) -> np.ndarray:
+    if dim in ds.coords:
+        return np.asarray(ds[dim].values)
+    return np.arange(ds.sizes[dim])
+
+
+def _names(ds, dim: str) -> list[str]:
+    return [str(v) for v in _labels(ds, dim)]
+
+
+def hill1(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hill number of order 1 (exp of Shannon entropy) over the last axis.
+
+    Returns (diversity, has_data); diversity is 0 where the total count is 0.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1)
+    has = total > 0
+    share = np.divide(counts, total[..., None], out=np.zeros_like(counts), where=has[..., None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(share > 0, share * np.log(np.where(share > 0, share, 1.0)), 0.0)
+    entropy = -terms.sum(axis=-1)
+    return np.where(has, np.exp(entropy), 0.0), has
+
+
+def _level_scale(family: str, y: np.ndarray, exposure: np.ndarray, mask: np.ndarray) -> float:
+    if family == "binomial" or not mask.any():
+        return 1.0
+    if family == "count":
+        per_episode = y[mask] / exposure[mask]
+    else:
+        per_episode = y[mask]
+    top = float(per_episode.max())
+    return top if top > 0 else 1.0
+
+
+def select_behavior(
+    ds,
+    behavior: str,
+    seeds: tuple[int, ...] | None = None,
+    updates: tuple[int | None, int | None] | None = None,
+) -> Selection:
+    """Cut one behaviour out of a (validated) trajectory Dataset.
+
+    ``seeds``: seed labels to keep (None = all); ``updates``: inclusive (first, last)
+    update labels (None = all). Raises :class:`ValuedynError` for an unknown name (listing
+    the valid ones), an empty selection, or a selection with no observed update.
+    """
+    kind, name = parse_behavior(behavior)
+    family = KIND_FAMILY[kind]
+
+    seed_labels = _labels(ds, "seed")
+    update_labels = _labels(ds, "update")
+    if seeds:
+        unknown = [s for s in seeds if s not in set(seed_labels.tolist())]
+        if unknown:
+            raise ValuedynError(
+                f"--seeds {list(seeds)} names seeds {unknown} that the file does not hold; "
+                f"its seeds are {seed_labels.tolist()}"
+            )
+        seed_index = np.array([int(np.nonzero(seed_labels == s)[0][0]) for s in seeds])
+    else:
+        seed_index = np.arange(len(seed_labels))
+    keep = np.ones(len(update_labels), bool)
+    if updates is not None:
+        first, last = updates
+        if first is not None:
+            keep &= update_labels >= first
+        if last is not None:
+            keep &= update_labels <= last
+    update_index = np.nonzero(keep)[0]
+    if len(seed_index) == 0 or len(update_index) < 2:
+        raise ValuedynError(
+            f"the selection (seeds {list(seeds) if seeds else 'all'}, updates {updates}) holds "
+            f"{len(seed_index)} seeds x {len(update_index)} updates; a fit needs at least 1 seed and 2 updates; "
+            f"the file has updates {int(update_labels[0])}..{int(update_labels[-1])}"
+        )
+    sub = ds.isel(seed=seed_index, update=update_index)
+    episodes = np.asarray(sub["episodes_finished"].values, dtype=np.int64)
+
+    def pick(variable: str, dim: str) -> np.ndarray:
+        names = _names(ds, dim)
+        if name not in names:
+            raise ValuedynError(
+                f"behaviour {behavior!r}: {dim} {name!r} is not in this file; valid names: {', '.join(names)}"
+            )
+        return np.asarray(sub[variable].isel({dim: names.index(name)}).values, dtype=np.int64)
+
+    if kind == "unlock":
+        y = pick("achievement_unlocks", "achievement")
+        exposure = episodes.astype(np.float64)
+    elif kind == "event":
+        y = pick("event_total", "event")
+        exposure = episodes.astype(np.float64)
+    elif kind == "action":
+        y = pick("action_count", "action")
+        exposure = np.asarray(sub["action_count"].values, dtype=np.int64).sum(axis=-1).astype(np.float64)
+    else:
+        if name not in DIVERSITY_NAMES:
+            raise ValuedynError(
+                f"behaviour {behavior!r}: diversity is computed over 'actions' or 'events'; "
+                f"valid names: diversity:actions, diversity:events"
+            )
+        counts = sub["action_count"].values if name == "actions" else sub["event_total"].values
+        y, has = hill1(counts)
+        # The event distribution counts only finished episodes; with none, there is no data.
+        if name == "events":
+            has &= episodes > 0
+        exposure = has.astype(np.float64)
+    mask = exposure > 0
+    if family != "continuous":
+        y = np.where(mask, y, 0)
+    else:
+        y = np.where(mask, y, 0.0).astype(np.float64)
+    if not mask.any():
+        raise ValuedynError(
+            f"behaviour {behavior!r}: every selected update is masked (no finished episode / no data in "
+            f"{len(seed_index)} seeds x {len(update_index)} updates); select later updates or other seeds"
+        )
+    env_step = np.asarray(sub["env_step"].values, dtype=np.float64)
+    origin, scale = float(env_step[0]), float(env_step[-1] - env_step[0])
+    tau = (env_step - origin) / scale
+    return Selection(
+        behavior=behavior,
+        kind=kind,
+        name=name,
+        family=family,
+        seeds=np.asarray(seed_labels[seed_index]),
+        updates=np.asarray(update_labels[update_index]),
+        y=y,
+        exposure=exposure,
+        mask=mask,
+        env_step=env_step,
+        tau=tau,
+        level_scale=_level_scale(family, y, exposure, mask),
+        time_origin=origin,
+        time_scale=scale,
+    )

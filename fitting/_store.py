@@ -1,0 +1,67 @@
+"""The one module that reads and writes fit files (ArviZ InferenceData netCDF).
+
+See /work/notes/fit_file.md for the contract: groups posterior, sample_stats,
+log_likelihood, observed_data, constant_data, posterior_predictive; top-level attrs name
+the model, the data file (and its hash) and the selection. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from valuedyn._errors import ValuedynError
+from valuedyn._io import atomic_path
+
+REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data", "posterior_predictive")
+REQUIRED_FIT_ATTRS = ("model", "behavior", "observation_model", "pooling", "trajectory", "trajectory_sha256", "selection", "config")
+JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "parameter_transforms")
+
+
+def save_fit(idata, path) -> Path:
+    """Write ``idata`` to ``path`` atomically (a kill leaves the old file or the new one)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+    return path
+
+
+def load_fit(path):
+    """Read a fit file fully into memory; :class:`ValuedynError` for a missing, corrupt or wrong file."""
+    import arviz as az
+
+    path = Path(path)
+    if not path.exists():
+        raise ValuedynError(f"fit file {path} does not exist; check the path or run `valuedyn fit`")
+    if not path.is_file():
+        raise ValuedynError(f"fit file {path} is not a file")
+    try:
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        idata.load() if hasattr(idata, "load") else None
+        for group in idata.groups():
+            getattr(idata, group).load()
+    except Exception as err:  # h5py / xarray raise many types for a corrupt file
+        raise ValuedynError(
+            f"cannot read {path} as a fit file ({type(err).__name__}: {err}); it is corrupt or not a fit file"
+        ) from None
+    missing_groups = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
+    attrs = dict(getattr(idata, "attrs", {}) or {})
+    missing_attrs = [a for a in REQUIRED_FIT_ATTRS if a not in attrs]
+    if missing_groups or missing_attrs:
+        raise ValuedynError(
+            f"{path} is not a valuedyn fit file (missing groups {missing_groups}, attributes {missing_attrs}); "
+            "pass a file written by `valuedyn fit`"
+        )
+    return idata
+
+
+def fit_attrs(idata) -> dict:
+    """Top-level attributes with the JSON ones decoded."""
+    attrs = dict(idata.attrs)
+    for key in JSON_ATTRS:
+        if key in attrs and isinstance(attrs[key], str):
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except json.JSONDecodeError:
+                pass
+    return attrs
