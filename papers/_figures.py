@@ -397,40 +397,38 @@ WIDTH_SINGLE_PLUS = 4.5
 
 
 def sbc_ranks(sbc) -> tuple[dict[str, np.ndarray], int]:
-    """``({parameter: ranks [simulation]}, number of posterior draws)`` of an SBC Dataset."""
-    if "rank" in sbc.data_vars and "parameter" in sbc["rank"].dims:
-        rank = sbc["rank"]
-        names = [str(v) for v in rank["parameter"].values]
-        values = {n: np.asarray(rank.isel(parameter=i).values).ravel() for i, n in enumerate(names)}
-    else:
-        values = {str(name): np.asarray(var.values).ravel() for name, var in sbc.data_vars.items()
-                  if str(name).startswith("rank")}
-        values = {k.removeprefix("rank_").removeprefix("rank:"): v for k, v in values.items()}
-    if not values:
-        raise ValuedynError(f"SBC file holds no ranks (variables: {list(sbc.data_vars)}); pass a file written by `valuedyn sbc`")
-    draws = None
-    for key in ("num_draws", "draws", "n_draws", "num_posterior_draws", "L"):
-        if key in sbc.attrs:
-            draws = int(sbc.attrs[key])
-            break
-    if draws is None:
-        draws = int(max(np.max(v) for v in values.values()))
+    """``({parameter: ranks [simulation]}, L)`` of the Dataset ``valuedyn sbc`` writes:
+    ``rank[simulation, parameter]``, ranks among ``thin_to`` = L posterior draws (values 0..L)."""
+    if "rank" not in sbc.data_vars or "parameter" not in sbc["rank"].dims:
+        raise ValuedynError(
+            f"SBC file holds no rank[simulation, parameter] (variables: {list(sbc.data_vars)}); "
+            "pass a file written by `valuedyn sbc`"
+        )
+    rank = sbc["rank"]
+    names = [str(v) for v in rank["parameter"].values]
+    values = {n: np.asarray(rank.isel(parameter=i).values).ravel() for i, n in enumerate(names)}
+    draws = int(sbc.attrs["thin_to"]) if "thin_to" in sbc.attrs else int(max(np.max(v) for v in values.values()))
     return values, draws
 
 
-def plot_sbc_ranks(sbc, *, bins: int = 10):
+def plot_sbc_ranks(sbc, *, bins: int | None = None):
     """Figure 5: simulation-based calibration rank histograms, one panel per parameter.
 
-    ``sbc``: the Dataset ``valuedyn sbc`` writes (ranks of each prior draw among its
-    posterior draws). A calibrated model gives uniform ranks; the grey band is the 99%
-    interval of a bin count under uniformity (binomial).
+    ``sbc``: the Dataset ``valuedyn sbc`` writes (rank of each prior draw among L
+    posterior draws, values 0..L). A calibrated model gives uniform ranks; the grey band
+    is the 99% interval of a bin count under uniformity (binomial); panel titles give
+    the chi-square uniformity p-value the SBC run stored.
     """
     from scipy import stats
 
     ranks, draws = sbc_ranks(sbc)
-    names = sorted(ranks)
+    bins = int(bins or sbc.attrs.get("bins", 10))
+    names = list(ranks)
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
+    p_chi2 = {}
+    if "p_chi2" in sbc.data_vars:
+        p_chi2 = {str(k): float(v) for k, v in zip(sbc["parameter"].values, sbc["p_chi2"].values)}
     with style():
         fig, axes = new_figure(nrows, ncols, row_height=1.6)
         for ax, name in zip(axes.flat, names):
@@ -442,16 +440,13 @@ def plot_sbc_ranks(sbc, *, bins: int = 10):
             ax.axhspan(low, high, color="#dddddd", linewidth=0)
             ax.axhline(n / bins, color="#999999", linewidth=0.6)
             ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=PALETTE_SBC, edgecolor="white", linewidth=0.4)
-            ax.set_title(name)
+            ax.set_title(name + (f" (chi2 p = {p_chi2[name]:.2f})" if name in p_chi2 else ""))
             ax.set_xlim(0, draws + 1)
-            ax.set_xlabel("rank")
+            ax.set_xlabel(f"rank among {draws} draws")
         for ax in axes.flat[len(names):]:
             ax.set_visible(False)
-        title = "SBC ranks"
-        for key in ("model", "observation_model", "behavior"):
-            if key in sbc.attrs:
-                title += f", {key.replace('_', ' ')} {sbc.attrs[key]}"
-        fig.suptitle(f"{title} ({len(next(iter(ranks.values())))} simulations, grey: 99% band under uniformity)")
+        details = ", ".join(str(sbc.attrs[k]) for k in ("model", "kind", "observation_model", "pooling") if k in sbc.attrs)
+        fig.suptitle(f"SBC ranks ({details}; {len(next(iter(ranks.values())))} simulations; grey: 99% band under uniformity)")
         fig.tight_layout()
     return fig
 

@@ -120,7 +120,7 @@ class FigureInputs:
                 from valuedyn.papers._report import compare_table
 
                 paths = [self.fit_paths[behaviour][m] for m in sorted(fits)]
-                self._comparisons[behaviour] = compare_table(paths)
+                self._comparisons[behaviour] = compare_table(paths)[0]  # PSIS-LOO only: no refits
         return self._comparisons[behaviour]
 
     def winner(self, behaviour: str) -> str:
@@ -197,7 +197,7 @@ def build_figure(spec: FigureSpec, inputs: FigureInputs):
             raise ValuedynError(f"figure {spec.name!r} needs a trajectory; declare trajectory = \"...\"")
         return F.plot_placement_histogram(inputs.trajectory, str(o.get("placement", "place_plant")), o.get("seeds"))
     if spec.kind == "sbc_ranks":
-        return F.plot_sbc_ranks(load_sbc(resolve_path(o["sbc"], inputs.base)), bins=int(o.get("bins", 10)))
+        return F.plot_sbc_ranks(load_sbc(resolve_path(o["sbc"], inputs.base)), bins=o.get("bins"))
     if spec.kind == "analysis":
         fits = inputs.require_fits(o["behaviour"])
         model = o.get("model") or inputs.winner(o["behaviour"])

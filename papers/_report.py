@@ -38,11 +38,6 @@ from valuedyn._io import file_sha256, provenance, write_text_atomic
 #: The developmental motif that started the project: always fitted when present.
 PLANT_MOTIF = ("event:place_plant", "unlock:place_plant")
 
-#: Bayesian p-values outside this interval flag a check as failed.
-P_VALUE_RANGE = (0.05, 0.95)
-#: A predictive interval whose empirical coverage misses its nominal level by more
-#: than this is flagged.
-COVERAGE_TOLERANCE = 0.1
 
 
 def log(message: str) -> None:
@@ -257,66 +252,32 @@ def stored_checks(idata) -> dict | None:
         return None
 
 
-def _walk(prefix: str, value):
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            yield from _walk(f"{prefix}.{key}" if prefix else str(key), inner)
-    else:
-        yield prefix, value
-
-
 def check_failures(checks: dict | None) -> list[str]:
-    """Where a fit fails its posterior predictive checks, in words.
-
-    Rule: a Bayesian p-value (any stored number whose key path names ``p_value``)
-    outside [0.05, 0.95]; an interval coverage more than 0.1 from its nominal level;
-    and any failure the checks record themselves (a key ``failed`` listing them).
-    """
+    """Where a fit fails its posterior predictive checks, in words: the flags that
+    :func:`valuedyn.fitting.check_fit` recorded (Bayesian p-values of the development
+    statistics outside [0.05, 0.95], 50% / 90% interval coverage outside [0.4, 0.6] /
+    [0.85, 0.95], a non-uniform LOO-PIT)."""
     if not checks:
         return ["no checks stored"]
-    failures = []
-    low, high = P_VALUE_RANGE
-    for path, value in _walk("", checks):
-        key = path.lower()
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        if ("p_value" in key or "pvalue" in key) and not low <= value <= high:
-            failures.append(f"{path} = {value:.3f}")
-    for path, value in _walk("", checks.get("coverage", {}) if isinstance(checks.get("coverage"), dict) else {}):
-        nominal = _nominal_level(path)
-        if nominal is not None and isinstance(value, (int, float)) and abs(value - nominal) > COVERAGE_TOLERANCE:
-            failures.append(f"coverage {path} = {value:.2f} (nominal {nominal:.2f})")
-    recorded = checks.get("failed") if isinstance(checks, dict) else None
-    if isinstance(recorded, list):
-        failures.extend(str(item) for item in recorded if str(item) not in " ".join(failures))
-    return failures
+    return [str(flag) for flag in checks.get("flags", [])]
 
 
-def _nominal_level(path: str) -> float | None:
-    """'0.9' or '90' or 'interval_90' in a coverage key -> 0.9."""
-    digits = "".join(c if (c.isdigit() or c == ".") else " " for c in path).split()
-    for token in digits:
-        try:
-            number = float(token)
-        except ValueError:
-            continue
-        if 0 < number < 1:
-            return number
-        if 1 < number < 100:
-            return number / 100
-    return None
-
-
-def compare_table(paths: Sequence[Path]):
-    """:func:`valuedyn.fitting.compare_fits` as a DataFrame indexed by model, best first,
-    with columns ``elpd_loo``, ``se``, ``d_elpd``, ``dse``, ``weight`` (stacking) and
-    ``warning`` (Pareto-k); extra columns the fitting side returns are kept."""
-    import pandas as pd
-
+def compare_table(paths: Sequence[Path], *, lfo: bool = False):
+    """:func:`valuedyn.fitting.compare_fits` as ``(table, warnings)``: a DataFrame indexed
+    by model, best first, with columns ``elpd_loo``, ``se``, ``d_elpd``, ``dse``, ``weight``
+    (stacking) and whatever else the fitting side returns (``pareto_k_bad``, ``elpd_lfo``,
+    ...); warnings name unreliable PSIS-LOO and untrustworthy fits."""
     from valuedyn.fitting import compare_fits
 
-    result = compare_fits([Path(p) for p in paths])
-    table = getattr(result, "table", result)
+    # lfo=True refits every model on the early updates (NUTS): only when asked for
+    result = compare_fits([Path(p) for p in paths], lfo=lfo, progress=lfo)
+    return normalise_table(getattr(result, "table", result)), list(getattr(result, "warnings", []))
+
+
+def normalise_table(table):
+    """A comparison table as a DataFrame indexed by model, best (highest elpd_loo) first."""
+    import pandas as pd
+
     if isinstance(table, dict):
         table = pd.DataFrame(table)
     if not isinstance(table, pd.DataFrame):
@@ -370,7 +331,15 @@ class Task:
     cached: dict[str, bool] = dataclasses.field(default_factory=dict)
     diagnostics: dict[str, dict] = dataclasses.field(default_factory=dict)
     failures: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
     table: object = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def fitted(self) -> list[str]:
+        """Models with a fit file (a fit that raised is listed in ``errors`` instead)."""
+        return [m for m in self.models if m in self.fits]
     verdict: dict = dataclasses.field(default_factory=dict)
 
 
@@ -448,15 +417,26 @@ def run_fits(tasks: list[Task], config, cache: FitCache) -> None:
         probe = make_fit_config(task.trajectory, task.behaviour, model, Path("unused.nc"), settings)
         key = cache_key(task.sha256, probe)
         hit = cache.lookup(key, task.sha256)
+        task.keys[model] = key
         if hit is not None:
             task.fits[model], task.cached[model] = hit, True
         else:
             todo.append((task, model, key, settings))
     log(f"[2/6] fit: {len(pairs)} fits, {len(pairs) - len(todo)} cached, {len(todo)} to run")
-    for task, model, key, settings in progress(todo, desc="fit", unit="fit"):
+    bar = progress(todo, desc="fit", unit="fit")
+    for task, model, key, settings in bar:
+        bar.set_postfix_str(f"{model} on {task.behaviour}")
         path = cache.path_for(key, task.trajectory, task.behaviour, model)
         fit_config = make_fit_config(task.trajectory, task.behaviour, model, path, settings)
-        written = Path(fit_trajectory(fit_config))
+        try:
+            written = Path(fit_trajectory(fit_config))
+        except ValuedynError:
+            raise  # the user can fix it: stop and say so
+        except Exception as err:  # a crash inside one fit must not lose the others; the report names it
+            message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            log(f"fit of {model} to {task.behaviour} failed ({message}); the report lists it as failed")
+            task.errors[model] = message
+            continue
         cache.record(key, written, trajectory=str(task.trajectory), behaviour=task.behaviour, model=model)
         task.fits[model], task.cached[model] = written, False
 
@@ -465,7 +445,7 @@ def run_checks(tasks: list[Task]) -> None:
     """Steps 3-4: read diagnostics; run posterior predictive checks where none are stored."""
     from valuedyn.fitting import check_fit, load_fit
 
-    pairs = [(task, model) for task in tasks for model in task.models]
+    pairs = [(task, model) for task in tasks for model in task.fitted]
     log(f"[3/6] diagnostics and [4/6] checks: {len(pairs)} fits")
     for task, model in progress(pairs, desc="checks", unit="fit"):
         path = task.fits[model]
@@ -479,15 +459,34 @@ def run_checks(tasks: list[Task]) -> None:
         task.failures[model] = check_failures(checks)
 
 
-def run_comparisons(tasks: list[Task]) -> None:
-    """Step 5: compare the models of each behaviour (PSIS-LOO, stacking)."""
-    log(f"[5/6] compare: {sum(len(t.models) > 1 for t in tasks)} behaviours with two or more models")
+def run_comparisons(tasks: list[Task], cache: FitCache, lfo: bool) -> None:
+    """Step 5: compare the models of each behaviour (PSIS-LOO, stacking; LFO if asked).
+
+    A comparison is cached beside the fits, keyed by the fits' cache keys and file
+    times (a redone fit invalidates it) and the LFO switch.
+    """
+    import io
+
+    import pandas as pd
+
+    log(f"[5/6] compare: {sum(len(t.fitted) > 1 for t in tasks)} behaviours with two or more models")
     for task in progress(tasks, desc="compare", unit="behaviour"):
-        if len(task.models) > 1:
-            task.table = compare_table([task.fits[m] for m in task.models])
+        if len(task.fitted) > 1:
+            identity = [(m, task.keys[m], task.fits[m].stat().st_mtime_ns) for m in task.fitted]
+            key = hashlib.sha256(json.dumps({"fits": identity, "lfo": lfo}).encode()).hexdigest()
+            stored = cache.folder / f"compare__{_slug(task.trajectory.stem)}__{_slug(task.behaviour)}__{key[:12]}.json"
+            if stored.exists():
+                saved = json.loads(stored.read_text())
+                task.table = normalise_table(pd.read_json(io.StringIO(saved["table"]), orient="split"))
+                task.warnings = saved["warnings"]
+            else:
+                task.table, task.warnings = compare_table([task.fits[m] for m in task.fitted], lfo=lfo)
+                write_text_atomic(stored, json.dumps({"table": task.table.to_json(orient="split"),
+                                                      "warnings": task.warnings}))
+        only = task.fitted[0] if task.fitted else None
         task.verdict = verdict(task.table) if task.table is not None else {
-            "winner": task.models[0], "runner_up": None, "d_elpd": None, "dse": None, "clearly": None,
-            "weights": {task.models[0]: 1.0},
+            "winner": only, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None,
+            "weights": {only: 1.0} if only else {},
         }
 
 
@@ -497,7 +496,7 @@ def figure_plan(tasks: list[Task], loaded: dict[Path, object]):
 
     plans = []
     for path, ds in loaded.items():
-        mine = [t for t in tasks if t.trajectory == path]
+        mine = [t for t in tasks if t.trajectory == path and t.fitted]
         if not mine:
             continue
         stem = _slug(path.stem)
@@ -574,8 +573,9 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
         how = "only model" if v["clearly"] is None else ("clearly" if v["clearly"] else "not clearly")
         diff = "-" if v["d_elpd"] is None else f"{v['d_elpd']:.1f} ± {v['dse']:.1f} ({v['runner_up']})"
         weights = ", ".join(f"{m} {w:.2f}" for m, w in v["weights"].items())
-        bad = [m for m in task.models if not task.diagnostics[m]["trustworthy"]]
-        failing = [f"{m} ({len(task.failures[m])})" for m in task.models if task.failures[m]]
+        bad = [m for m in task.fitted if not task.diagnostics[m]["trustworthy"]]
+        bad += [f"{m} (fit failed)" for m in task.errors]
+        failing = [f"{m} ({len(task.failures[m])})" for m in task.fitted if task.failures[m]]
         lines.append(
             f"| {task.trajectory.name} | {task.behaviour} | **{v['winner']}** | {how} | {diff} | {weights} | "
             f"{', '.join(bad) or 'none'} | {', '.join(failing) or 'none'} |"
@@ -586,8 +586,10 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
         for task in [t for t in tasks if t.trajectory == path]:
             lines += [f"### {task.behaviour}", ""]
             v = task.verdict
-            if v["clearly"] is None:
-                lines.append(f"Only {v['winner']} applies to this behaviour; nothing to compare.")
+            if v["winner"] is None:
+                lines.append("No fit of this behaviour succeeded; nothing to compare.")
+            elif v["clearly"] is None:
+                lines.append(f"Only {v['winner']} was fitted to this behaviour; nothing to compare.")
             else:
                 lines.append(
                     f"**{v['winner']}** wins {'clearly' if v['clearly'] else 'not clearly'} over {v['runner_up']}: "
@@ -596,7 +598,9 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
                 )
             lines += ["", "| model | elpd_loo | se | d_elpd | dse | weight | trustworthy | diagnostics | fails checks at |",
                       "|---|---|---|---|---|---|---|---|---|"]
-            for model in task.models:
+            for model, error in task.errors.items():
+                lines.append(f"| {model} | - | - | - | - | - | **fit failed**: {error} | - | - |")
+            for model in task.fitted:
                 row = task.table.loc[model] if task.table is not None else None
                 d = task.diagnostics[model]
                 diag = ", ".join(f"{k} {_fmt(d.get(k), 3)}" for k in ("rhat_max", "ess_bulk_min", "divergences") if k in d)
@@ -608,6 +612,7 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
                     f"{'; '.join(task.failures[model]) or 'passes'} |"
                 )
             lines.append("")
+            lines += [f"- warning: {w}" for w in task.warnings] + ([""] if task.warnings else [])
             for spec in rendered_specs:
                 if spec.options.get("behaviour") == task.behaviour:
                     lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
@@ -618,7 +623,8 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
                 lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
                           f"([PDF](figures/{spec.name}.pdf))", ""]
         del by_name
-    untrustworthy = [(t, m) for t in tasks for m in t.models if not t.diagnostics[m]["trustworthy"]]
+    untrustworthy = [(t, m) for t in tasks for m in t.fitted if not t.diagnostics[m]["trustworthy"]]
+    failed = [(t, m, e) for t in tasks for m, e in t.errors.items()]
     lines += ["## Untrustworthy fits", ""]
     if untrustworthy:
         lines.append("Do not read these fits' posteriors or comparisons at face value:")
@@ -626,6 +632,9 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
                   for t, m in untrustworthy]
     else:
         lines.append("None: every fit passed the sampler diagnostics.")
+    if failed:
+        lines += ["", "These fits raised an error and are missing from the comparison:"]
+        lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {e}" for t, m, e in failed]
     lines += ["", "## Files", "", "- `report.json`: this report's config, provenance and every claim above, machine readable",
               "- `tables/`: the tables above as CSV", "- `figures/`: every figure as PNG and PDF",
               "- `fits/`: the fit files (ArviZ InferenceData netCDF) and `index.json`, the fit cache", ""]
@@ -645,6 +654,9 @@ def run_report(config) -> dict:
     import pandas as pd
 
     _check_config(config)
+    from valuedyn.fitting._cli import prepare_jax
+
+    prepare_jax(config.chains)  # one CPU device per core for the chains, if JAX is not yet running
     timing: dict[str, float] = {}
     started = time.perf_counter()
     out = Path(config.out)
@@ -656,7 +668,7 @@ def run_report(config) -> dict:
     timing["inputs"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    cache = FitCache(out / "fits")
+    cache = FitCache(Path(config.fits_dir) if config.fits_dir else out / "fits")
     run_fits(tasks, config, cache)
     timing["fit"] = time.perf_counter() - mark
 
@@ -665,7 +677,7 @@ def run_report(config) -> dict:
     timing["checks"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    run_comparisons(tasks)
+    run_comparisons(tasks, cache, config.lfo)
     timing["compare"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -685,10 +697,11 @@ def run_report(config) -> dict:
         summary_rows.append({
             "trajectory": task.trajectory.name, "behaviour": task.behaviour, "winner": v["winner"],
             "runner_up": v["runner_up"], "d_elpd": v["d_elpd"], "dse": v["dse"], "clearly": v["clearly"],
-            "winner_weight": v["weights"].get(v["winner"]), "n_models": len(task.models),
-            "untrustworthy": ";".join(m for m in task.models if not task.diagnostics[m]["trustworthy"]),
+            "winner_weight": v["weights"].get(v["winner"]), "n_models": len(task.fitted),
+            "untrustworthy": ";".join(m for m in task.fitted if not task.diagnostics[m]["trustworthy"]),
+            "failed_fits": ";".join(task.errors),
         })
-        for model in task.models:
+        for model in task.fitted:
             row = task.table.loc[model] if task.table is not None else None
             d = task.diagnostics[model]
             model_rows.append({
@@ -716,6 +729,7 @@ def run_report(config) -> dict:
     timing["figures"] = time.perf_counter() - mark
     timing["total"] = time.perf_counter() - started
     n_run = sum(not c for t in tasks for c in t.cached.values())
+    n_failed = sum(len(t.errors) for t in tasks)
     report = {
         "config": config_to_dict(config),
         "config_json": config_to_json(config),
@@ -728,21 +742,24 @@ def run_report(config) -> dict:
         "results": [
             {
                 "trajectory": str(task.trajectory), "behaviour": task.behaviour, **task.verdict,
+                "comparison_warnings": task.warnings,
                 "fits": {
                     m: {
                         "file": str(task.fits[m]), "cached": task.cached[m],
                         "trustworthy": task.diagnostics[m]["trustworthy"], "diagnostics": task.diagnostics[m],
                         "check_failures": task.failures[m],
                     }
-                    for m in task.models
+                    for m in task.fitted
                 },
+                "failed_fits": task.errors,
             }
             for task in tasks
         ],
         "figures": sorted(f"figures/{name}.{fmt}" for name, r in rendered.items() for fmt in r),
         "tables": sorted(tables),
         "n_fits_run": n_run,
-        "n_fits_cached": sum(len(t.models) for t in tasks) - n_run,
+        "n_fits_cached": sum(len(t.fitted) for t in tasks) - n_run,
+        "n_fits_failed": n_failed,
         "timing_s": timing,
     }
     markdown = render_markdown(tasks, figures, notes, report)
