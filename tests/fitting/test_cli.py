@@ -1,0 +1,91 @@
+"""fit -> check -> compare through files and the command line; bad input exits 2."""
+
+import json
+
+import numpy as np
+import pytest
+
+from valuedyn.cli import main
+from valuedyn.fitting import fit_attrs, load_fit
+
+from .conftest import SETTINGS, make_trajectory
+
+FLAGS = ["--chains", str(SETTINGS["chains"]), "--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"]), "--no-progress"]
+
+
+def _fit_args(trajectory, model, out, *extra):
+    return ["fit", str(trajectory), "--model", model, "--behavior", "unlock:place_table", "--out", str(out),
+            "--pooling", "hierarchical", "--seed", "3", *FLAGS, *extra]
+
+
+@pytest.fixture(scope="module")
+def round_trip(logistic_file, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    fits = [folder / "logistic.nc", folder / "overshoot.nc"]
+    assert main(_fit_args(logistic_file, "logistic_onset", fits[0])) == 0
+    assert main(_fit_args(logistic_file, "overshoot", fits[1])) == 0
+    return folder, fits
+
+
+def test_check_stores_checks_in_the_fit_file(round_trip, capsys):
+    _, fits = round_trip
+    assert main(["check", str(fits[0])]) == 0
+    printed = capsys.readouterr().out
+    assert "peak_height" in printed and "onset_time" in printed and "coverage" in printed
+    checks = fit_attrs(load_fit(fits[0]))["checks"]
+    assert set(checks["p_values"]) == {"peak_height", "peak_time", "final_level", "overshoot_ratio", "onset_time"}
+    # the data were simulated from this model: the intervals cover about what they claim
+    assert 0.35 <= checks["coverage"]["50"] <= 0.65 and 0.8 <= checks["coverage"]["90"] <= 0.98
+    assert checks["loo_pit"]["n"] == int(load_fit(fits[0]).constant_data["mask"].values.sum())
+
+
+def test_compare_ranks_the_true_model_and_scores_the_future(round_trip, capsys):
+    folder, fits = round_trip
+    out = folder / "compare.json"
+    assert main(["compare", str(fits[0]), str(fits[1]), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "elpd_lfo" in printed and "weight" in printed
+    table = json.loads(out.read_text())["table"]
+    assert set(table) == {"logistic_onset", "overshoot"}
+    weights = [row["weight"] for row in table.values()]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-6)
+    for row in table.values():
+        assert np.isfinite(row["elpd_lfo"]) and row["lfo_n"] > 0
+    # without --force the comparison table is not replaced
+    assert main(["compare", str(fits[0]), str(fits[1]), "--out", str(out), "--no-lfo"]) == 2
+
+
+def test_compare_refuses_fits_of_different_data(round_trip, overshoot_file, tmp_path, capsys):
+    _, fits = round_trip
+    other = tmp_path / "other.nc"
+    assert main(_fit_args(overshoot_file, "logistic_onset", other)) == 0
+    capsys.readouterr()
+    assert main(["compare", str(fits[0]), str(other), "--no-lfo"]) == 2
+    assert "same data" in capsys.readouterr().err
+
+
+def test_bad_input_exits_2_and_writes_nothing(logistic_file, tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    not_a_trajectory = tmp_path / "junk.nc"
+    not_a_trajectory.write_text("not netCDF")
+    masked = make_trajectory("logistic_onset", {"t0": np.array([0.3]), "k": np.array([10.0]), "floor": np.array([0.1]),
+                                                "ceiling": np.array([0.5])}, tmp_path / "masked.nc", masked_updates=120)
+    cases = [
+        (_fit_args(tmp_path / "missing.nc", "logistic_onset", out), "does not exist"),
+        (_fit_args(not_a_trajectory, "logistic_onset", out), "cannot read"),
+        (_fit_args(logistic_file, "no_such_model", out), "known models"),
+        (_fit_args(logistic_file, "logistic_onset", out)[:4] + ["--behavior", "unlock:nothing", "--out", str(out)] + FLAGS,
+         "valid names"),
+        (_fit_args(logistic_file, "logistic_onset", out, "--updates", "500:600"), "at least 1 seed and 2 updates"),
+        (_fit_args(masked, "logistic_onset", out), "every selected update is masked"),
+        (["check", str(tmp_path / "missing_fit.nc")], "does not exist"),
+        (["check", str(logistic_file)], "not a valuedyn fit file"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+        assert not out.exists()
+    out.write_text("precious")
+    assert main(_fit_args(logistic_file, "logistic_onset", out)) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "precious"

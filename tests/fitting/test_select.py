@@ -1,0 +1,82 @@
+"""Behaviour selection: what is counted, what is masked, and clear errors (no JAX fits)."""
+
+import numpy as np
+import pytest
+
+from valuedyn._errors import ValuedynError
+from valuedyn.data import open_trajectory
+from valuedyn.fitting._observation import observation_for
+from valuedyn.fitting._select import hill1, parse_behavior, parse_updates, select_behavior
+
+
+@pytest.fixture(scope="module")
+def dataset(overshoot_file):
+    return open_trajectory(overshoot_file)
+
+
+def test_unlock_selection_counts_out_of_finished_episodes(dataset):
+    sel = select_behavior(dataset, "unlock:place_table")
+    episodes = dataset["episodes_finished"].values
+    assert sel.family == "binomial"
+    np.testing.assert_array_equal(sel.exposure, episodes)
+    np.testing.assert_array_equal(sel.mask, episodes > 0)
+    assert not sel.mask[:, :3].any()  # the simulated file finishes no episode in the first 3 updates
+    assert np.all(sel.y[~sel.mask] == 0) and sel.level_scale == 1.0
+    assert sel.tau[0] == 0.0 and sel.tau[-1] == 1.0
+    assert sel.time_scale == float(dataset["env_step"].values[-1] - dataset["env_step"].values[0])
+
+
+def test_event_level_scale_is_largest_mean_count_per_episode(dataset):
+    sel = select_behavior(dataset, "event:place_plant", seeds=(0, 2), updates=(10, 59))
+    assert list(sel.seeds) == [0, 2] and sel.y.shape == (2, 50)
+    mean_count = sel.y[sel.mask] / sel.exposure[sel.mask]
+    assert sel.level_scale == pytest.approx(mean_count.max())
+    assert observation_for(sel.family, None).name == "negbin"
+    assert observation_for(sel.family, "poisson").name == "poisson"
+    with pytest.raises(ValuedynError, match="does not fit count data"):
+        observation_for(sel.family, "binomial")
+
+
+def test_action_share_and_diversity(dataset):
+    sel = select_behavior(dataset, "action:place_plant")
+    np.testing.assert_array_equal(sel.exposure, dataset["action_count"].values.sum(-1))
+    div = select_behavior(dataset, "diversity:actions")
+    assert div.family == "continuous" and np.all(div.exposure[div.mask] == 1.0)
+    assert np.all((div.y[div.mask] >= 1.0) & (div.y[div.mask] <= dataset.sizes["action"]))
+    events = select_behavior(dataset, "diversity:events")
+    assert not events.mask[:, :3].any()  # no finished episode, no event distribution
+
+
+def test_hill1_matches_definition():
+    counts = np.array([[10, 10, 0, 0], [5, 0, 0, 0], [0, 0, 0, 0], [1, 2, 3, 4]])
+    diversity, has = hill1(counts)
+    p = np.array([1, 2, 3, 4]) / 10
+    np.testing.assert_allclose(diversity, [2.0, 1.0, 0.0, np.exp(-(p * np.log(p)).sum())])
+    np.testing.assert_array_equal(has, [True, True, False, True])
+
+
+@pytest.mark.parametrize(
+    "behavior, message",
+    [
+        ("unlock:no_such_thing", "valid names: collect_wood, place_table"),
+        ("event:nope", "valid names: place_plant"),
+        ("diversity:plants", "diversity:actions, diversity:events"),
+        ("colour:red", "behaviour kind must be one of"),
+        ("place_table", "KIND:NAME"),
+    ],
+)
+def test_bad_behaviour_names_list_valid_ones(dataset, behavior, message):
+    with pytest.raises(ValuedynError, match=message):
+        select_behavior(dataset, behavior)
+
+
+def test_empty_and_all_masked_selections_are_refused(dataset):
+    with pytest.raises(ValuedynError, match="at least 1 seed and 2 updates"):
+        select_behavior(dataset, "unlock:place_table", updates=(500, 600))
+    with pytest.raises(ValuedynError, match="every selected update is masked"):
+        select_behavior(dataset, "unlock:place_table", updates=(0, 2))
+    with pytest.raises(ValuedynError, match="does not hold"):
+        select_behavior(dataset, "unlock:place_table", seeds=(7,))
+    with pytest.raises(ValuedynError, match="FIRST:LAST"):
+        parse_updates("3-4")
+    assert parse_behavior("event:place_plant") == ("event", "place_plant")
