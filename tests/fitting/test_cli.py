@@ -8,7 +8,7 @@ import pytest
 from valuedyn.cli import main
 from valuedyn.fitting import fit_attrs, load_fit
 
-from .conftest import SETTINGS, make_trajectory
+from fitting_helpers import SETTINGS, make_trajectory
 
 FLAGS = ["--chains", str(SETTINGS["chains"]), "--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"]), "--no-progress"]
 

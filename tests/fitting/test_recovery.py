@@ -7,7 +7,7 @@ import pytest
 
 from valuedyn.fitting import FitConfig, fit_attrs, fit_trajectory, load_fit
 
-from .conftest import LOGISTIC_TRUTH, OVERSHOOT_TRUTH, SETTINGS
+from fitting_helpers import LOGISTIC_TRUTH, OVERSHOOT_TRUTH, SETTINGS
 
 
 def _fit(path, model, out, pooling):
