@@ -15,7 +15,6 @@ on at least the public baseline (H200, 1024 envs x 64 steps: 264,663 steps/s Cla
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 

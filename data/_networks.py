@@ -21,7 +21,6 @@ with ``hidden [batch, gru_hidden]`` and ``obs [time, batch, obs_dim]``,
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.initializers import constant, orthogonal

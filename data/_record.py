@@ -40,6 +40,9 @@ def build_trajectory(metrics: dict[str, np.ndarray], names: dict, steps_per_upda
         f"counts episodes with >= {placement_bins - 1}"
     )
     ds["return_sum"].attrs["description"] = "sum of the training reward (the configured reward) over finished episodes"
+    ds["action_count"].attrs["description"] = (
+        "actions chosen by the policy over all env steps of the update (Craftax runs NOOP instead while the player sleeps)"
+    )
     ds["env_step"].attrs["description"] = "env steps per seed completed at the end of the update"
     return ds
 

@@ -285,7 +285,7 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
     from valuedyn._io import provenance, write_dataset_atomic
     from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints, save_checkpoint
     from valuedyn.data._record import build_trajectory, concat_metrics
-    from valuedyn.data._train import make_train, parse_reward_spec, event_spec_for, seed_keys
+    from valuedyn.data._train import event_spec_for, parse_reward_spec, seed_keys
 
     num_devices = check_devices(config)
     parse_reward_spec(config, event_spec_for(config.env))  # reward flags checked before any work
