@@ -18,16 +18,18 @@ POOLING_CHOICES = ("hierarchical", "complete", "none")
 
 
 def prepare_jax(chains: int | None = None) -> None:
-    """Before JAX initialises: one CPU device per core (chains run in parallel), and the
-    persistent compilation cache (``VALUEDYN_JAX_CACHE``, default ~/.cache/valuedyn/jax;
-    set it to 0 to turn it off). Harmless when JAX is already running."""
+    """In a fresh process (the command line), before JAX initialises: one CPU device per
+    core (so chains run in parallel) and the persistent compilation cache
+    (``VALUEDYN_JAX_CACHE``, default ~/.cache/valuedyn/jax; 0 turns it off), so a second
+    ``valuedyn fit`` of the same shapes skips compilation. Inside a process where JAX is
+    already running (tests, the report) it changes nothing."""
     import jax
 
     try:
         devices = max(1, min(os.cpu_count() or 1, chains or (os.cpu_count() or 1)))
         jax.config.update("jax_num_cpu_devices", devices)
     except Exception:  # backends already initialised: chains share the existing devices
-        pass
+        return
     enable_compilation_cache()
 
 
