@@ -45,7 +45,7 @@ learning coefficient (SGLD) of the policy and of the value network.
 Writes <RUN stem>.probe.nc next to RUN, and the probe set <RUN stem>.probeset.nc unless
 --probe-set reuses one (reuse it to compare runs on the same states).
 A tiny CPU example (after the tiny `valuedyn train` demo):
-  valuedyn probe demo.nc --num-probe-states 128 --rollout-steps 32 --llc-steps 100"""
+  valuedyn probe demo.nc --num-probe-states 128 --rollout-steps 32 --llc-steps 100 --llc-burnin 25"""
 
     run: str = option(help="trajectory file of a run; its checkpoints are read from <RUN>.ckpt/", positional=True, metavar="RUN")
     out: str | None = option(None, "output file (default: <RUN stem>.probe.nc next to RUN)", metavar="PATH")
