@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--parameterization", default="centred", choices=("centred", "noncentred"),
+                        help="coordinates of valuedyn's hierarchical pooling")
     args = parser.parse_args()
     if args.quick:
         args.warmup = args.draws = 100
@@ -80,7 +82,8 @@ def main() -> None:
     }
     names = list(truth)
     print(f"cpu cores: {os.cpu_count()}, jax devices: {jax.device_count()}, jax {jax.__version__}, numpyro {numpyro.__version__}")
-    print(f"data: overshoot, {s} seeds x {args.updates} updates, unlock counts (Binomial)")
+    print(f"data: overshoot, {s} seeds x {args.updates} updates, unlock counts (Binomial); "
+          f"valuedyn hierarchical pooling, {args.parameterization} coordinates")
     folder = Path(tempfile.mkdtemp(prefix="bench_fit_"))
     paths = []
     for index in range(2):
@@ -99,7 +102,8 @@ def main() -> None:
     for label, path in (("valuedyn (cold: with compilation)", paths[0]), ("valuedyn (warm: compiled sampler reused)", paths[1])):
         config = FitConfig(trajectory=str(path), model="overshoot", behavior="unlock:place_table",
                            out=str(path.with_suffix(".fit.nc")), chains=args.chains, warmup=args.warmup,
-                           draws=args.draws, seed=1, force=True, progress=True)
+                           draws=args.draws, seed=1, force=True, progress=True,
+                           parameterization=args.parameterization)
         start = time.perf_counter()
         out = fit_trajectory(config)
         wall = time.perf_counter() - start

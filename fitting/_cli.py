@@ -61,6 +61,10 @@ class FitConfig:
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")
     pooling: str = option("hierarchical", help="pooling of parameters across seeds", choices=POOLING_CHOICES)
     observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)
+    parameterization: str = option(
+        "noncentred", help="coordinates of the hierarchical pooling (centred: faster when every seed has much data)",
+        choices=("noncentred", "centred"), static=True,
+    )
     chains: int = option(4, help="NUTS chains (run in parallel on the CPU cores)", static=True)
     draws: int = option(1000, help="posterior draws per chain", static=True)
     warmup: int = option(1000, help="warmup (adaptation) iterations per chain", static=True)

@@ -112,7 +112,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     train_selection = selection.with_mask(train)
     inference = infer(
         model, observation, attrs["pooling"], train_selection, settings_from(config), seed=config.seed + 1,
-        progress=progress, desc=f"LFO refit {model.name}",
+        progress=progress, desc=f"LFO refit {model.name}", parameterization=config.parameterization,
     )
     # predict every observed cell with the early-data posterior, score the future ones
     data = inference.data._replace(mask=jnp.asarray(selection.mask))

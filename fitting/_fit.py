@@ -64,16 +64,22 @@ def validate_sampler_config(config) -> None:
         raise ValuedynError(f"--max-tree-depth must lie in 1..15; received {config.max_tree_depth}")
     if config.pooling not in POOLINGS:
         raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {config.pooling!r}")
+    if config.parameterization not in ("noncentred", "centred"):
+        raise ValuedynError(f"--parameterization must be noncentred or centred; received {config.parameterization!r}")
     if config.observation not in ("auto",) + tuple(OBSERVATION_MODELS):
         raise ValuedynError(
             f"--observation must be auto or one of {', '.join(OBSERVATION_MODELS)}; received {config.observation!r}"
         )
 
 
-def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings):
-    key = (model.name, id(model), observation.name, pooling, observable)
+def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings,
+                parameterization: str = "noncentred"):
+    key = (model.name, id(model), observation.name, pooling, observable, parameterization)
     return compiled_posterior(
-        key, lambda: build_numpyro_model(model, observation, pooling, observable), data, settings
+        key,
+        lambda: build_numpyro_model(model, observation, pooling, observable, parameterization=parameterization),
+        data,
+        settings,
     )
 
 
@@ -87,6 +93,7 @@ def infer(
     seed: int = 0,
     progress: bool = True,
     desc: str = "NUTS",
+    parameterization: str = "noncentred",
 ) -> Inference:
     """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O)."""
     import arviz as az
@@ -94,7 +101,7 @@ def infer(
 
     observable = observable_for(model, selection.kind)
     data = fit_data(selection)
-    compiled = compile_for(model, observation, pooling, observable, data, settings)
+    compiled = compile_for(model, observation, pooling, observable, data, settings, parameterization)
     key = jax.random.PRNGKey(seed)
     key_map, key_nuts, key_pp = jax.random.split(key, 3)
     start, _ = compiled.find_map(data, key_map)
@@ -181,6 +188,7 @@ def _attrs(config, model, observation, selection: Selection, trajectory: Path, s
         "behavior": selection.behavior,
         "observation_model": observation.name,
         "pooling": config.pooling,
+        "parameterization": config.parameterization,
         "trajectory": str(trajectory),
         "trajectory_sha256": sha,
         "selection": selection.selection_json(),
@@ -230,6 +238,7 @@ def fit_trajectory(config) -> Path:
     inference = infer(
         model, observation, config.pooling, selection, settings_from(config), seed=config.seed,
         progress=config.progress, desc=f"fit {model.name} {selection.behavior}",
+        parameterization=config.parameterization,
     )
     idata = inference.idata
     idata.attrs.update(

@@ -113,7 +113,7 @@ def run_sbc(
         values = {
             name: site["value"]
             for name, site in trace.items()
-            if site["type"] in ("sample", "deterministic") and name not in ("y", "solve_ok", "level") and not name.endswith("_z")
+            if site["type"] in ("sample", "deterministic") and name not in ("y", "solve_ok", "level") and not name.endswith(("_z", "_u"))
         }
         ok = jax.numpy.isfinite(trace["solve_ok"]["fn"].log_factor) & jax.numpy.all(jax.numpy.isfinite(trace["y"]["value"]))
         return values, trace["y"]["value"], ok

@@ -11,9 +11,10 @@ from fitting_helpers import LOGISTIC_TRUTH, OVERSHOOT_TRUTH, SETTINGS
 
 
 def _fit(path, model, out, pooling):
+    # the same settings as the CLI round trip, so both reuse one compiled sampler per model
     config = FitConfig(
         trajectory=str(path), model=model, behavior="unlock:place_table", out=str(out),
-        pooling=pooling, seed=3, progress=False, **SETTINGS,
+        pooling=pooling, parameterization="centred", seed=3, progress=False, **SETTINGS,
     )
     return load_fit(fit_trajectory(config))
 
