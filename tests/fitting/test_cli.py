@@ -15,7 +15,7 @@ FLAGS = ["--chains", str(SETTINGS["chains"]), "--warmup", str(SETTINGS["warmup"]
 
 def _fit_args(trajectory, model, out, *extra):
     return ["fit", str(trajectory), "--model", model, "--behavior", "unlock:place_table", "--out", str(out),
-            "--pooling", "hierarchical", "--parameterization", "centred", "--seed", "3", *FLAGS, *extra]
+            "--pooling", "none", "--seed", "3", *FLAGS, *extra]
 
 
 @pytest.fixture(scope="module")
