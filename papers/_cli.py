@@ -65,6 +65,8 @@ class ReportConfig:
     draws: int = option(300, "NUTS draws per chain")
     warmup: int = option(300, "NUTS warmup steps per chain")
     rng_seed: int = option(0, "random seed of the fits")
+    time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
+                              "and named in the report (0 = no limit)")
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates; doubles the fit time)")
 
 

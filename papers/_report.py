@@ -44,7 +44,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def progress(iterable, **kwargs):
+def progress(iterable=None, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)
@@ -347,7 +347,7 @@ def _check_config(config) -> None:
     for name in ("chains", "draws", "warmup", "max_behaviours"):
         if getattr(config, name) < 1:
             raise ValuedynError(f"--{name.replace('_', '-')} must be >= 1; received {getattr(config, name)}")
-    for name in ("max_seeds",):
+    for name in ("max_seeds", "time_budget"):
         if getattr(config, name) < 0:
             raise ValuedynError(f"--{name.replace('_', '-')} must be >= 0 (0 = all); received {getattr(config, name)}")
     if not 0.0 < config.learned_threshold < 1.0:
@@ -406,39 +406,65 @@ def plan_report(config) -> tuple[list[Task], dict[Path, object], list[str]]:
     return tasks, loaded, notes
 
 
-def run_fits(tasks: list[Task], config, cache: FitCache) -> None:
-    """Step 2: fit every (behaviour, model), reusing cached fits."""
+def run_fits(tasks: list[Task], config, cache: FitCache) -> list[Task]:
+    """Step 2: fit every (behaviour, model), reusing cached fits.
+
+    With ``config.time_budget`` > 0 (seconds for this step), a behaviour whose missing
+    fits would, at the mean time per fit so far, end past the budget is not started:
+    it is returned as skipped (the report says so; a later run with a larger budget
+    reuses every fit made here). The first behaviour always runs.
+    """
     from valuedyn.fitting import fit_trajectory
 
     pairs = [(task, model) for task in tasks for model in task.models]
-    todo = []
-    for task, model in pairs:
-        settings = dict(fit_settings(config), seeds=task.seeds)
-        probe = make_fit_config(task.trajectory, task.behaviour, model, Path("unused.nc"), settings)
-        key = cache_key(task.sha256, probe)
-        hit = cache.lookup(key, task.sha256)
-        task.keys[model] = key
-        if hit is not None:
-            task.fits[model], task.cached[model] = hit, True
-        else:
-            todo.append((task, model, key, settings))
-    log(f"[2/6] fit: {len(pairs)} fits, {len(pairs) - len(todo)} cached, {len(todo)} to run")
-    bar = progress(todo, desc="fit", unit="fit")
-    for task, model, key, settings in bar:
-        bar.set_postfix_str(f"{model} on {task.behaviour}")
-        path = cache.path_for(key, task.trajectory, task.behaviour, model)
-        fit_config = make_fit_config(task.trajectory, task.behaviour, model, path, settings)
-        try:
-            written = Path(fit_trajectory(fit_config))
-        except ValuedynError:
-            raise  # the user can fix it: stop and say so
-        except Exception as err:  # a crash inside one fit must not lose the others; the report names it
-            message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            log(f"fit of {model} to {task.behaviour} failed ({message}); the report lists it as failed")
-            task.errors[model] = message
-            continue
-        cache.record(key, written, trajectory=str(task.trajectory), behaviour=task.behaviour, model=model)
-        task.fits[model], task.cached[model] = written, False
+    todo: dict[int, list] = {}
+    for index, task in enumerate(tasks):
+        for model in task.models:
+            settings = dict(fit_settings(config), seeds=task.seeds)
+            probe = make_fit_config(task.trajectory, task.behaviour, model, Path("unused.nc"), settings)
+            key = cache_key(task.sha256, probe)
+            hit = cache.lookup(key, task.sha256)
+            task.keys[model] = key
+            if hit is not None:
+                task.fits[model], task.cached[model] = hit, True
+            else:
+                todo.setdefault(index, []).append((model, key, settings))
+    n_todo = sum(len(v) for v in todo.values())
+    log(f"[2/6] fit: {len(pairs)} fits, {len(pairs) - n_todo} cached, {n_todo} to run"
+        + (f" (time budget {config.time_budget} s)" if config.time_budget else ""))
+    started = time.perf_counter()
+    durations: list[float] = []
+    skipped: list[Task] = []
+    bar = progress(total=n_todo, desc="fit", unit="fit")
+    for index, task in enumerate(tasks):
+        missing = todo.get(index, [])
+        if missing and config.time_budget and durations:
+            projected = time.perf_counter() - started + np.mean(durations) * len(missing)
+            if projected > config.time_budget:
+                skipped.append(task)
+                bar.update(len(missing))
+                continue
+        for model, key, settings in missing:
+            bar.set_postfix_str(f"{model} on {task.behaviour}")
+            path = cache.path_for(key, task.trajectory, task.behaviour, model)
+            fit_config = make_fit_config(task.trajectory, task.behaviour, model, path, settings)
+            mark = time.perf_counter()
+            try:
+                written = Path(fit_trajectory(fit_config))
+            except ValuedynError:
+                raise  # the user can fix it: stop and say so
+            except Exception as err:  # a crash inside one fit must not lose the others; the report names it
+                message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                log(f"fit of {model} to {task.behaviour} failed ({message}); the report lists it as failed")
+                task.errors[model] = message
+                continue
+            finally:
+                durations.append(time.perf_counter() - mark)
+                bar.update(1)
+            cache.record(key, written, trajectory=str(task.trajectory), behaviour=task.behaviour, model=model)
+            task.fits[model], task.cached[model] = written, False
+    bar.close()
+    return skipped
 
 
 def run_checks(tasks: list[Task]) -> None:
@@ -582,7 +608,6 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
         )
     for path, rendered_specs in figures.items():
         lines += ["", f"## {path.name}", ""]
-        by_name = {spec.name: spec for spec in rendered_specs}
         for task in [t for t in tasks if t.trajectory == path]:
             lines += [f"### {task.behaviour}", ""]
             v = task.verdict
@@ -596,6 +621,8 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
                     f"d_elpd = {v['d_elpd']:.1f} ± {v['dse']:.1f}; stacking weight of {v['winner']} "
                     f"{v['weights'].get(v['winner'], 0):.2f}."
                 )
+            if v["winner"] is not None and not task.diagnostics[v["winner"]]["trustworthy"]:
+                lines[-1] += " Caution: the winning fit is untrustworthy (see below); do not rely on this ranking."
             lines += ["", "| model | elpd_loo | se | d_elpd | dse | weight | trustworthy | diagnostics | fails checks at |",
                       "|---|---|---|---|---|---|---|---|---|"]
             for model, error in task.errors.items():
@@ -622,7 +649,6 @@ def render_markdown(tasks: list[Task], figures: dict[Path, list], notes: list[st
             if "behaviour" not in spec.options:
                 lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
                           f"([PDF](figures/{spec.name}.pdf))", ""]
-        del by_name
     untrustworthy = [(t, m) for t in tasks for m in t.fitted if not t.diagnostics[m]["trustworthy"]]
     failed = [(t, m, e) for t in tasks for m, e in t.errors.items()]
     lines += ["## Untrustworthy fits", ""]
@@ -669,7 +695,14 @@ def run_report(config) -> dict:
 
     mark = time.perf_counter()
     cache = FitCache(Path(config.fits_dir) if config.fits_dir else out / "fits")
-    run_fits(tasks, config, cache)
+    skipped = run_fits(tasks, config, cache)
+    if skipped:
+        notes.append(
+            f"left out for time (--time-budget {config.time_budget} s; rerun with a larger budget or 0, fits made "
+            f"so far are reused): {', '.join(f'{t.trajectory.name} {t.behaviour}' for t in skipped)}"
+        )
+        log(notes[-1])
+        tasks = [t for t in tasks if t not in skipped]
     timing["fit"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

@@ -1,0 +1,236 @@
+"""`valuedyn report` end to end on a small synthetic trajectory, its claims against the
+fit files, the fit cache, `valuedyn figures` from the report's files, and the notebook.
+
+One module-scoped report run (real NUTS through valuedyn.fitting, tiny settings) feeds
+every test here; the notebook's FAST settings are the same, so it reuses those fits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from valuedyn.cli import main
+
+# Must equal the notebook's FAST settings (papers/notebooks/model_comparison.ipynb), so
+# the notebook test finds every fit in the cache.
+BEHAVIOURS = ("event:place_plant",)
+MODELS = ("logistic_onset", "overshoot")
+TINY = ["--chains", "2", "--draws", "40", "--warmup", "40", "--max-seeds", "2"]
+
+
+@pytest.fixture(scope="module")
+def report_dir(synthetic_trajectory, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report"
+    status = main(["report", str(synthetic_trajectory), "--out", str(out), "--behaviours", *BEHAVIOURS,
+                   "--models", *MODELS, *TINY])
+    assert status == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report_json(report_dir) -> dict:
+    return json.loads((report_dir / "report.json").read_text())
+
+
+def test_every_figure_and_table_is_written(report_dir, report_json):
+    figures = report_json["figures"]
+    stems = {Path(f).stem for f in figures}
+    kinds = {stem.split("_fig")[1][0] for stem in stems}
+    assert kinds == {"1", "2", "3", "4", "6"}  # SBC (5) only from `valuedyn sbc` files, in papers
+    assert sum("_fig1_" in s for s in stems) == len(BEHAVIOURS)
+    for name in figures:
+        payload = (report_dir / name).read_bytes()
+        assert payload.startswith(b"\x89PNG" if name.endswith(".png") else b"%PDF")
+        assert {Path(name).with_suffix(".png").name, Path(name).with_suffix(".pdf").name} <= {Path(f).name for f in figures}
+    markdown = (report_dir / "report.md").read_text()
+    for name in figures:
+        if name.endswith(".png"):
+            assert f"]({name})" in markdown  # embedded in the report
+    for table in report_json["tables"]:
+        assert (report_dir / table).stat().st_size > 0
+    import pandas as pd
+
+    summary = pd.read_csv(report_dir / "tables" / "summary.csv")
+    assert list(summary["behaviour"]) == list(BEHAVIOURS)
+    models = pd.read_csv(report_dir / "tables" / "models.csv")
+    assert len(models) == len(BEHAVIOURS) * len(MODELS)
+    assert report_json["config"]["chains"] == 2 and report_json["config"]["draws"] == 40
+    assert report_json["provenance"]["valuedyn_version"]
+
+
+def test_claims_match_the_fit_files(report_dir, report_json):
+    from valuedyn.fitting import compare_fits, load_fit
+
+    markdown = (report_dir / "report.md").read_text()
+    assert [r["behaviour"] for r in report_json["results"]] == list(BEHAVIOURS)
+    for result in report_json["results"]:
+        assert sorted(result["fits"]) == sorted(MODELS) and not result["failed_fits"]
+        paths = [result["fits"][m]["file"] for m in MODELS]
+        for model, path in zip(MODELS, paths):
+            idata = load_fit(path)
+            assert idata.attrs["model"] == model and idata.attrs["behavior"] == result["behaviour"]
+            assert result["fits"][model]["trustworthy"] == bool(int(idata.attrs["trustworthy"]))
+            assert result["fits"][model]["check_failures"] == json.loads(idata.attrs["checks"])["flags"]
+        table = compare_fits(paths, lfo=False, progress=False).table
+        best = table["elpd_loo"].astype(float).idxmax()
+        runner = table.drop(index=best)["elpd_loo"].astype(float).idxmax()
+        assert result["winner"] == best and result["runner_up"] == runner
+        d_elpd = float(table.loc[best, "elpd_loo"] - table.loc[runner, "elpd_loo"])
+        assert result["d_elpd"] == pytest.approx(d_elpd, rel=1e-6, abs=1e-6)
+        assert result["dse"] == pytest.approx(float(table.loc[runner, "dse"]), rel=1e-6, abs=1e-6)
+        assert result["clearly"] == (d_elpd > 2 * float(table.loc[runner, "dse"]))
+        assert result["weights"][best] == pytest.approx(float(table.loc[best, "weight"]), abs=1e-6)
+        how = "clearly" if result["clearly"] else "not clearly"
+        assert f"**{best}** wins {how} over {runner}" in markdown
+        for model in MODELS:
+            if not result["fits"][model]["trustworthy"]:
+                assert f"{result['behaviour']} {model}:" in markdown.split("## Untrustworthy fits")[1]
+
+
+def test_second_run_reuses_every_fit(report_dir, synthetic_trajectory):
+    fits = sorted((report_dir / "fits").glob("*.nc"))
+    assert len(fits) == len(BEHAVIOURS) * len(MODELS)
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in fits}
+    status = main(["report", str(synthetic_trajectory), "--out", str(report_dir), "--behaviours", *BEHAVIOURS,
+                   "--models", *MODELS, *TINY])
+    assert status == 0
+    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((report_dir / "fits").glob("*.nc"))}
+    assert after == before
+    again = json.loads((report_dir / "report.json").read_text())
+    assert again["n_fits_run"] == 0 and again["n_fits_cached"] == len(fits)
+
+
+def test_cache_key_follows_inputs_and_settings(report_dir, synthetic_trajectory):
+    from valuedyn.papers._report import FitCache, cache_key, make_fit_config
+
+    settings = {"chains": 2, "draws": 40, "warmup": 40, "seeds": (0, 1), "rng_seed": 0}
+    base = make_fit_config(synthetic_trajectory, "event:place_plant", "overshoot", Path("a.nc"), settings)
+    moved = make_fit_config(Path("elsewhere.nc"), "event:place_plant", "overshoot", Path("b.nc"), settings)
+    more = make_fit_config(synthetic_trajectory, "event:place_plant", "overshoot", Path("a.nc"), dict(settings, draws=61))
+    assert cache_key("abc", base) == cache_key("abc", moved)  # paths do not matter, the bytes do
+    assert cache_key("abc", base) != cache_key("abd", base)
+    assert cache_key("abc", base) != cache_key("abc", more)
+    # a cached file that no longer loads is not trusted
+    cache = FitCache(report_dir / "fits")
+    key, entry = next(iter(cache.index.items()))
+    sha = json.loads((report_dir / "report.json").read_text())["trajectories"][0]["sha256"]
+    assert cache.lookup(key, sha) is not None
+    assert cache.lookup(key, "0" * 64) is None  # another trajectory
+    broken = report_dir.parent / "broken_cache"
+    shutil.copytree(report_dir / "fits", broken)
+    (broken / entry["file"]).write_bytes(b"garbage")
+    assert FitCache(broken).lookup(key, sha) is None
+
+
+def _paper(tmp_path: Path, report_dir: Path, trajectory: Path, figures: str) -> Path:
+    paper = tmp_path / "paper"
+    paper.mkdir(exist_ok=True)
+    (paper / "paper.toml").write_text(
+        f'title = "test"\ntrajectory = "{trajectory}"\nfits = ["{report_dir / "fits"}"]\n' + figures
+    )
+    return paper
+
+
+ALL_FIGURES = """
+[[figure]]
+name = "one"
+kind = "trajectories"
+behaviour = "event:place_plant"
+[[figure]]
+name = "two"
+kind = "comparison"
+[[figure]]
+name = "three"
+kind = "timescales"
+[[figure]]
+name = "four"
+kind = "placement_histogram"
+[[figure]]
+name = "five"
+kind = "sbc_ranks"
+sbc = "sbc.nc"
+[[figure]]
+name = "six"
+kind = "analysis"
+behaviour = "event:place_plant"
+"""
+
+
+@pytest.fixture(scope="module")
+def sbc_file(tmp_path_factory) -> Path:
+    """A real (tiny) SBC run through valuedyn.fitting."""
+    from valuedyn.fitting import SBCConfig
+    from valuedyn.fitting._sbc import run_sbc_config
+
+    out = tmp_path_factory.mktemp("sbc") / "sbc.nc"
+    # the shapes and sampler settings of the report's logistic_onset fit: its compiled sampler is reused
+    run_sbc_config(SBCConfig(model="logistic_onset", out=str(out), kind="event", pooling="hierarchical",
+                             simulations=4, n_seeds=2, n_updates=40, chains=2, draws=40, warmup=40,
+                             max_tree_depth=10, thin_to=19, bins=4, progress=False))
+    return out
+
+
+def test_figures_rebuilds_a_paper_deterministically(tmp_path, report_dir, report_json, synthetic_trajectory, sbc_file):
+    paper = _paper(tmp_path, report_dir, synthetic_trajectory, ALL_FIGURES)
+    shutil.copy(sbc_file, paper / "sbc.nc")
+    assert main(["figures", str(paper)]) == 0
+    built = {p.name: p.read_bytes() for p in (paper / "figures").iterdir()}
+    assert set(built) == {f"{n}.{ext}" for n in ("one", "two", "three", "four", "five", "six") for ext in ("png", "pdf")}
+    assert main(["figures", str(paper), "--out", str(tmp_path / "again")]) == 0
+    again = {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()}
+    assert again == built  # same files in -> same bytes out
+    # the fig-1 PNG of the paper shows the same fits as the report's
+    report_png = next((report_dir / "figures").glob("*_fig1_event-place_plant.png")).read_bytes()
+    assert built["one.png"] == report_png
+
+
+def test_figures_refuses_a_corrupt_fit_and_writes_nothing(tmp_path, report_dir, synthetic_trajectory, capsys):
+    fits = tmp_path / "fits"
+    shutil.copytree(report_dir / "fits", fits)
+    victim = sorted(fits.glob("*.nc"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "paper.toml").write_text(
+        f'trajectory = "{synthetic_trajectory}"\nfits = ["{fits}"]\n[[figure]]\nname = "two"\nkind = "comparison"\n'
+    )
+    status = main(["figures", str(paper)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and str(victim.name) in err
+    assert not (paper / "figures").exists()
+
+
+def test_notebook_runs_top_to_bottom(report_dir, synthetic_trajectory, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    import valuedyn.papers
+
+    source = Path(valuedyn.papers.__file__).parent / "notebooks" / "model_comparison.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    env = {"VALUEDYN_NOTEBOOK_FAST": "1", "VALUEDYN_NOTEBOOK_TRAJECTORY": str(synthetic_trajectory),
+           "VALUEDYN_NOTEBOOK_OUT": str(tmp_path / "notebook_report"), "VALUEDYN_NOTEBOOK_FITS": str(report_dir / "fits"),
+           "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits the environment
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "0 fits run" in text  # the notebook found the report's fits in the cache
+    assert (tmp_path / "notebook_report" / "report.md").exists()
