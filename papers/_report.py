@@ -333,6 +333,7 @@ class Task:
     failures: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     keys: dict[str, str] = dataclasses.field(default_factory=dict)
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    left_out: list[str] = dataclasses.field(default_factory=list)  # models not fitted for time
     table: object = None
     warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -444,7 +445,13 @@ def run_fits(tasks: list[Task], config, cache: FitCache) -> list[Task]:
                 skipped.append(task)
                 bar.update(len(missing))
                 continue
-        for model, key, settings in missing:
+        for position, (model, key, settings) in enumerate(missing):
+            if config.time_budget and durations and position and (
+                time.perf_counter() - started + np.mean(durations) > config.time_budget
+            ):  # out of time inside a behaviour: compare the models fitted so far
+                task.left_out = [m for m, _, _ in missing[position:]]
+                bar.update(len(missing) - position)
+                break
             bar.set_postfix_str(f"{model} on {task.behaviour}")
             path = cache.path_for(key, task.trajectory, task.behaviour, model)
             fit_config = make_fit_config(task.trajectory, task.behaviour, model, path, settings)
@@ -703,6 +710,11 @@ def run_report(config) -> dict:
         )
         log(notes[-1])
         tasks = [t for t in tasks if t not in skipped]
+    for task in tasks:
+        if task.left_out:
+            notes.append(f"{task.trajectory.name} {task.behaviour}: models {', '.join(task.left_out)} left out for time "
+                         f"(--time-budget {config.time_budget} s); rerun to add them, fits made so far are reused")
+            log(notes[-1])
     timing["fit"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

@@ -169,10 +169,9 @@ def sbc_file(tmp_path_factory) -> Path:
     from valuedyn.fitting._sbc import run_sbc_config
 
     out = tmp_path_factory.mktemp("sbc") / "sbc.nc"
-    # the shapes and sampler settings of the report's logistic_onset fit: its compiled sampler is reused
-    run_sbc_config(SBCConfig(model="logistic_onset", out=str(out), kind="event", pooling="hierarchical",
-                             simulations=4, n_seeds=2, n_updates=40, chains=2, draws=40, warmup=40,
-                             max_tree_depth=10, thin_to=19, bins=4, progress=False))
+    run_sbc_config(SBCConfig(model="logistic_onset", out=str(out), kind="unlock", pooling="complete",
+                             simulations=3, n_seeds=1, n_updates=10, chains=1, draws=20, warmup=20,
+                             max_tree_depth=6, thin_to=9, bins=5, progress=False))
     return out
 
 
