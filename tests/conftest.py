@@ -11,10 +11,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from valuedyn.cli import avoid_cpu_eigen_deadlock  # noqa: E402
-
-avoid_cpu_eigen_deadlock()  # before JAX starts: the tests run vmapped programs in-process
-
 import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ.get("VALUEDYN_TEST_JAX_CACHE", "/tmp/valuedyn-test-jax-cache"))

@@ -45,25 +45,7 @@ def build_parser(name: str) -> tuple[argparse.ArgumentParser, type, object]:
     return parser, config_cls, run
 
 
-def avoid_cpu_eigen_deadlock() -> None:
-    """Single-threaded Eigen in XLA's CPU backend, set before JAX starts.
-
-    XLA's multi-threaded Eigen pool can wedge on vmapped programs: a 2- or 4-seed
-    Craftax training run on a 2-core CPU hung forever with zero CPU use inside
-    ``device_get`` (reproduced twice here; the same flag cured it). It changes nothing on
-    a GPU. ``VALUEDYN_CPU_EIGEN_THREADS=1`` keeps XLA's default.
-    """
-    import os
-
-    if os.environ.get("VALUEDYN_CPU_EIGEN_THREADS") == "1":
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
-
-
 def main(argv: list[str] | None = None) -> int:
-    avoid_cpu_eigen_deadlock()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser = _top_parser()
