@@ -43,6 +43,7 @@ a higher tool tier crafted first also sets the lower tier's achievement) and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 
 import jax
 import jax.numpy as jnp
@@ -85,7 +86,17 @@ class EventSpec:
 def event_spec(env_name: str) -> EventSpec:
     """The :class:`EventSpec` of ``env_name`` (one of :data:`ENV_NAMES`)."""
     check_env_name(env_name)
-    return _classic_spec() if env_name == _CLASSIC else _full_spec()
+    constants_module, events, placements, event_achievement = _TABLES[env_name]
+    constants = import_module(constants_module)
+    achievements = _enum_names(constants.Achievement)
+    return EventSpec(
+        env_name=env_name,
+        achievements=achievements,
+        actions=_enum_names(constants.Action),
+        events=events,
+        placement_events=placements,
+        event_achievement=_checked(event_achievement, events, achievements),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -159,20 +170,6 @@ _CLASSIC_EVENT_ACHIEVEMENT = {
     "kill_zombie": "defeat_zombie",
     "kill_skeleton": "defeat_skeleton",
 }
-
-
-def _classic_spec() -> EventSpec:
-    from craftax.craftax_classic.constants import Achievement, Action
-
-    achievements = _enum_names(Achievement)
-    return EventSpec(
-        env_name=_CLASSIC,
-        achievements=achievements,
-        actions=_enum_names(Action),
-        events=_CLASSIC_EVENTS,
-        placement_events=_CLASSIC_PLACEMENTS,
-        event_achievement=_checked(_CLASSIC_EVENT_ACHIEVEMENT, _CLASSIC_EVENTS, achievements),
-    )
 
 
 def _count_classic(prev, action, nxt) -> dict[str, jax.Array]:
@@ -317,20 +314,6 @@ _FULL_EVENT_ACHIEVEMENT = {
 }
 
 
-def _full_spec() -> EventSpec:
-    from craftax.craftax.constants import Achievement, Action
-
-    achievements = _enum_names(Achievement)
-    return EventSpec(
-        env_name=_FULL,
-        achievements=achievements,
-        actions=_enum_names(Action),
-        events=_FULL_EVENTS,
-        placement_events=_FULL_PLACEMENTS,
-        event_achievement=_checked(_FULL_EVENT_ACHIEVEMENT, _FULL_EVENTS, achievements),
-    )
-
-
 def _full_hit(prev, mobs, target, damage_vector, mob_class):
     """A melee hit on one mob class of full Craftax: (hit, lethal, type_id of the mob hit)."""
     from craftax.craftax.constants import MOB_TYPE_DEFENSE_MAPPING
@@ -453,4 +436,10 @@ def _count_full(prev, action, nxt) -> dict[str, jax.Array]:
     }
 
 
+# Per environment: the Craftax constants module (Achievement and Action enums), the event
+# order, the placement events and the event -> achievement map; then the counter.
+_TABLES = {
+    _CLASSIC: ("craftax.craftax_classic.constants", _CLASSIC_EVENTS, _CLASSIC_PLACEMENTS, _CLASSIC_EVENT_ACHIEVEMENT),
+    _FULL: ("craftax.craftax.constants", _FULL_EVENTS, _FULL_PLACEMENTS, _FULL_EVENT_ACHIEVEMENT),
+}
 _COUNTERS = {_CLASSIC: _count_classic, _FULL: _count_full}
