@@ -76,6 +76,34 @@ def list_checkpoints(trajectory_path: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def refuse_run_outputs(outputs, force: bool, *, flag: str = "--force", inputs=(), checkpoints: bool = False) -> None:
+    """Refuse, before any work, outputs that would destroy something (the data commands' one check).
+
+    Unless ``force``: an output file that exists; with ``checkpoints`` (the outputs are
+    runs), also an output's checkpoint folder (:func:`checkpoint_dir`) that holds
+    checkpoints. Always, since ``force`` cannot make it right: an output that is one of
+    the ``inputs``, or one path named for two outputs. ``flag`` is what the message tells
+    the user to pass.
+    """
+    from valuedyn._io import refuse_overwrite
+
+    outputs = [Path(path) for path in outputs]
+    resolved = [path.resolve() for path in outputs]
+    input_paths = {Path(path).resolve() for path in inputs}
+    for path, key in zip(outputs, resolved):
+        if key in input_paths:
+            raise ValuedynError(f"output {path} is also an input of this command; choose another --out")
+        if resolved.count(key) > 1:
+            raise ValuedynError(f"output {path} would be written twice (it names two outputs of this command); choose another --out")
+        refuse_overwrite(path, force, flag=flag)
+        held = list_checkpoints(path) if checkpoints else []
+        if held and not force:
+            raise ValuedynError(
+                f"checkpoint folder {checkpoint_dir(path)} already holds {len(held)} checkpoints; "
+                f"pass {flag} to replace them, or choose another --out"
+            )
+
+
 def save_checkpoint(trajectory_path: str | Path, config, update: int, env_step: int, runner_host) -> Path:
     """Write the runner state (already on the host, numpy leaves) atomically; return the path."""
     from flax import serialization

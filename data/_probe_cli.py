@@ -106,21 +106,19 @@ def llc_settings(config: ProbeConfig):
 
 def _checked_inputs(config: ProbeConfig):
     """Everything that can be refused is refused here, before any work or writing."""
-    from valuedyn._io import refuse_overwrite, require_file
-    from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints
+    from valuedyn._io import require_file
+    from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints, refuse_run_outputs
 
     validate_config(config)
     run = require_file(config.run, "trajectory file")
     out, probe_set_out = default_outputs(run)
     if config.out is not None:
         out = Path(config.out)
-    refuse_overwrite(out, config.force)
     if config.probe_set is None:
-        refuse_overwrite(probe_set_out, config.force)
-        if probe_set_out.resolve() == out.resolve():
-            raise ValuedynError(f"--out {out} would overwrite the probe set; choose another --out")
+        refuse_run_outputs([out, probe_set_out], config.force, inputs=[run])
     else:
         probe_set_out = None
+        refuse_run_outputs([out], config.force, inputs=[run, config.probe_set])
     checkpoints = list_checkpoints(run)
     if not checkpoints:
         raise ValuedynError(

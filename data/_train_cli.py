@@ -230,21 +230,15 @@ def _to_host(tree):
 def _prepare_outputs(config: TrainConfig):
     """Decide fresh start vs resume; returns (checkpoint or None, prior metrics, prior attrs)."""
     from valuedyn._config import config_from_json
-    from valuedyn._io import refuse_overwrite
-    from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+    from valuedyn.data._checkpoint import list_checkpoints, load_checkpoint, refuse_run_outputs
     from valuedyn.data._record import metrics_from_dataset
     from valuedyn.data._schema import open_trajectory
 
     out = Path(config.out)
-    checkpoints = list_checkpoints(out)
     if not config.resume:
-        refuse_overwrite(out, config.force, flag="--resume to continue it or --force")
-        if checkpoints and not config.force:
-            raise ValuedynError(
-                f"checkpoint folder {checkpoint_dir(out)} already holds {len(checkpoints)} checkpoints; "
-                "pass --resume to continue that run or --force to start again"
-            )
+        refuse_run_outputs([out], config.force, flag="--resume to continue it or --force", checkpoints=True)
         return None, None, {}
+    checkpoints = list_checkpoints(out)
     stored_ds = open_trajectory(out) if out.exists() else None
     if stored_ds is not None:
         stored = config_from_json(TrainConfig, stored_ds.attrs["config"])
