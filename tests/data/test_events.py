@@ -1,14 +1,22 @@
-"""Event detection against real Craftax transitions: scripted cases and random rollouts."""
+"""Event detection against real Craftax transitions: scripted cases and random rollouts.
+
+The trainer's reward is computed from the same transitions and event counts, so it is
+tested here too, on the Classic step this module compiles anyway.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import numpy as np
 import pytest
 
 from valuedyn._errors import ValuedynError
+from valuedyn.data import TrainConfig
 from valuedyn.data._envs import ENV_NAMES, make_env
 from valuedyn.data._events import event_spec
+from valuedyn.data._train import parse_reward_spec, transition_reward
 
 CLASSIC, FULL = ENV_NAMES
 RIGHT = 2  # Action.RIGHT == direction index 2 == DIRECTIONS[2] == (0, +1) in both games
@@ -28,7 +36,7 @@ def canonical(tree):
 
 
 class Game:
-    """One environment with a jitted batched ``(states, actions, keys) -> (next_states, counts)``."""
+    """One environment with a jitted batched ``(states, actions, keys) -> (next_states, counts, rewards)``."""
 
     def __init__(self, env_name: str):
         from importlib import import_module
@@ -40,26 +48,31 @@ class Game:
         self.Action, self.BlockType = constants.Action, constants.BlockType
 
         def transition(state, action, key):
-            _, next_state, _, _, _ = self.env.step_env(key, state, action, self.params)
-            return next_state, self.spec.count(state, action, next_state)
+            _, next_state, reward, _, _ = self.env.step_env(key, state, action, self.params)
+            return next_state, self.spec.count(state, action, next_state), reward
 
         self.batched = jax.jit(jax.vmap(transition))
         self.reset = jax.jit(lambda key: self.env.reset_env(key, self.params)[1])  # jit: compiles faster than eager
         self.reset_state = canonical(self.reset(jax.random.PRNGKey(0)))
         self.base = canonical(self.calm(self.reset_state))
 
+    @functools.cached_property
+    def worlds(self):
+        """Four freshly generated worlds (the reset state and three more)."""
+        return [self.reset_state] + [canonical(self.reset(jax.random.PRNGKey(100 + w))) for w in range(3)]
+
     def run_batch(self, states, actions, keys):
-        """``states`` batched over BATCH; returns host (next_states, counts int[BATCH, event])."""
-        next_states, counts = self.batched(canonical(states), np.asarray(actions, np.int32), keys)
-        return canonical(next_states), np.asarray(counts)
+        """``states`` batched over BATCH; returns host (next_states, counts int[BATCH, event], Craftax's reward float[BATCH])."""
+        next_states, counts, rewards = self.batched(canonical(states), np.asarray(actions, np.int32), keys)
+        return canonical(next_states), np.asarray(counts), np.asarray(rewards)
 
     def steps(self, cases, seed=2):
         """``cases``: list of (state, action); returns [(next_state, {event: count})]."""
         assert len(cases) <= BATCH
         padded = cases + [(self.base, self.Action.NOOP.value)] * (BATCH - len(cases))
-        states = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[c[0] for c in padded])
+        states = stack([c[0] for c in padded])
         keys = jax.random.split(jax.random.PRNGKey(seed), BATCH)
-        next_states, counts = self.run_batch(states, [c[1] for c in padded], keys)
+        next_states, counts, _ = self.run_batch(states, [c[1] for c in padded], keys)
         return [
             (jax.tree.map(lambda x, i=i: x[i], next_states), dict(zip(self.spec.events, counts[i].tolist())))
             for i in range(len(cases))
@@ -109,6 +122,15 @@ class Game:
     def only(self, counts, **expected):
         """All counts zero except the named ones, which equal the given values."""
         assert {k: v for k, v in counts.items() if v} == expected
+
+
+def stack(states):
+    """One batched state from a list of unbatched ones."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *states)
+
+
+def unstack(states):
+    return [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(states.player_position))]
 
 
 def put_mob(state, field, position, health):
@@ -288,9 +310,7 @@ def random_rollout(game: Game, num_steps: int, seed: int, start_inventory: dict)
     Craftax keeps stepping after game over and the achievement rules still apply, so
     the comparison holds throughout.
     """
-    worlds = [game.reset_state] + [canonical(game.reset(jax.random.PRNGKey(100 + w))) for w in range(3)]
-    starts = [game.set_inventory(worlds[i % len(worlds)], **start_inventory) for i in range(BATCH)]
-    states = jax.tree.map(lambda *xs: np.stack(xs), *starts)
+    states = stack([game.set_inventory(game.worlds[i % len(game.worlds)], **start_inventory) for i in range(BATCH)])
     assert not states.achievements.any()
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
@@ -298,7 +318,7 @@ def random_rollout(game: Game, num_steps: int, seed: int, start_inventory: dict)
     for _ in range(num_steps):
         key, step_key = jax.random.split(key)
         actions = rng.integers(0, len(game.spec.actions), BATCH)
-        states, counts = game.run_batch(states, actions, jax.random.split(step_key, BATCH))
+        states, counts, _ = game.run_batch(states, actions, jax.random.split(step_key, BATCH))
         all_counts.append(counts)
         all_achievements.append(np.asarray(states.achievements))
     return np.stack(all_counts), np.stack(all_achievements)
@@ -331,6 +351,109 @@ def test_classic_random_rollout_agrees_with_achievements(classic):
     occurred = {event for event, total in zip(classic.spec.events, totals.sum(axis=0)) if total}
     assert len(occurred) >= 12, occurred
     assert {"place_table", "collect_wood", "collect_sapling", "collect_drink"} <= occurred
+
+
+# ---------------------------------------------------------------------------
+# The trainer's reward knob, computed from each transition and its event counts. With
+# the defaults it must equal Craftax's own reward exactly; "every occurrence" must pay a
+# second plant placement that Craftax's first-unlock rule does not pay. Our rewards for
+# four reward specs come from one small jitted function (no Craftax step inside it).
+# ---------------------------------------------------------------------------
+
+REWARD_CONFIGS = {
+    "default": TrainConfig(),
+    "every_plant": TrainConfig(reward_every=("place_plant",)),
+    "no_health": TrainConfig(health_reward=False),
+    "weighted": TrainConfig(reward_weights=("collect_wood=2.5",)),
+}
+
+
+@pytest.fixture(scope="module")
+def our_rewards(classic):
+    """``(states, next_states, counts) -> {config name: float[BATCH]}``, batched like ``classic.run_batch``."""
+    reward_specs = {name: parse_reward_spec(config, classic.spec) for name, config in REWARD_CONFIGS.items()}
+
+    @jax.jit
+    def rewards(states, next_states, counts):
+        return {
+            name: jax.vmap(functools.partial(transition_reward, spec))(states, next_states, counts)
+            for name, spec in reward_specs.items()
+        }
+
+    return lambda states, next_states, counts: {
+        name: np.asarray(value) for name, value in rewards(canonical(states), next_states, counts).items()
+    }
+
+
+def test_default_reward_is_craftax_reward_exactly(classic, our_rewards):
+    # Four worlds with materials to unlock achievements, and health below its maximum so
+    # that it changes (Craftax's health term) without waiting for damage.
+    start = dict(wood=9, stone=9, sapling=1, wood_pickaxe=1)
+    states = stack([
+        classic.set_inventory(classic.worlds[i % 4], **start).replace(player_health=np.asarray(5, classic.worlds[0].player_health.dtype))
+        for i in range(BATCH)
+    ])
+    rng = np.random.default_rng(0)
+    key = jax.random.PRNGKey(1)
+    achievement_paid = health_changed = plants_placed = 0
+    wood = classic.spec.achievements.index("collect_wood")
+    plant_event, plant_achievement = classic.spec.events.index("place_plant"), classic.spec.achievements.index("place_plant")
+    for _ in range(150):
+        key, step_key = jax.random.split(key)
+        actions = rng.integers(0, len(classic.spec.actions), BATCH)
+        next_states, counts, craftax_reward = classic.run_batch(states, actions, jax.random.split(step_key, BATCH))
+        ours = our_rewards(states, next_states, counts)
+        np.testing.assert_array_equal(ours["default"], craftax_reward)
+        delta = np.asarray(next_states.achievements, np.float32) - np.asarray(states.achievements, np.float32)
+        np.testing.assert_array_equal(ours["no_health"], delta.sum(-1))
+        np.testing.assert_allclose(ours["weighted"] - ours["default"], 1.5 * delta[:, wood], atol=1e-6)
+        # every placement pays 1, the first unlock no longer does
+        plants = counts[:, plant_event] - delta[:, plant_achievement]
+        np.testing.assert_allclose(ours["every_plant"] - ours["default"], plants, atol=1e-6)
+        plants_placed += int(counts[:, plant_event].sum())
+        achievement_paid += int((delta.sum(-1) > 0).sum())
+        health_changed += int((next_states.player_health != states.player_health).sum())
+        states = next_states
+    assert achievement_paid > 0 and health_changed > 0 and plants_placed > 0, "the rollout left a reward term unexercised"
+
+
+def test_every_occurrence_pays_the_second_plant(classic, our_rewards):
+    spec, place_plant = classic.spec, classic.Action.PLACE_PLANT.value
+    plant_event, plant_achievement = spec.events.index("place_plant"), spec.achievements.index("place_plant")
+
+    def ready_to_plant(state, unlocked):
+        """5 saplings, awake, facing a grass cell; place_plant unlocked or not."""
+        state = classic.set_inventory(classic.set_target_block(state, classic.BlockType.GRASS), sapling=5)
+        achievements = np.array(state.achievements)
+        achievements[plant_achievement] = unlocked
+        return state.replace(is_sleeping=np.zeros_like(state.is_sleeping), achievements=achievements)
+
+    keys = jax.random.split(jax.random.PRNGKey(2), BATCH)
+    first_states = stack([ready_to_plant(classic.calm(classic.worlds[i % 4]), False) for i in range(BATCH)])
+    after_first, counts_first, _ = classic.run_batch(first_states, np.full(BATCH, place_plant), keys)
+    # second placement: the cell in front is grass again, the achievement is already unlocked
+    second_states = stack([ready_to_plant(state, bool(state.achievements[plant_achievement])) for state in unstack(after_first)])
+    after_second, counts_second, _ = classic.run_batch(second_states, np.full(BATCH, place_plant), keys)
+    placed_first, placed_second = counts_first[:, plant_event] == 1, counts_second[:, plant_event] == 1
+    both = placed_first & placed_second
+    assert both.sum() >= BATCH // 2, "too few envs could place two plants; the test set-up is broken"
+    assert np.all(after_first.achievements[placed_first, plant_achievement])
+    first, second = our_rewards(first_states, after_first, counts_first), our_rewards(second_states, after_second, counts_second)
+    # first placement: both rules pay the unlock once
+    np.testing.assert_allclose(first["every_plant"][both], first["default"][both])
+    # second placement: only "every occurrence" pays, exactly the achievement's weight (1)
+    np.testing.assert_allclose(second["every_plant"][both] - second["default"][both], 1.0, atol=1e-6)
+
+
+def test_reward_flags_are_checked():
+    spec = event_spec(CLASSIC)
+    with pytest.raises(ValuedynError, match="unknown achievement 'fly'"):
+        parse_reward_spec(TrainConfig(reward_weights=("fly=1",)), spec)
+    with pytest.raises(ValuedynError, match="must be a number"):
+        parse_reward_spec(TrainConfig(reward_weights=("place_plant=lots",)), spec)
+    every = parse_reward_spec(TrainConfig(reward_every=("place_plant",), reward_weights=("place_plant=3",)), spec)
+    assert every.first_weights[spec.achievements.index("place_plant")] == 0.0
+    assert every.every_weights == (3.0,) and every.every_events == (spec.events.index("place_plant"),)
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import xarray as xr
 
 from valuedyn import ValuedynError
 from valuedyn.cli import main
+from valuedyn.data import checkpoint_dir
 from valuedyn.data._probe import (
     BEHAVIOURS,
     FEATURES,
@@ -92,30 +93,29 @@ def test_stratified_indices_keep_rare_strata_and_are_reproducible():
 
 # --------------------------------------------------------------------------- a tiny real run
 
-TRAIN_ARGS = ["--num-envs", "8", "--num-steps", "16", "--layer-size", "16", "--num-layers", "1", "--seeds", "2",
-              "--total-steps", "512", "--chunk-updates", "1", "--update-epochs", "1", "--no-progress"]
 PROBE_ARGS = ["--num-probe-states", "96", "--rollout-envs", "8", "--rollout-steps", "24", "--rollout-checkpoints", "2",
               "--num-components", "4", "--llc-steps", "40", "--llc-burnin", "10", "--llc-chains", "2",
               "--llc-batch-size", "32", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 4-update run with checkpoints at updates 1, 2, 4 (log-spaced), probed once."""
+def probed_run(tiny_run, tmp_path_factory):
+    """A copy of the shared tiny run (2 seeds, checkpoints at updates 2, 4, 8), probed once."""
     folder = tmp_path_factory.mktemp("probe_run")
     run = folder / "run.nc"
-    assert main(["train", *TRAIN_ARGS, "--out", str(run)]) == 0
+    shutil.copyfile(tiny_run, run)
+    shutil.copytree(checkpoint_dir(tiny_run), checkpoint_dir(run))
     assert main(["probe", str(run), *PROBE_ARGS]) == 0
     return run
 
 
-def test_probe_writes_a_trajectory_of_measures(tiny_run):
+def test_probe_writes_a_trajectory_of_measures(probed_run):
     from valuedyn.data import list_checkpoints, load_checkpoint
 
-    out, probe_set = tiny_run.with_name("run.probe.nc"), tiny_run.with_name("run.probeset.nc")
+    out, probe_set = probed_run.with_name("run.probe.nc"), probed_run.with_name("run.probeset.nc")
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         ds = ds.load()
-    checkpoints = [load_checkpoint(p) for p in list_checkpoints(tiny_run)]
+    checkpoints = [load_checkpoint(p) for p in list_checkpoints(probed_run)]
     assert len(checkpoints) >= 3
     assert ds.sizes["seed"] == 2 and ds.sizes["checkpoint"] == len(checkpoints)
     np.testing.assert_array_equal(ds["update"].values, [c.update for c in checkpoints])
@@ -139,8 +139,9 @@ def test_probe_writes_a_trajectory_of_measures(tiny_run):
     assert probe_set.exists()
 
 
-def test_probe_set_is_stratified_and_reusable(tiny_run, tmp_path):
-    with xr.open_dataset(tiny_run.with_name("run.probeset.nc"), engine="h5netcdf") as probe_set:
+def test_probe_set_is_stratified_and_reusable(probed_run, run_copy):
+    probe_set_path = probed_run.with_name("run.probeset.nc")
+    with xr.open_dataset(probe_set_path, engine="h5netcdf") as probe_set:
         probe_set = probe_set.load()
     assert probe_set.sizes["probe_state"] == 96
     assert list(probe_set["source_policy"].values)[0] == "random"
@@ -148,24 +149,21 @@ def test_probe_set_is_stratified_and_reusable(tiny_run, tmp_path):
     for flags, counts in (("feature_flag", "candidate_feature_count"), ("context_flag", "candidate_context_count")):
         met = probe_set[counts].values > 0
         assert np.all(probe_set[flags].values.sum(axis=0)[met] > 0)
-    # Reusing the probe set on the same run reproduces the context sizes exactly.
-    run_copy = tmp_path / "again.nc"
-    shutil.copy(tiny_run, run_copy)
-    shutil.copytree(tiny_run.with_name("run.nc.ckpt"), tmp_path / "again.nc.ckpt")
-    reuse = ["--probe-set", str(tiny_run.with_name("run.probeset.nc")), "--num-components", "4", "--no-llc", "--no-progress"]
+    # Reusing the probe set on (a copy of) the same run reproduces the context sizes exactly.
+    reuse = ["--probe-set", str(probe_set_path), "--num-components", "4", "--no-llc", "--no-progress"]
     assert main(["probe", str(run_copy), *reuse]) == 0
-    assert not (tmp_path / "again.probeset.nc").exists()
-    with xr.open_dataset(tmp_path / "again.probe.nc", engine="h5netcdf") as second, \
-            xr.open_dataset(tiny_run.with_name("run.probe.nc"), engine="h5netcdf") as first:
+    assert not run_copy.with_name("run.probeset.nc").exists()
+    with xr.open_dataset(run_copy.with_name("run.probe.nc"), engine="h5netcdf") as second, \
+            xr.open_dataset(probed_run.with_name("run.probe.nc"), engine="h5netcdf") as first:
         np.testing.assert_array_equal(second["context_count"].values, first["context_count"].values)
         np.testing.assert_allclose(second["pc_coords"].values, first["pc_coords"].values, rtol=1e-4, atol=1e-5)
         assert "llc_policy" not in second
 
 
-def test_probe_set_sampling_is_reproducible_from_a_seed(tiny_run):
+def test_probe_set_sampling_is_reproducible_from_a_seed(probed_run):
     from valuedyn.data import list_checkpoints, load_checkpoint, make_networks
 
-    checkpoint = load_checkpoint(list_checkpoints(tiny_run)[-1])
+    checkpoint = load_checkpoint(list_checkpoints(probed_run)[-1])
     actor, _ = make_networks(checkpoint.config)  # shares the compiled rollout of the probe run
     params = jax.tree.map(lambda x: x[0], checkpoint.params["actor"])
     states = [collect_rollout_states(jax.random.PRNGKey(key), 8, 24, checkpoint.config.env, actor, p)
@@ -203,10 +201,10 @@ def test_run_without_checkpoints_is_refused(tiny_run, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lonely.nc"]
 
 
-def test_existing_output_needs_force(tiny_run, capsys):
-    out = tiny_run.with_name("run.probe.nc")
+def test_existing_output_needs_force(probed_run, capsys):
+    out = probed_run.with_name("run.probe.nc")
     before = out.read_bytes()
-    assert main(["probe", str(tiny_run), *PROBE_ARGS]) == 2
+    assert main(["probe", str(probed_run), *PROBE_ARGS]) == 2
     assert "--force" in _one_line_error(capsys)
     assert out.read_bytes() == before
 
@@ -220,3 +218,18 @@ def test_bad_settings_are_refused_before_work(tiny_run, tmp_path, capsys):
     assert main([*args, "--num-probe-states", "100000", "--force"]) == 2
     assert "--num-probe-states" in _one_line_error(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_over_inputs_are_refused_even_with_force(tiny_run, tmp_path, capsys):
+    # --force replaces outputs, never the run or the probe set being read
+    assert main(["probe", str(tiny_run), "--out", str(tiny_run), "--force"]) == 2
+    assert "is also an input" in _one_line_error(capsys)
+    probe_set = tmp_path / "states.probeset.nc"
+    probe_set.write_bytes(b"not read: refused before")
+    assert main(["probe", str(tiny_run), "--probe-set", str(probe_set), "--out", str(probe_set), "--force"]) == 2
+    assert "is also an input" in _one_line_error(capsys)
+    assert probe_set.read_bytes() == b"not read: refused before"
+    # the default probe set is written beside the run: --out cannot name it too
+    assert main(["probe", str(tiny_run), "--out", str(tiny_run.with_name("run.probeset.nc")), "--force"]) == 2
+    assert "written twice" in _one_line_error(capsys)
+    assert not tiny_run.with_name("run.probeset.nc").exists()
