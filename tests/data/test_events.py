@@ -38,7 +38,7 @@ def canonical(tree):
 class Game:
     """One environment with a jitted batched ``(states, actions, keys) -> (next_states, counts, rewards)``."""
 
-    def __init__(self, env_name: str):
+    def __init__(self, env_name: str, compiler_options: dict | None):
         from importlib import import_module
 
         self.spec = event_spec(env_name)
@@ -51,8 +51,9 @@ class Game:
             _, next_state, reward, _, _ = self.env.step_env(key, state, action, self.params)
             return next_state, self.spec.count(state, action, next_state), reward
 
-        self.batched = jax.jit(jax.vmap(transition))
-        self.reset = jax.jit(lambda key: self.env.reset_env(key, self.params)[1])  # jit: compiles faster than eager
+        self.batched = jax.jit(jax.vmap(transition), compiler_options=compiler_options)
+        # jit: compiles faster than eager
+        self.reset = jax.jit(lambda key: self.env.reset_env(key, self.params)[1], compiler_options=compiler_options)
         self.reset_state = canonical(self.reset(jax.random.PRNGKey(0)))
         self.base = canonical(self.calm(self.reset_state))
 
@@ -172,7 +173,10 @@ def test_classic_spec_names_follow_craftax_enums():
 
 @pytest.fixture(scope="module")
 def classic():
-    return Game(CLASSIC)
+    # the trainer's CPU options: faster to compile, as fast to run (these tests take ~500 steps)
+    from valuedyn.data._train_cli import compiler_options
+
+    return Game(CLASSIC, compiler_options())
 
 
 def test_noop_counts_nothing(classic):
@@ -463,7 +467,10 @@ def test_reward_flags_are_checked():
 
 @pytest.fixture(scope="module")
 def full():
-    return Game(FULL)
+    # full Craftax compiles for most of a minute and these tests take ~150 steps: compile cheaply
+    from valuedyn.data._probe import cheap_compile_options
+
+    return Game(FULL, cheap_compile_options(True))
 
 
 def test_full_spec_names_follow_craftax_enums():
