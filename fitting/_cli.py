@@ -62,15 +62,16 @@ class FitConfig:
     pooling: str = option("hierarchical", help="pooling of parameters across seeds", choices=POOLING_CHOICES)
     observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)
     parameterization: str = option(
-        "noncentred", help="coordinates of the hierarchical pooling (centred: faster when every seed has much data)",
-        choices=("noncentred", "centred"), static=True,
+        "auto", help="coordinates of the hierarchical pooling: auto centres each parameter and seed as far as its "
+        "data pin it down (chosen at the MAP); noncentred / centred fix that for all", choices=("auto", "noncentred", "centred"),
+        static=True,
     )
     chains: int = option(4, help="NUTS chains (run in parallel on the CPU cores)", static=True)
     draws: int = option(1000, help="posterior draws per chain", static=True)
     warmup: int = option(1000, help="warmup (adaptation) iterations per chain", static=True)
     seed: int = option(0, help="random seed of the sampler")
     max_tree_depth: int = option(10, help="NUTS maximum tree depth", static=True)
-    target_accept: float = option(0.8, help="NUTS target acceptance probability", static=True)
+    target_accept: float = option(0.9, help="NUTS target acceptance probability (0.9: small steps for the curved geometry of hierarchical fits)", static=True)
     dense_mass: bool = option(True, help="adapt a dense mass matrix (started from the Laplace approximation at the MAP)", static=True)
     strict: bool = option(False, help="exit 1 when the fit misses the diagnostic thresholds")
     force: bool = option(False, help="replace an existing --out")

@@ -116,7 +116,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     )
     # predict every observed cell with the early-data posterior, score the future ones
     data = inference.data._replace(mask=jnp.asarray(selection.mask))
-    _, log_lik, _ = inference.compiled.outputs(data, inference.flat_z, jax.random.PRNGKey(config.seed + 2))
+    _, log_lik, _ = inference.compiled.outputs(data, inference.flat_z, jax.random.PRNGKey(config.seed + 2), replicate=False)
     cells = log_lik[:, heldout]  # [N, n_heldout]
     lpd = logsumexp(cells, axis=0) - np.log(cells.shape[0])
     return {

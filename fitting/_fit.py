@@ -18,7 +18,7 @@ from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
 from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
-from valuedyn.fitting._model import FitData, POOLINGS, build_numpyro_model, fit_data, observable_for, parameter_spaces
+from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, fit_data, observable_for, parameter_spaces
 from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
 from valuedyn.fitting._select import Selection, parse_behavior, parse_updates, select_behavior
@@ -64,22 +64,28 @@ def validate_sampler_config(config) -> None:
         raise ValuedynError(f"--max-tree-depth must lie in 1..15; received {config.max_tree_depth}")
     if config.pooling not in POOLINGS:
         raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {config.pooling!r}")
-    if config.parameterization not in ("noncentred", "centred"):
-        raise ValuedynError(f"--parameterization must be noncentred or centred; received {config.parameterization!r}")
+    if config.parameterization not in PARAMETERIZATIONS:
+        raise ValuedynError(
+            f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}; received {config.parameterization!r}"
+        )
     if config.observation not in ("auto",) + tuple(OBSERVATION_MODELS):
         raise ValuedynError(
             f"--observation must be auto or one of {', '.join(OBSERVATION_MODELS)}; received {config.observation!r}"
         )
 
 
-def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings,
-                parameterization: str = "noncentred"):
-    key = (model.name, id(model), observation.name, pooling, observable, parameterization)
+def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings):
+    """The cached compiled posterior of this model structure and data shape (the centring
+    of a hierarchy is data, so every parameterization shares it)."""
+    key = (model.name, id(model), observation.name, pooling, observable)
     return compiled_posterior(
         key,
-        lambda: build_numpyro_model(model, observation, pooling, observable, parameterization=parameterization),
+        lambda: build_numpyro_model(model, observation, pooling, observable),
         data,
         settings,
+        observation=observation,
+        spaces=parameter_spaces(model),
+        pooling=pooling,
     )
 
 
@@ -93,19 +99,18 @@ def infer(
     seed: int = 0,
     progress: bool = True,
     desc: str = "NUTS",
-    parameterization: str = "noncentred",
+    parameterization: str = "auto",
 ) -> Inference:
     """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O)."""
     import arviz as az
     import jax
 
     observable = observable_for(model, selection.kind)
-    data = fit_data(selection)
-    compiled = compile_for(model, observation, pooling, observable, data, settings, parameterization)
+    data = fit_data(selection, len(parameter_spaces(model)))
+    compiled = compile_for(model, observation, pooling, observable, data, settings)
     key = jax.random.PRNGKey(seed)
-    key_map, key_nuts, key_pp = jax.random.split(key, 3)
-    start, _ = compiled.find_map(data, key_map)
-    result = compiled.sample(data, key_nuts, start, progress=progress, desc=desc)
+    key_run, key_pp = jax.random.split(key)
+    data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc)
     chains, draws = settings.num_chains, settings.num_draws
     flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in result["z"].items()}
     constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
@@ -128,11 +133,11 @@ def infer(
 
     mask = selection.mask
     obs_seed_index, obs_update_index = np.nonzero(mask)
-    log_lik_obs = log_lik[:, obs_seed_index, obs_update_index].reshape(chains, draws, -1)
+    log_lik_obs = log_lik[:, obs_seed_index, obs_update_index].reshape(chains, draws, -1).astype(np.float32)
     is_count = selection.family != "continuous"
     y_obs = selection.y.astype(np.int64) if is_count else selection.y.astype(np.float64)
     y_rep = y_rep.reshape(chains, draws, n_seeds, n_updates)
-    y_rep = y_rep.astype(np.int64) if is_count else y_rep.astype(np.float64)
+    y_rep = y_rep.astype(np.int32) if is_count else y_rep.astype(np.float32)
 
     coords = {"seed": selection.seeds, "update": selection.updates}
     dims = {name: ["seed"] for name in names}
@@ -179,6 +184,7 @@ def infer(
     if pooling != "hierarchical":
         diagnosed = names + [n for n, _ in observation.parameters]
     diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"])
+    diagnostics["centring"] = np.asarray(data.centring).round(3).tolist() if pooling == "hierarchical" else None
     return Inference(idata, diagnostics, compiled, data, names, flat)
 
 

@@ -1,21 +1,42 @@
 """Compile once, fit many: MAP (optax) start + NUTS chains over the CPU cores.
 
 :class:`CompiledPosterior` holds, for one numpyro model and one data shape, the jitted
-MAP optimiser, the NUTS init and chunk kernels, and the postprocessing; the data are
+MAP optimiser, Hessian, NUTS init and chunk kernels, and the postprocessing; the data are
 arguments of every jitted function, so a second fit of the same shapes (another seed
 selection, another behaviour, a leave-future-out refit, an SBC replicate) reuses the
 compiled code. :func:`compiled_posterior` caches them by (model, observation model,
 pooling, observable, shapes, sampler settings).
 
-Chains: the chains are split over the available JAX CPU devices with ``pmap`` and
-vectorised with ``vmap`` inside each device. JAX exposes one CPU device unless told
-otherwise before it initialises; the command line (``valuedyn fit``) asks for one device
-per core (``jax_num_cpu_devices``) when JAX is not yet initialised, so chains run in
-parallel on the cores. Inside an already-running process (tests, the report), chains
-share whatever devices exist (one device: vectorised chains).
+One fit (:meth:`CompiledPosterior.run`):
 
-Sampling runs as a Python loop over jitted chunks of NUTS transitions, so a tqdm
-progress bar (stderr) can follow it.
+1. MAP: the best of ``map_starts`` Adam runs (non-centred coordinates, robust).
+2. Hierarchical pooling: centring weights from the curvature at the MAP
+   (:func:`~valuedyn.fitting._model.centring_weights`), the MAP moved to those coordinates.
+3. Laplace: the inverse Hessian at that point seeds the mass matrix, so warmup starts at
+   the right scales and correlations instead of the identity.
+4. Warmup (our schedule, numpyro's NUTS transition): a fast stage adapting the step size
+   (dual averaging) under the Laplace mass matrix; two slow windows (25 % and 45 % of the
+   warmup) after each of which the mass matrix is re-estimated from the draws of *all*
+   chains (the mean of the within-chain covariances, regularised as Stan does), the step
+   size found afresh and dual averaging restarted; a final stage adapting the step size
+   alone. Pooling the chains gives a dense estimate from 4x the draws of numpyro's
+   per-chain windows, whose first windows (25-50 draws for tens of dimensions) are what
+   made the default adaptation slow here (trees of hundreds of leapfrog steps).
+5. Sampling with the final step size (the dual-averaging average of each chain).
+
+Chains: split over the JAX CPU devices with ``pmap``, and run one after another inside a
+device with ``lax.map`` (not ``vmap``: batched NUTS waits for the longest tree of all
+chains at every step and turns every ``cond`` into both branches, which measured 1.4x
+slower and made the failed-solve callback run at every gradient). JAX exposes one CPU
+device unless told otherwise before it initialises; the command line (``valuedyn fit``)
+asks for one device per core (``jax_num_cpu_devices``), so chains run in parallel on the
+cores. Inside an already-running process (tests, the report) chains share whatever
+devices exist.
+
+Sampling runs as a Python loop over jitted chunks of NUTS transitions, so a tqdm progress
+bar (stderr) follows it. Posterior predictive replicates are drawn on the host with numpy
+from the level of each draw (numpyro's vmapped Binomial sampler took minutes for a
+4000-draw fit).
 """
 
 from __future__ import annotations
@@ -32,11 +53,20 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
-from numpyro.infer.hmc import hmc
 from numpyro.distributions.transforms import biject_to
+from numpyro.infer.hmc import hmc
+from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from valuedyn.fitting._model import FitData, failed_solves, reset_failed_solves
+from valuedyn.fitting._model import (
+    FitData,
+    centring_weights,
+    failed_solves,
+    fixed_centring,
+    likelihood_variances,
+    recentre,
+    reset_failed_solves,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +76,21 @@ class SamplerSettings:
     num_chains: int = 4
     max_tree_depth: int = 10
     target_accept: float = 0.8
-    dense_mass: bool = False
+    dense_mass: bool = True
     map_steps: int = 1000
     map_starts: int = 8
     init_jitter: float = 1.0
+
+
+def warmup_schedule(num_warmup: int) -> list[tuple[str, int]]:
+    """Stages of the warmup: ("fast" | "slow" | "final", iterations). Under 40 iterations:
+    one fast stage (step size only, Laplace mass matrix)."""
+    if num_warmup < 40:
+        return [("fast", num_warmup)]
+    fast = int(round(0.15 * num_warmup))
+    slow1 = int(round(0.25 * num_warmup))
+    slow2 = int(round(0.45 * num_warmup))
+    return [("fast", fast), ("slow", slow1), ("slow", slow2), ("final", num_warmup - fast - slow1 - slow2)]
 
 
 def _tag(name: str) -> int:
@@ -65,15 +106,36 @@ def _device_split(num_chains: int) -> int:
     return 1
 
 
+def pooled_inverse_mass(flat_draws: np.ndarray, dense: bool) -> np.ndarray:
+    """Inverse mass matrix from warmup draws [chains, n, D]: the mean of the within-chain
+    covariances (robust to chains that sit apart), shrunk towards a small multiple of the
+    identity as Stan does: ``(N / (N + 5)) C + 1e-3 (5 / (N + 5)) I`` with N all draws."""
+    chains, n, dim = flat_draws.shape
+    centred = flat_draws - flat_draws.mean(axis=1, keepdims=True)
+    total = chains * n
+    if dense:
+        covariance = np.einsum("cni,cnj->ij", centred, centred) / max(chains * (n - 1), 1)
+        covariance = (total / (total + 5.0)) * covariance + 1e-3 * (5.0 / (total + 5.0)) * np.eye(dim)
+        covariance = 0.5 * (covariance + covariance.T)
+        return covariance.astype(np.float32)
+    variance = (centred**2).sum(axis=(0, 1)) / max(chains * (n - 1), 1)
+    return ((total / (total + 5.0)) * variance + 1e-3 * (5.0 / (total + 5.0))).astype(np.float32)
+
+
 class CompiledPosterior:
     """Jitted pieces of inference for one numpyro model and one data shape."""
 
-    def __init__(self, numpyro_model, example_data: FitData, settings: SamplerSettings):
+    def __init__(self, numpyro_model, example_data: FitData, settings: SamplerSettings, *, observation,
+                 spaces=(), pooling: str = "none"):
         self.model = numpyro_model
+        self.observation = observation
         self.settings = settings
+        self.spaces = spaces
+        self.pooling = pooling
         # potential_energy(model, args, kwargs, unconstrained) maps to the supports itself;
         # the data stay an argument, so one compiled sampler serves every data set of this shape
         self.potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {})
+        self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {"count_failures": True})
         self.median_init = self._prior_median(example_data)
         self.n_devices = _device_split(settings.num_chains)
         self.per_device = settings.num_chains // self.n_devices
@@ -98,6 +160,29 @@ class CompiledPosterior:
         return {name: jnp.nanmedian(value, axis=0) for name, value in draws.items()}
 
     # ------------------------------------------------------------------ jitted pieces
+    def _per_device(self, fn, in_axes):
+        """``fn`` over chains: ``lax.map`` over a device's chains, ``pmap`` over devices.
+        ``in_axes``: 0 for per-chain arguments, None for shared ones."""
+
+        def on_device(*args):
+            mapped = [a for a, ax in zip(args, in_axes) if ax == 0]
+
+            def one(per_chain):
+                it = iter(per_chain)
+                full = [next(it) if ax == 0 else a for a, ax in zip(args, in_axes)]
+                return fn(*full)
+
+            return jax.lax.map(one, mapped)
+
+        if self.n_devices > 1:
+            return jax.pmap(on_device, in_axes=in_axes)
+
+        def single(*args):  # one device: drop the device axis instead of vmapping over it
+            squeezed = [jax.tree_util.tree_map(lambda a: a[0], a) if ax == 0 else a for a, ax in zip(args, in_axes)]
+            return jax.tree_util.tree_map(lambda a: a[None], on_device(*squeezed))
+
+        return jax.jit(single)
+
     def _build(self) -> None:
         s = self.settings
         potential_gen = self.potential_gen
@@ -118,83 +203,95 @@ class CompiledPosterior:
 
         self._map = jax.jit(jax.vmap(map_one, in_axes=(0, None)))
 
-        def laplace(u, data):
-            """Inverse mass matrix from the Hessian of the potential at the MAP (Laplace
-            approximation): warmup starts from the right scales instead of the identity."""
+        def hessian(u, data):
+            """Hessian of the potential over the flattened coordinates, by central
+            differences of the reverse-mode gradient (forward mode cannot pass through
+            diffrax's custom_vjp adjoint, so jax.hessian would crash on ODE models)."""
             flat, unravel = ravel_pytree(u)
             gradient = jax.grad(lambda f: potential_gen(data)(unravel(f)))
-            # Central differences of the reverse-mode gradient, not jax.hessian: forward mode
-            # cannot pass through diffrax's custom_vjp adjoint, so ODE models would crash here.
-            # The Hessian only seeds the mass matrix, so this accuracy is plenty.
             step = 1e-2 * jnp.maximum(1.0, jnp.abs(flat))
             basis = jnp.diag(step)
-            hessian = jax.vmap(lambda e: gradient(flat + e) - gradient(flat - e))(basis) / (2.0 * step[:, None])
-            hessian = 0.5 * (hessian + hessian.T)
-            eigenvalues, vectors = jnp.linalg.eigh(hessian)
-            ok = jnp.all(jnp.isfinite(eigenvalues))
-            # clip: flat or non-convex directions get unit scale, very sharp ones a floor
-            eigenvalues = jnp.clip(jnp.where(eigenvalues > 1e-3, eigenvalues, 1.0), 1e-2, 1e8)
-            covariance = (vectors / eigenvalues) @ vectors.T
-            covariance = jnp.where(ok, covariance, jnp.eye(flat.shape[0]))
-            if s.dense_mass:
-                return covariance
-            return jnp.clip(jnp.diag(covariance), 1e-8, 1e2)
+            h = jax.vmap(lambda e: gradient(flat + e) - gradient(flat - e))(basis) / (2.0 * step[:, None])
+            return 0.5 * (h + h.T)
 
-        self._laplace = jax.jit(laplace)
+        self._hessian = jax.jit(hessian)
 
-        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
+        init_kernel, sample_kernel = hmc(potential_fn_gen=self.nuts_potential_gen, algo="NUTS")
+        ss_init, ss_update = dual_averaging()
+        target = s.target_accept
 
-        def init_one(key, u, inverse_mass, data):
-            return init_kernel(
+        def init_one(key, u, step_size, inverse_mass, data):
+            # num_warmup=0: numpyro adapts nothing itself; adapt_step_size=True only asks
+            # init for a reasonable step size under the new mass matrix
+            state = init_kernel(
                 u,
-                s.num_warmup,
+                0,
+                step_size=step_size,
                 inverse_mass_matrix=inverse_mass,
+                adapt_step_size=True,
+                adapt_mass_matrix=False,
                 dense_mass=s.dense_mass,
-                target_accept_prob=s.target_accept,
+                target_accept_prob=target,
                 max_tree_depth=s.max_tree_depth,
                 model_args=(data,),
                 rng_key=key,
             )
+            averaging = ss_init(jnp.log(10.0 * state.adapt_state.step_size))
+            return state, averaging
+
+        self._init = self._per_device(init_one, (0, 0, 0, None, None))
 
         chunk = self.chunk
+        tiny, huge = float(jnp.finfo(jnp.float32).tiny), float(jnp.finfo(jnp.float32).max)
 
-        def chunk_one(state, data, n_active):
-            def body(state, i):
-                new = jax.lax.cond(
-                    i < n_active, lambda st: sample_kernel(st, model_args=(data,)), lambda st: st, state
+        def chunk_one(state, averaging, data, n_active, adapting):
+            def advance(carry):
+                state, averaging = carry
+                used = state.adapt_state.step_size
+                new = sample_kernel(state, model_args=(data,))
+                accept = jnp.where(jnp.isfinite(new.accept_prob), new.accept_prob, 0.0)
+                updated = ss_update(target - accept, averaging)
+                step = jnp.where(adapting, jnp.clip(jnp.exp(updated[0]), tiny, huge), used)
+                new = new._replace(adapt_state=new.adapt_state._replace(step_size=step))
+                averaging = jax.tree_util.tree_map(lambda a, b: jnp.where(adapting, a, b), updated, averaging)
+                return (new, averaging), used
+
+            def body(carry, i):
+                (state, averaging), used = jax.lax.cond(
+                    i < n_active, advance, lambda c: (c, c[0].adapt_state.step_size), carry
                 )
-                return new, (
-                    new.z,
-                    new.potential_energy,
-                    new.energy,
-                    new.diverging,
-                    new.num_steps,
-                    new.accept_prob,
-                    new.adapt_state.step_size,
+                return (state, averaging), (
+                    state.z,
+                    state.potential_energy,
+                    state.energy,
+                    state.diverging,
+                    state.num_steps,
+                    state.accept_prob,
+                    used,
                 )
 
-            return jax.lax.scan(body, state, jnp.arange(chunk))
+            return jax.lax.scan(body, (state, averaging), jnp.arange(chunk))
 
-        if self.n_devices > 1:
-            self._init = jax.pmap(jax.vmap(init_one, in_axes=(0, 0, None, None)), in_axes=(0, 0, None, None))
-            self._chunk = jax.pmap(jax.vmap(chunk_one, in_axes=(0, None, None)), in_axes=(0, None, None))
-        else:
-            self._init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None)))
-            self._chunk = jax.jit(jax.vmap(chunk_one, in_axes=(0, None, None)))
+        self._chunk = self._per_device(chunk_one, (0, 0, None, None, None))
+
+        def finish_warmup(state, averaging):
+            """The step size for sampling: the dual-averaging average."""
+            step = jnp.clip(jnp.exp(averaging[1]), tiny, huge)
+            return state._replace(adapt_state=state.adapt_state._replace(step_size=step))
+
+        self._finish = jax.jit(finish_warmup)
 
         model = self.model
 
-        def draw_outputs(z, key, data):
-            constrained = constrain_fn(model, (data,), {}, z, return_deterministic=True)
-            trace = handlers.trace(handlers.seed(handlers.substitute(model, data=constrained), key)).get_trace(
-                data, observe=False
-            )
-            site = trace["y"]
-            log_lik = site["fn"].base_dist.log_prob(jnp.where(data.mask, data.y, site["value"]))
-            y_rep = jnp.where(data.mask, site["value"], 0.0)
-            return constrained, log_lik, y_rep
+        observation = self.observation
 
-        self._outputs = jax.jit(jax.vmap(draw_outputs, in_axes=(0, 0, None)))
+        def draw_outputs(z, data, y_filled):
+            constrained = constrain_fn(model, (data,), {}, z, return_deterministic=True)
+            params = {name: constrained[name] for name, _ in observation.parameters}
+            distribution = observation.distribution(constrained["level"], data.exposure, data.mask, params)
+            return constrained, jnp.where(data.mask, distribution.log_prob(y_filled), 0.0)
+
+        self._outputs = jax.jit(jax.vmap(draw_outputs, in_axes=(0, None, None)))
 
     # ------------------------------------------------------------------ public
     def find_map(self, data: FitData, key) -> tuple[dict, float]:
@@ -213,78 +310,167 @@ class CompiledPosterior:
         best = int(np.argmin(values))
         return {name: v[best] for name, v in u.items()}, float(values[best])
 
-    def sample(self, data: FitData, key, init: dict, *, progress: bool = True, desc: str = "NUTS") -> dict[str, Any]:
-        """Run all chains; returns unconstrained draws ``z`` [chain, draw, ...] and stats."""
-        s = self.settings
-        n_dev, per = self.n_devices, self.per_device
-        key_init, key_jitter = jax.random.split(key)
-        chain_keys = jax.random.split(key_init, s.num_chains)
-        jitter_keys = jax.random.split(key_jitter, s.num_chains)
+    def laplace_inverse_mass(self, u: dict, data: FitData) -> np.ndarray:
+        """Inverse mass matrix from the Hessian at ``u`` (Laplace approximation); flat or
+        non-convex directions get unit scale, very sharp ones a floor."""
+        h = np.asarray(self._hessian(u, data), np.float64)
+        dim = h.shape[0]
+        if not np.all(np.isfinite(h)):
+            covariance = np.eye(dim)
+        else:
+            eigenvalues, vectors = np.linalg.eigh(h)
+            eigenvalues = np.clip(np.where(eigenvalues > 1e-3, eigenvalues, 1.0), 1e-2, 1e8)
+            covariance = (vectors / eigenvalues) @ vectors.T
+        if self.settings.dense_mass:
+            return (0.5 * (covariance + covariance.T)).astype(np.float32)
+        return np.clip(np.diag(covariance), 1e-8, 1e2).astype(np.float32)
 
-        inverse_mass = self._laplace(init, data)
+    def index_of_sites(self, u: dict) -> dict:
+        """Site name -> flat indices of its elements in ``ravel_pytree`` order."""
+        flat, unravel = ravel_pytree(u)
+        positions = unravel(jnp.arange(flat.shape[0], dtype=jnp.float32))
+        return {name: np.asarray(v).round().astype(int) for name, v in positions.items()}
+
+    def prepare(self, data: FitData, key, parameterization: str = "auto") -> tuple[FitData, dict, np.ndarray | None]:
+        """MAP, then (hierarchical pooling) the centring weights: returns the data with
+        those weights, the starting point in their coordinates, and (``auto``) the
+        likelihood variances that let warmup refine the weights."""
+        data = data._replace(centring=jnp.zeros_like(data.centring))
+        key_map, key_draws = jax.random.split(key)
+        start, _ = self.find_map(data, key_map)
+        if self.pooling != "hierarchical" or not self.spaces:
+            return data, start, None
+        n_params, n_seeds = data.centring.shape
+        sigma2 = None
+        if parameterization == "auto":
+            hessian = np.asarray(self._hessian(start, data))
+            sigma2, (mean, variance) = likelihood_variances(self.spaces, start, hessian, self.index_of_sites(start))
+            normal = np.asarray(jax.random.normal(key_draws, (n_params, 256)), np.float64)
+            weights = centring_weights(sigma2, mean[:, None] + np.sqrt(variance)[:, None] * normal)
+        else:
+            weights = fixed_centring(parameterization, n_params, n_seeds)
+        start = recentre(self.spaces, start, np.zeros_like(weights), weights)
+        return data._replace(centring=jnp.asarray(weights)), start, sigma2
+
+    def run(self, data: FitData, key, *, parameterization: str = "auto", progress: bool = True,
+            desc: str = "NUTS") -> tuple[FitData, dict[str, Any]]:
+        """MAP start, centring, warmup and sampling; returns (the data as sampled, with
+        their centring weights; the draws and statistics of :meth:`sample`)."""
+        key_map, key_nuts = jax.random.split(key)
+        data, start, sigma2 = self.prepare(data, key_map, parameterization)
+        return self.sample(data, key_nuts, start, progress=progress, desc=desc, sigma2=sigma2)
+
+    def _reshape_chains(self, x):
+        n_dev, per = self.n_devices, self.per_device
+        return jax.tree_util.tree_map(lambda a: jnp.reshape(a, (n_dev, per) + jnp.shape(a)[1:]), x)
+
+    def sample(self, data: FitData, key, init: dict, *, progress: bool = True, desc: str = "NUTS",
+               sigma2: np.ndarray | None = None) -> tuple[FitData, dict[str, Any]]:
+        """Warmup (see the module docstring) and draws; returns the data as sampled and the
+        unconstrained draws ``z`` [chain, draw, ...] with per-draw statistics.
+
+        ``sigma2`` (hierarchical pooling, ``auto`` centring): after the first slow window the
+        centring weights are re-chosen from that window's draws of the population scales
+        (:func:`~valuedyn.fitting._model.centring_weights`); the window's draws and the
+        chains' positions are moved to the new coordinates before the mass matrix is
+        estimated from them."""
+        s = self.settings
+        chains = s.num_chains
+        keys = iter(jax.random.split(key, 16))
+        inverse_mass = self.laplace_inverse_mass(init, data)
         flat, unravel = ravel_pytree(init)
-        scale = jnp.sqrt(jnp.diag(inverse_mass) if inverse_mass.ndim == 2 else inverse_mass)
-        noise = jax.vmap(lambda k: jax.random.normal(k, flat.shape))(jitter_keys)
-        # chains start around the MAP, init_jitter Laplace standard deviations apart
-        inits = jax.vmap(unravel)(flat[None] + s.init_jitter * scale[None] * noise)
-        if n_dev > 1:
-            shape = lambda x: x.reshape((n_dev, per) + x.shape[1:])  # noqa: E731
-            chain_keys = shape(chain_keys)
-            inits = jax.tree_util.tree_map(shape, inits)
+        scale = np.sqrt(np.diag(inverse_mass) if inverse_mass.ndim == 2 else inverse_mass)
+        noise = np.asarray(jax.random.normal(next(keys), (chains, flat.shape[0])))
+        # chains start around the point, init_jitter Laplace standard deviations apart
+        inits = jax.vmap(unravel)(jnp.asarray(np.asarray(flat)[None] + s.init_jitter * scale[None] * noise, jnp.float32))
+        step0 = jnp.ones((chains,), jnp.float32)
         reset_failed_solves()
-        state = self._init(chain_keys, inits, inverse_mass, data)
-        total = s.num_warmup + s.num_draws
-        collected = []
+
+        def restart(z, step, mass):
+            chain_keys = jax.random.split(next(keys), chains)
+            return self._init(self._reshape_chains(chain_keys), self._reshape_chains(z), self._reshape_chains(step),
+                              jnp.asarray(mass), data)
+
+        state, averaging = restart(inits, step0, inverse_mass)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, desc=desc, file=sys.stderr, unit="it", leave=False, dynamic_ncols=True)
-        done = 0
-        try:
-            while done < total:
-                n_active = min(self.chunk, total - done)
-                state, out = self._chunk(state, data, jnp.asarray(n_active, jnp.int32))
-                out = jax.tree_util.tree_map(lambda x: np.asarray(x), out)
-                collected.append((n_active, out))
+            bar = tqdm(total=s.num_warmup + s.num_draws, desc=desc, file=sys.stderr, unit="it", leave=False,
+                       dynamic_ncols=True)
+        flat_chain = jax.jit(jax.vmap(jax.vmap(lambda t: ravel_pytree(t)[0])))
+
+        def run_stage(state, averaging, n_iterations, adapting):
+            collected = []
+            done = 0
+            while done < n_iterations:
+                n_active = min(self.chunk, n_iterations - done)
+                (state, averaging), out = self._chunk(
+                    state, averaging, data, jnp.asarray(n_active, jnp.int32), jnp.asarray(adapting)
+                )
+                out = jax.tree_util.tree_map(
+                    lambda a: np.asarray(a).reshape((chains,) + np.shape(a)[2:])[:, :n_active], out
+                )
+                collected.append(out)
                 done += n_active
                 if bar is not None:
                     bar.update(n_active)
+            if not collected:
+                return state, averaging, None
+            joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *collected)
+            return state, averaging, joined
+
+        refine = sigma2 is not None
+        try:
+            for kind, length in warmup_schedule(s.num_warmup):
+                state, averaging, out = run_stage(state, averaging, length, True)
+                if kind == "slow" and out is not None:
+                    window = out[0]
+                    z_now = jax.tree_util.tree_map(lambda a: jnp.reshape(a, (chains,) + a.shape[2:]), state.z)
+                    if refine:
+                        refine = False
+                        log_scale = np.stack([np.asarray(window[f"{p.name}_scale"]).reshape(-1) for p in self.spaces])
+                        if np.all(np.isfinite(log_scale)):
+                            old = np.asarray(data.centring)
+                            new = centring_weights(sigma2, log_scale)
+                            window = recentre(self.spaces, window, old, new, xp=np)
+                            z_now = recentre(self.spaces, z_now, old, new)
+                            data = data._replace(centring=jnp.asarray(new))
+                    draws = np.asarray(flat_chain(window), np.float64)  # [chains, n, D]
+                    if np.all(np.isfinite(draws)):
+                        inverse_mass = pooled_inverse_mass(draws, s.dense_mass)
+                    step_now = jnp.reshape(state.adapt_state.step_size, (chains,))
+                    state, averaging = restart(z_now, step_now, inverse_mass)
+            state = self._finish(state, averaging)
+            state, averaging, out = run_stage(state, averaging, s.num_draws, False)
         finally:
             if bar is not None:
                 bar.close()
         failures = failed_solves()
-
-        def gather(index):
-            parts = []
-            for n_active, out in collected:
-                x = out[index]
-                if n_dev > 1:
-                    x = jax.tree_util.tree_map(lambda a: a.reshape((n_dev * per,) + a.shape[2:]), x)
-                parts.append(jax.tree_util.tree_map(lambda a: a[:, :n_active], x))
-            joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *parts)
-            return jax.tree_util.tree_map(lambda a: a[:, s.num_warmup :], joined)
-
-        z = gather(0)
-        num_steps = gather(4).astype(np.int64)
-        return {
+        z, potential, energy, diverging, num_steps, accept, step_size = out
+        num_steps = np.asarray(num_steps, np.int64)
+        return data, {
             "z": z,
-            "potential_energy": gather(1),
-            "energy": gather(2),
-            "diverging": gather(3).astype(bool),
+            "potential_energy": potential,
+            "energy": energy,
+            "diverging": np.asarray(diverging, bool),
             "n_steps": num_steps,
             "tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64),
-            "acceptance_rate": gather(5),
-            "step_size": gather(6),
+            "acceptance_rate": accept,
+            "step_size": step_size,
             "failed_solves": int(failures),
             "max_tree_depth": s.max_tree_depth,
+            "inverse_mass_matrix": np.asarray(inverse_mass),
         }
 
-    def outputs(self, data: FitData, z: dict, key, batch: int = 1000) -> tuple[dict, np.ndarray, np.ndarray]:
-        """Constrained parameters (+ deterministics), pointwise log-likelihood [n, S, U] and
-        posterior predictive ``y`` [n, S, U] for flat draws ``z`` [n, ...]."""
+    def outputs(self, data: FitData, z: dict, key, batch: int = 500,
+                replicate: bool = True) -> tuple[dict, np.ndarray, np.ndarray | None]:
+        """Constrained parameters (+ deterministics), pointwise log-likelihood [n, S, U]
+        (masked cells 0) and, with ``replicate``, posterior predictive ``y`` [n, S, U]
+        (masked cells 0) for flat draws ``z`` [n, ...]."""
+        observation = self.observation
         n = next(iter(z.values())).shape[0]
-        keys = jax.random.split(key, n)
+        y_filled = observation.fill(data.y, data.mask)
         parts = []
         for start in range(0, n, batch):
             stop = min(n, start + batch)
@@ -292,27 +478,29 @@ class CompiledPosterior:
             if stop - start < batch:  # pad to one compiled shape
                 pad = batch - (stop - start)
                 piece = {k: jnp.concatenate([v, jnp.repeat(v[-1:], pad, axis=0)]) for k, v in piece.items()}
-                sub_keys = jnp.concatenate([keys[start:stop], jnp.repeat(keys[stop - 1 : stop], pad, axis=0)])
-            else:
-                sub_keys = keys[start:stop]
-            constrained, log_lik, y_rep = self._outputs(piece, sub_keys, data)
+            constrained, log_lik = self._outputs(piece, data, y_filled)
             keep = stop - start
-            parts.append(
-                jax.tree_util.tree_map(lambda a: np.asarray(a)[:keep], (constrained, log_lik, y_rep))
-            )
+            parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[:keep], (constrained, log_lik)))
         constrained = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
         log_lik = np.concatenate([p[1] for p in parts])
-        y_rep = np.concatenate([p[2] for p in parts])
+        y_rep = None
+        if replicate:
+            seed = int(np.asarray(jax.random.randint(key, (), 0, 2**31 - 1)))
+            y_rep = observation.replicate(
+                np.random.default_rng(seed), constrained["level"], np.asarray(data.exposure), np.asarray(data.mask),
+                {name: constrained[name] for name, _ in observation.parameters},
+            )
         return constrained, log_lik, y_rep
 
 
 _CACHE: dict[tuple, CompiledPosterior] = {}
 
 
-def compiled_posterior(key: tuple, build_model, example_data: FitData, settings: SamplerSettings) -> CompiledPosterior:
+def compiled_posterior(key: tuple, build_model, example_data: FitData, settings: SamplerSettings, *, observation,
+                       spaces=(), pooling: str = "none") -> CompiledPosterior:
     """Cached :class:`CompiledPosterior`; ``key`` names the model structure, shapes are added here."""
     full_key = key + (tuple(example_data.y.shape), dataclasses.astuple(settings), len(jax.devices()))
     if full_key not in _CACHE:
-        _CACHE[full_key] = CompiledPosterior(build_model(), example_data, settings)
+        _CACHE[full_key] = CompiledPosterior(build_model(), example_data, settings, observation=observation,
+                                             spaces=spaces, pooling=pooling)
     return _CACHE[full_key]
-

@@ -22,6 +22,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 
 from valuedyn._errors import ValuedynError
@@ -56,6 +57,30 @@ class ObservationModel:
         if self.name == "lognormal":
             return dist.LogNormal(jnp.log(jnp.maximum(mean, _EPS)), params["sigma"])
         raise AssertionError(self.name)
+
+    def replicate(self, rng, mean, exposure, mask, params: dict):
+        """Posterior predictive draws on the host (numpy): ``mean`` [n, S, U] per posterior
+        draw, ``exposure`` and ``mask`` [S, U], ``params`` name -> [n]. Masked cells are 0.
+        Integer families come back as int32, the continuous one as float32."""
+        mean = np.asarray(mean, np.float64)
+        exposure = np.broadcast_to(np.where(mask, exposure, 0.0), mean.shape)
+        if self.name == "binomial":
+            draws = rng.binomial(np.round(exposure).astype(np.int64), np.clip(mean, _EPS, 1.0 - _EPS))
+        elif self.name == "poisson":
+            draws = rng.poisson(exposure * np.maximum(mean, _EPS))
+        elif self.name == "negbin":
+            # NB2(mu, phi) = Poisson(Gamma(shape phi, scale mu / phi))
+            mu = exposure * np.maximum(mean, _EPS)
+            phi = np.maximum(exposure * np.asarray(params["concentration"], np.float64)[:, None, None], 1e-12)
+            draws = rng.poisson(rng.gamma(phi, mu / phi))
+        elif self.name == "lognormal":
+            sigma = np.asarray(params["sigma"], np.float64)[:, None, None]
+            draws = np.exp(np.log(np.maximum(mean, _EPS)) + sigma * rng.standard_normal(mean.shape))
+        else:
+            raise AssertionError(self.name)
+        if self.family == "continuous":
+            return np.where(mask, draws, 0.0).astype(np.float32)
+        return np.where(mask, draws, 0).astype(np.int32)
 
     def log_kernel(self, y, mean, exposure, mask, params: dict):
         """Log-likelihood per cell up to terms that depend on the data only (what the

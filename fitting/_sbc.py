@@ -104,7 +104,7 @@ def run_sbc(
     template = _template(kind, n_seeds, n_updates, exposure)
     obs_model = observation_for(template.family, observation)
     observable = observable_for(model, kind)
-    data0 = fit_data(template)
+    data0 = fit_data(template, len(parameter_spaces(model)))
     compiled = compile_for(model, obs_model, pooling, observable, data0, settings)
     numpyro_model = compiled.model
 
@@ -149,14 +149,13 @@ def run_sbc(
                 )
             y = np.asarray(y)
             selection = dc.replace(template, y=y.astype(template.y.dtype))
-            data = fit_data(selection)
-            key, key_map, key_nuts, key_out = jax.random.split(key, 4)
-            start, _ = compiled.find_map(data, key_map)
-            result = compiled.sample(data, key_nuts, start, progress=False)
+            data = fit_data(selection, len(parameter_spaces(model)))
+            key, key_run, key_out = jax.random.split(key, 3)
+            data, result = compiled.run(data, key_run, progress=False)
             flat = {k: np.asarray(v).reshape((total_draws,) + v.shape[2:]) for k, v in result["z"].items()}
             keep = np.linspace(0, total_draws - 1, thin_to).round().astype(int)
             thinned = {k: v[keep] for k, v in flat.items()}
-            constrained, _, _ = compiled.outputs(data, thinned, key_out, batch=thin_to)
+            constrained, _, _ = compiled.outputs(data, thinned, key_out, batch=thin_to, replicate=False)
             if int(result["diverging"].sum()) > 0:
                 untrustworthy += 1
             row_rank, row_truth, row_names = [], [], []

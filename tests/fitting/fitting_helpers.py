@@ -10,7 +10,7 @@ import numpy as np
 from valuedyn.fitting._simulate import simulate_trajectory, write_trajectory
 
 N_UPDATES = 120
-SETTINGS = dict(chains=4, warmup=300, draws=300)
+SETTINGS = dict(chains=4, warmup=1000, draws=1000)
 
 OVERSHOOT_TRUTH = {
     "t0": np.array([0.15, 0.18, 0.13]),
