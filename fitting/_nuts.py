@@ -63,6 +63,7 @@ from valuedyn.fitting._model import (
     centring_weights,
     failed_solves,
     fixed_centring,
+    initial_point,
     likelihood_variances,
     recentre,
     reset_failed_solves,
@@ -136,7 +137,8 @@ class CompiledPosterior:
         # the data stay an argument, so one compiled sampler serves every data set of this shape
         self.potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {})
         self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {"count_failures": True})
-        self.median_init = self._prior_median(example_data)
+        n_seeds = int(example_data.y.shape[0])
+        self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
         self.n_devices = _device_split(settings.num_chains)
         self.per_device = settings.num_chains // self.n_devices
         total = settings.num_warmup + settings.num_draws

@@ -67,6 +67,7 @@ class ReportConfig:
     rng_seed: int = option(0, "random seed of the fits")
     time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit)")
+    workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates; doubles the fit time)")
 
 

@@ -407,20 +407,85 @@ def plan_report(config) -> tuple[list[Task], dict[Path, object], list[str]]:
     return tasks, loaded, notes
 
 
+def _run_fit_jobs(jobs: list, deadline: float | None, queue, in_worker: bool) -> None:
+    """Run fits one after another (one model's fits share its compiled sampler); report
+    each on ``queue`` as (job id, status, payload, seconds). Status: "done" (payload the
+    written path), "failed" (a crash inside the fit), "user" (a ValuedynError: the user
+    can fix it), "skipped" (it would end past ``deadline``, a ``time.time()`` value)."""
+    if in_worker:
+        from valuedyn.fitting._cli import prepare_jax
+
+        prepare_jax(jobs[0][1].chains)
+    from valuedyn.fitting import fit_trajectory
+
+    durations: list[float] = []
+    for job_id, fit_config in jobs:
+        if deadline is not None and durations and time.time() + float(np.mean(durations)) > deadline:
+            queue.put((job_id, "skipped", None, 0.0))
+            continue
+        if in_worker:  # one progress bar (the report's) instead of several interleaved NUTS bars
+            fit_config = dataclasses.replace(fit_config, progress=False)
+        mark = time.perf_counter()
+        try:
+            written = str(fit_trajectory(fit_config))
+            status, payload = "done", written
+        except ValuedynError as err:
+            status, payload = "user", str(err)
+        except Exception as err:  # a crash inside one fit must not lose the others; the report names it
+            status, payload = "failed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        seconds = time.perf_counter() - mark
+        durations.append(seconds)
+        queue.put((job_id, status, payload, seconds))
+        if status == "user":
+            return
+
+
+def _fit_groups(jobs: list) -> list[list]:
+    """Jobs grouped by model (a group reuses one compiled sampler per data shape), the
+    groups with ODE models (slow to compile) and the most fits first."""
+    from valuedyn.models import get_model
+
+    groups: dict[str, list] = {}
+    for job in jobs:
+        groups.setdefault(job[1].model, []).append(job)
+
+    def cost(item):
+        name, members = item
+        try:
+            ode = not get_model(name).closed_form
+        except Exception:
+            ode = False
+        return (not ode, -len(members), name)
+
+    return [members for _, members in sorted(groups.items(), key=cost)]
+
+
+def fit_workers(config, n_groups: int) -> int:
+    import os
+
+    if config.workers:
+        return max(1, min(config.workers, n_groups))
+    return max(1, min(os.cpu_count() or 1, 4, n_groups))
+
+
 def run_fits(tasks: list[Task], config, cache: FitCache) -> list[Task]:
     """Step 2: fit every (behaviour, model), reusing cached fits.
 
-    With ``config.time_budget`` > 0 (seconds for this step), a behaviour whose missing
-    fits would, at the mean time per fit so far, end past the budget is not started:
-    it is returned as skipped (the report says so; a later run with a larger budget
-    reuses every fit made here). The first behaviour always runs.
-    """
-    from valuedyn.fitting import fit_trajectory
+    Fits run in ``fit_workers`` processes (default: one per core, at most 4), each taking
+    all fits of one model at a time, so compilation, which dominates small fits and uses
+    one core, runs on every core. With one worker they run in this process.
 
-    pairs = [(task, model) for task in tasks for model in task.models]
-    todo: dict[int, list] = {}
+    With ``config.time_budget`` > 0 (seconds for this step), a fit that would, at the mean
+    time of its worker's fits so far, end past the budget is not started (a worker's first
+    fit always runs); a behaviour none of whose missing fits ran is returned as skipped,
+    one with some missing lists the rest as left out (the report says so; a later run
+    with a larger budget reuses every fit made here).
+    """
+    jobs, where = [], {}
+    n_pairs = 0
     for index, task in enumerate(tasks):
         for model in task.models:
+            n_pairs += 1
             settings = dict(fit_settings(config), seeds=task.seeds)
             probe = make_fit_config(task.trajectory, task.behaviour, model, Path("unused.nc"), settings)
             key = cache_key(task.sha256, probe)
@@ -428,49 +493,81 @@ def run_fits(tasks: list[Task], config, cache: FitCache) -> list[Task]:
             task.keys[model] = key
             if hit is not None:
                 task.fits[model], task.cached[model] = hit, True
-            else:
-                todo.setdefault(index, []).append((model, key, settings))
-    n_todo = sum(len(v) for v in todo.values())
-    log(f"[2/6] fit: {len(pairs)} fits, {len(pairs) - n_todo} cached, {n_todo} to run"
-        + (f" (time budget {config.time_budget} s)" if config.time_budget else ""))
-    started = time.perf_counter()
-    durations: list[float] = []
-    skipped: list[Task] = []
-    bar = progress(total=n_todo, desc="fit", unit="fit")
-    for index, task in enumerate(tasks):
-        missing = todo.get(index, [])
-        if missing and config.time_budget and durations:
-            projected = time.perf_counter() - started + np.mean(durations) * len(missing)
-            if projected > config.time_budget:
-                skipped.append(task)
-                bar.update(len(missing))
                 continue
-        for position, (model, key, settings) in enumerate(missing):
-            if config.time_budget and durations and position and (
-                time.perf_counter() - started + np.mean(durations) > config.time_budget
-            ):  # out of time inside a behaviour: compare the models fitted so far
-                task.left_out = [m for m, _, _ in missing[position:]]
-                bar.update(len(missing) - position)
-                break
-            bar.set_postfix_str(f"{model} on {task.behaviour}")
             path = cache.path_for(key, task.trajectory, task.behaviour, model)
             fit_config = make_fit_config(task.trajectory, task.behaviour, model, path, settings)
-            mark = time.perf_counter()
-            try:
-                written = Path(fit_trajectory(fit_config))
-            except ValuedynError:
-                raise  # the user can fix it: stop and say so
-            except Exception as err:  # a crash inside one fit must not lose the others; the report names it
-                message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                log(f"fit of {model} to {task.behaviour} failed ({message}); the report lists it as failed")
-                task.errors[model] = message
-                continue
-            finally:
-                durations.append(time.perf_counter() - mark)
-                bar.update(1)
+            where[len(jobs)] = (index, model, key)
+            jobs.append((len(jobs), fit_config))
+    groups = _fit_groups(jobs) if jobs else []
+    workers = fit_workers(config, len(groups))
+    log(f"[2/6] fit: {n_pairs} fits, {n_pairs - len(jobs)} cached, {len(jobs)} to run"
+        + (f" in {workers} processes" if workers > 1 else "")
+        + (f" (time budget {config.time_budget} s)" if config.time_budget else ""))
+    deadline = time.time() + config.time_budget if config.time_budget else None
+    outcome: dict[int, tuple] = {}
+    bar = progress(total=len(jobs), desc="fit", unit="fit")
+
+    def receive(message) -> None:
+        job_id, status, payload, seconds = message
+        outcome[job_id] = (status, payload, seconds)
+        index, model, _ = where[job_id]
+        if status == "failed":
+            log(f"fit of {model} to {tasks[index].behaviour} failed ({payload}); the report lists it as failed")
+        bar.set_postfix_str(f"{model} on {tasks[index].behaviour}")
+        bar.update(1)
+
+    try:
+        if workers <= 1:
+            import queue as queue_module
+
+            local = queue_module.SimpleQueue()
+            for group in groups:
+                _run_fit_jobs(group, deadline, local, in_worker=False)
+                while not local.empty():
+                    receive(local.get())
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")  # JAX must not be forked
+            with context.Manager() as manager:
+                channel = manager.Queue()
+                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                    futures = [pool.submit(_run_fit_jobs, group, deadline, channel, True) for group in groups]
+                    while len(outcome) < len(jobs):
+                        if all(f.done() for f in futures) and channel.empty():
+                            for f in futures:
+                                f.result()  # a worker that died says why here
+                            break
+                        try:
+                            receive(channel.get(timeout=0.5))
+                        except Exception:  # queue.Empty through the manager proxy
+                            pass
+    finally:
+        bar.close()
+
+    user_errors = [payload for status, payload, _ in outcome.values() if status == "user"]
+    if user_errors:
+        raise ValuedynError(user_errors[0])
+    skipped_jobs: dict[int, list[str]] = {}
+    for job_id, (index, model, key) in where.items():
+        status, payload, _ = outcome.get(job_id, ("skipped", None, 0.0))
+        task = tasks[index]
+        if status == "done":
+            written = Path(payload)
             cache.record(key, written, trajectory=str(task.trajectory), behaviour=task.behaviour, model=model)
             task.fits[model], task.cached[model] = written, False
-    bar.close()
+        elif status == "failed":
+            task.errors[model] = payload
+        else:
+            skipped_jobs.setdefault(index, []).append(model)
+    skipped = []
+    for index, models in skipped_jobs.items():
+        task = tasks[index]
+        if not task.fits and not task.errors:
+            skipped.append(task)
+        else:
+            task.left_out = [m for m in task.models if m in models]
     return skipped
 
 
