@@ -127,7 +127,10 @@ class CompiledPosterior:
     """Jitted pieces of inference for one numpyro model and one data shape."""
 
     def __init__(self, numpyro_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                 spaces=(), pooling: str = "none"):
+                 spaces=(), pooling: str = "none", one_device: bool = False):
+        # one_device: all chains on one device (lax.map), for ODE models: under pmap the
+        # gradient of diffrax's checkpointed adjoint raises equinox's "closure-converted
+        # function called with different dynamic arguments" (seen with 2 CPU devices)
         self.model = numpyro_model
         self.observation = observation
         self.settings = settings
@@ -139,7 +142,7 @@ class CompiledPosterior:
         self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {"count_failures": True})
         n_seeds = int(example_data.y.shape[0])
         self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
-        self.n_devices = _device_split(settings.num_chains)
+        self.n_devices = 1 if one_device else _device_split(settings.num_chains)
         self.per_device = settings.num_chains // self.n_devices
         total = settings.num_warmup + settings.num_draws
         self.chunk = int(min(max(total // 25, 10), 200))
@@ -499,10 +502,10 @@ _CACHE: dict[tuple, CompiledPosterior] = {}
 
 
 def compiled_posterior(key: tuple, build_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                       spaces=(), pooling: str = "none") -> CompiledPosterior:
+                       spaces=(), pooling: str = "none", one_device: bool = False) -> CompiledPosterior:
     """Cached :class:`CompiledPosterior`; ``key`` names the model structure, shapes are added here."""
     full_key = key + (tuple(example_data.y.shape), dataclasses.astuple(settings), len(jax.devices()))
     if full_key not in _CACHE:
         _CACHE[full_key] = CompiledPosterior(build_model(), example_data, settings, observation=observation,
-                                             spaces=spaces, pooling=pooling)
+                                             spaces=spaces, pooling=pooling, one_device=one_device)
     return _CACHE[full_key]
