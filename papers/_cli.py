@@ -65,6 +65,8 @@ class ReportConfig:
     draws: int = option(300, "NUTS draws per chain")
     warmup: int = option(300, "NUTS warmup steps per chain")
     rng_seed: int = option(0, "random seed of the fits")
+    max_tree_depth: int = option(6, "NUTS maximum tree depth of the fits (63 leapfrog steps: bounds the time of an "
+                                    "ODE model's fit; hits are reported in each fit's diagnostics)")
     time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit)")
     workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")

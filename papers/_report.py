@@ -136,6 +136,7 @@ def fit_settings(config) -> dict:
         "warmup": config.warmup,
         "seeds": tuple(config.seeds),
         "rng_seed": config.rng_seed,
+        "max_tree_depth": config.max_tree_depth,
     }
 
 
@@ -152,6 +153,7 @@ def make_fit_config(trajectory: Path, behaviour: str, model: str, out: Path, set
         "warmup": ("warmup", "num_warmup", "tune"),
         "seeds": ("seeds",),
         "rng_seed": ("rng_seed", "seed", "random_seed"),
+        "max_tree_depth": ("max_tree_depth",),
     }
     for key, value in settings.items():
         target = next((name for name in aliases[key] if name in fields), None)
