@@ -316,11 +316,12 @@ def initial_point(spaces, observation, pooling: str, n_seeds: int) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _prior_median_unconstrained(name: str, prior) -> float:
-    draws = np.asarray(prior.sample(jax.random.PRNGKey(_stable_tag(name)), (2001,)), np.float64)
+    draws = np.asarray(prior.sample(jax.random.PRNGKey(site_tag(name)), (2001,)), np.float64)
     return float(np.asarray(biject_to(prior.support).inv(np.median(draws))))
 
 
-def _stable_tag(name: str) -> int:
+def site_tag(name: str) -> int:
+    """A stable integer per site name (Python's hash() changes between processes)."""
     import zlib
 
     return zlib.crc32(name.encode()) % (2**31)

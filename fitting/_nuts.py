@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import zlib
 from functools import partial
 from typing import Any
 
@@ -67,6 +66,7 @@ from valuedyn.fitting._model import (
     likelihood_variances,
     recentre,
     reset_failed_solves,
+    site_tag,
 )
 
 
@@ -92,11 +92,6 @@ def warmup_schedule(num_warmup: int) -> list[tuple[str, int]]:
     slow1 = int(round(0.25 * num_warmup))
     slow2 = int(round(0.45 * num_warmup))
     return [("fast", fast), ("slow", slow1), ("slow", slow2), ("final", num_warmup - fast - slow1 - slow2)]
-
-
-def _tag(name: str) -> int:
-    """A stable integer per site name (Python's hash() changes between processes)."""
-    return zlib.crc32(name.encode()) % (2**31)
 
 
 def _device_split(num_chains: int) -> int:
@@ -285,6 +280,8 @@ class CompiledPosterior:
             return state._replace(adapt_state=state.adapt_state._replace(step_size=step))
 
         self._finish = jax.jit(finish_warmup)
+        # draws [chain, n] of the site dict -> flat [chain, n, D], compiled once per sampler
+        self._flat_chain = jax.jit(jax.vmap(jax.vmap(lambda t: ravel_pytree(t)[0])))
 
         model = self.model
 
@@ -305,7 +302,7 @@ class CompiledPosterior:
         keys = jax.random.split(key, k)
 
         def start(i, name, value):
-            noise = jax.random.uniform(jax.random.fold_in(keys[i], _tag(name)), jnp.shape(value), minval=-1.5, maxval=1.5)
+            noise = jax.random.uniform(jax.random.fold_in(keys[i], site_tag(name)), jnp.shape(value), minval=-1.5, maxval=1.5)
             return value if i == 0 else value + noise
 
         starts = {name: jnp.stack([start(i, name, v) for i in range(k)]) for name, v in self.median_init.items()}
@@ -403,7 +400,6 @@ class CompiledPosterior:
 
             bar = tqdm(total=s.num_warmup + s.num_draws, desc=desc, file=sys.stderr, unit="it", leave=False,
                        dynamic_ncols=True)
-        flat_chain = jax.jit(jax.vmap(jax.vmap(lambda t: ravel_pytree(t)[0])))
 
         def run_stage(state, averaging, n_iterations, adapting):
             collected = []
@@ -441,7 +437,7 @@ class CompiledPosterior:
                             window = recentre(self.spaces, window, old, new, xp=np)
                             z_now = recentre(self.spaces, z_now, old, new)
                             data = data._replace(centring=jnp.asarray(new))
-                    draws = np.asarray(flat_chain(window), np.float64)  # [chains, n, D]
+                    draws = np.asarray(self._flat_chain(window), np.float64)  # [chains, n, D]
                     if np.all(np.isfinite(draws)):
                         inverse_mass = pooled_inverse_mass(draws, s.dense_mass)
                     step_now = jnp.reshape(state.adapt_state.step_size, (chains,))
