@@ -366,7 +366,7 @@ def simulate_diversity_trajectory(action_diversity: np.ndarray, event_diversity:
         raise ValuedynError(f"diversities must lie in [1, {n_actions}] (actions) and [1, {n_events}] (events)")
     base = simulate_trajectory(
         get_model("logistic_onset"),
-        {"t0": np.full(n_seeds, 0.5), "k": np.full(n_seeds, 10.0), "floor": np.full(n_seeds, 0.1),
+        {"t0": np.full(n_seeds, 0.5), "k": np.full(n_seeds, 10.0), "floor": np.full(n_seeds, 0.02),
          "ceiling": np.full(n_seeds, 0.6)},
         behavior="unlock:place_table", n_updates=n_updates, episodes_per_update=episodes_per_update,
         steps_per_update=steps_per_update, masked_updates=masked_updates, seed=seed,

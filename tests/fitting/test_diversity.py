@@ -150,3 +150,19 @@ def test_headline_states_separation_and_untrusted_fits(diversity_fits):
     assert partial.p_separated is None
     assert "every fit is untrustworthy (R-hat 1.2)" in partial.text
     assert headline.as_dict()["fast"]["behaviour"] == "diversity:events"
+
+
+def test_diversity_figure_draws_the_fitted_population_curves(diversity_fits, tmp_path):
+    from valuedyn.papers._diversity_figures import plot_diversity
+    from valuedyn.data import open_trajectory
+
+    fits, _, _ = diversity_fits
+    trajectory = open_trajectory(fits["diversity:events"].attrs["trajectory"])
+    fig = plot_diversity(trajectory, {b: {"logistic_onset": f} for b, f in fits.items()})
+    fitted = [line for line in fig.axes[1].lines if line.get_label() == "logistic_onset (seed mean)"]
+    assert len(fitted) == 1
+    curve = fitted[0].get_ydata()
+    observed = select_behavior(trajectory, "diversity:events")
+    seed_mean = np.nanmean(np.where(observed.mask, observed.y, np.nan), axis=0)
+    # the fitted seed-mean curve passes through the data: within 10 % at the end of the run
+    assert abs(curve[-1] - seed_mean[-1]) < 0.1 * seed_mean[-1]
