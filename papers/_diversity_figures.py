@@ -86,11 +86,14 @@ def plot_diversity(trajectory, fits: Mapping[str, Mapping[str, object]] | None =
                         label="seeds (probe checkpoints)" if i == 0 else None)
             ax.set_ylabel("contexts distinguished")
             ax.legend(loc="best")
+        by_update: dict[int, list[str]] = {}
         for name, update in found.items():
+            by_update.setdefault(update, []).append(name.replace("_", " "))
+        for update, found_names in by_update.items():  # one mark per update, its names joined
             step = float(env_step[np.flatnonzero(updates == update)[0]])
             for ax in axes[:, 0]:
                 ax.axvline(step, color="0.6", linestyle=":", linewidth=0.7)
-            axes[0, 0].annotate(name.replace("_", " "), (step, 1.0), xycoords=("data", "axes fraction"),
+            axes[0, 0].annotate(", ".join(found_names), (step, 1.0), xycoords=("data", "axes fraction"),
                                 rotation=90, fontsize=5, va="top", ha="right", color="0.4")
         _env_step_axis(axes[-1, 0])
         with warnings.catch_warnings():

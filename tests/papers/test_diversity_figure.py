@@ -42,9 +42,10 @@ def test_diversity_figure_marks_found_rewards_and_probe_contexts():
     fig = plot_diversity(ds, probe=_probe())
     axes = fig.axes
     assert len(axes) == 3
-    # two seeds per diversity panel, plus one dotted line per found achievement on every panel
-    assert len(axes[0].lines) == 2 + len(found)
-    assert len(axes[2].lines) == 2 + len(found)
+    # two seeds per diversity panel, plus one dotted line per update in which achievements are found
+    marks = len(set(found.values()))
+    assert len(axes[0].lines) == 2 + marks
+    assert len(axes[2].lines) == 2 + marks
     masked = axes[1].lines[0].get_ydata()
     assert np.isnan(masked[:2]).all() and np.isfinite(masked[2:]).all()  # no finished episode: no event point
     assert render_figure(fig)["png"][:4] == b"\x89PNG"
