@@ -423,7 +423,8 @@ def _read_diagnostics_and_checks(outcomes: list[FitOutcome], show_progress: bool
 
 def compare_outcomes(outcomes: Sequence[FitOutcome], fits_dir: Path, *, lfo: bool = False,
                      show_progress: bool = True) -> list[Comparison]:
-    """Compare the fitted models of each (trajectory, behaviour) with two or more of them.
+    """Compare the fitted models of each (trajectory, behaviour, seeds, settings) with two
+    or more of them.
 
     A comparison is cached beside the fits as JSON, keyed by the fits' cache keys and file
     times (a redone fit invalidates it) and the LFO switch.
@@ -432,12 +433,13 @@ def compare_outcomes(outcomes: Sequence[FitOutcome], fits_dir: Path, *, lfo: boo
 
     from valuedyn.fitting import compare_fits
 
-    groups: dict[tuple[Path, str], list[FitOutcome]] = {}
+    groups: dict[tuple, list[FitOutcome]] = {}
     for outcome in outcomes:
-        if outcome.fitted:
-            groups.setdefault((outcome.job.trajectory, outcome.job.behaviour), []).append(outcome)
+        if outcome.fitted:  # only fits of the same data and settings compare
+            job = outcome.job
+            groups.setdefault((job.trajectory, job.behaviour, job.seeds, job.settings), []).append(outcome)
     comparisons = []
-    for (trajectory, behaviour), members in progress_bar(
+    for (trajectory, behaviour, _, _), members in progress_bar(
             [item for item in groups.items() if len(item[1]) > 1], desc="compare", unit="behaviour",
             disable=not show_progress):
         identity = [(o.job.model, o.key, o.path.stat().st_mtime_ns) for o in members]
