@@ -32,6 +32,7 @@ from valuedyn.fitting._plan import (
     default_behaviours,
     learned_achievements,
     plan_fits,
+    slug,
 )
 
 
@@ -79,6 +80,7 @@ __all__ = [
     "prepare_jax",
     "progress_bar",
     "run_plan",
+    "slug",
     "CheckConfig",
     "CompareConfig",
     "CompareResult",
