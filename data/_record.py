@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from valuedyn.data._train import METRIC_DIMS
-
-_INT_METRICS = {"episodes_finished", "achievement_unlocks", "event_total", "action_count", "length_sum", "placement_histogram"}
+from valuedyn.data._schema import COUNT_VARIABLES, METRIC_TRAILING_DIMS
 
 
 def build_trajectory(metrics: dict[str, np.ndarray], names: dict, steps_per_update: int, placement_bins: int, attrs: dict):
@@ -20,9 +18,9 @@ def build_trajectory(metrics: dict[str, np.ndarray], names: dict, steps_per_upda
     num_seeds, num_updates = metrics["episodes_finished"].shape[:2]
     update = np.arange(1, num_updates + 1, dtype=np.int64)
     data_vars = {}
-    for name, trailing in METRIC_DIMS.items():
+    for name, trailing in METRIC_TRAILING_DIMS.items():
         values = np.asarray(metrics[name])
-        values = values.astype(np.int32 if name in _INT_METRICS else np.float32, copy=False)
+        values = values.astype(np.int32 if name in COUNT_VARIABLES else np.float32, copy=False)
         data_vars[name] = (("seed", "update") + trailing, values)
     coords = {
         "seed": np.arange(num_seeds, dtype=np.int64),
@@ -49,9 +47,9 @@ def build_trajectory(metrics: dict[str, np.ndarray], names: dict, steps_per_upda
 
 def concat_metrics(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenate metric dicts along the update axis (axis 1)."""
-    return {name: np.concatenate([p[name] for p in parts], axis=1) for name in METRIC_DIMS}
+    return {name: np.concatenate([p[name] for p in parts], axis=1) for name in METRIC_TRAILING_DIMS}
 
 
 def metrics_from_dataset(ds, num_updates: int) -> dict[str, np.ndarray]:
     """The first ``num_updates`` updates of a trajectory file's metrics, as numpy."""
-    return {name: np.asarray(ds[name].values[:, :num_updates]) for name in METRIC_DIMS}
+    return {name: np.asarray(ds[name].values[:, :num_updates]) for name in METRIC_TRAILING_DIMS}

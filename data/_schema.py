@@ -1,4 +1,9 @@
-"""The trajectory file contract (see DESIGN.md): names every other room relies on.
+"""The trajectory file contract: names every other room relies on, stated once here.
+
+The trainer (``_train.py``: which metrics a run accumulates), the recorder
+(``_record.py``: their dtypes in the file), the validator (:func:`validate_trajectory`)
+and the simulator of the fitting tests (``valuedyn.fitting.simulate_trajectory``) all
+read :data:`TRAJECTORY_VARIABLES`.
 
 A trajectory file is netCDF4 written with xarray's h5netcdf engine.
 
@@ -36,6 +41,12 @@ TRAJECTORY_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "approx_kl": (("seed", "update"), "real"),
     "clip_fraction": (("seed", "update"), "real"),
 }
+
+#: variable -> its dims after (seed, update): the shape of one seed's metric per update.
+METRIC_TRAILING_DIMS: dict[str, tuple[str, ...]] = {name: dims[2:] for name, (dims, _) in TRAJECTORY_VARIABLES.items()}
+
+#: variables holding counts (stored as integers; never ratios).
+COUNT_VARIABLES: frozenset[str] = frozenset(name for name, (_, kind) in TRAJECTORY_VARIABLES.items() if kind == "count")
 
 REQUIRED_ATTRS = (
     "config",

@@ -34,23 +34,7 @@ import optax
 from valuedyn._errors import ValuedynError
 from valuedyn.data._envs import make_env, num_resets, optimistic_reset
 from valuedyn.data._networks import init_hidden, make_networks
-
-#: Metric name -> (trailing dims after [seed, update], dtype); the order of the outputs.
-METRIC_DIMS: dict[str, tuple[str, ...]] = {
-    "episodes_finished": (),
-    "achievement_unlocks": ("achievement",),
-    "event_total": ("event",),
-    "action_count": ("action",),
-    "return_sum": (),
-    "length_sum": (),
-    "placement_histogram": ("placement", "count_bin"),
-    "policy_loss": (),
-    "value_loss": (),
-    "entropy": (),
-    "approx_kl": (),
-    "clip_fraction": (),
-}
-
+from valuedyn.data._schema import METRIC_TRAILING_DIMS
 
 def strong_types(tree):
     """Drop JAX's weak types (Craftax states hold weakly typed scalars): a runner restored
@@ -425,7 +409,7 @@ def make_train(config, *, record: bool = True) -> TrainProgram:
             "approx_kl": stats[3],
             "clip_fraction": stats[4],
         }
-        return runner, {name: metrics[name] for name in METRIC_DIMS}
+        return runner, {name: metrics[name] for name in METRIC_TRAILING_DIMS}  # the contract's variables, in its order
 
     def chunk(runner, num_updates_in_chunk: int):
         return jax.lax.scan(update_step, runner, None, num_updates_in_chunk)

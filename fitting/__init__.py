@@ -12,9 +12,28 @@ Python API (the report calls these; no subprocesses)::
                                     behavior="event:place_plant", out="fit.nc"))
     checks = check_fit(path)              # also stored in the file's attrs["checks"]
     result = compare_fits([path_a, path_b])
+
+Many fits at once (``valuedyn fit-batch``; the report runs its fits this way)::
+
+    from valuedyn.fitting import FitSettings, plan_fits, run_plan
+    jobs, notes = plan_fits("run.nc", ["event:place_plant"], ["overshoot", "logistic_onset"],
+                            settings=FitSettings(chains=2, draws=300, warmup=300))
+    result = run_plan(jobs, "fits")                        # local process pool
+    result = run_plan(jobs, "fits", scheduler="tcp://scheduler:8786")  # a Dask cluster
 """
 
+from valuedyn.fitting._batch_cli import FitBatchConfig
 from valuedyn.fitting._cli import CheckConfig, CompareConfig, FitConfig, SBCConfig
+from valuedyn.fitting._plan import (
+    PLANT_MOTIF,
+    FitJob,
+    FitSettings,
+    applicable_models,
+    default_behaviours,
+    learned_achievements,
+    plan_fits,
+    slug,
+)
 
 
 def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is needed
@@ -31,6 +50,12 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "select_behavior": ("valuedyn.fitting._select", "select_behavior"),
         "Selection": ("valuedyn.fitting._select", "Selection"),
         "simulate_trajectory": ("valuedyn.fitting._simulate", "simulate_trajectory"),
+        "run_plan": ("valuedyn.fitting._batch", "run_plan"),
+        "BatchResult": ("valuedyn.fitting._batch", "BatchResult"),
+        "FitOutcome": ("valuedyn.fitting._batch", "FitOutcome"),
+        "Comparison": ("valuedyn.fitting._batch", "Comparison"),
+        "progress_bar": ("valuedyn.fitting._batch", "progress_bar"),
+        "prepare_jax": ("valuedyn.fitting._cli", "prepare_jax"),
     }
     if name in lazy:
         import importlib
@@ -41,6 +66,21 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
 
 
 __all__ = [
+    "PLANT_MOTIF",
+    "BatchResult",
+    "Comparison",
+    "FitBatchConfig",
+    "FitJob",
+    "FitOutcome",
+    "FitSettings",
+    "applicable_models",
+    "default_behaviours",
+    "learned_achievements",
+    "plan_fits",
+    "prepare_jax",
+    "progress_bar",
+    "run_plan",
+    "slug",
     "CheckConfig",
     "CompareConfig",
     "CompareResult",

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from valuedyn.data._schema import TRAJECTORY_VARIABLES
 from valuedyn.fitting._select import parse_behavior
 
 ACHIEVEMENTS = ("collect_wood", "place_table", "collect_sapling", "place_plant", "eat_plant")
@@ -99,20 +100,21 @@ def simulate_trajectory(
     histogram = np.zeros(shape + (len(("table", "plant")), N_PLACEMENT_BINS), np.int64)
     histogram[..., 0] = episodes[..., None]
     zeros = np.zeros(shape)
-    data_vars = {
-        "episodes_finished": (("seed", "update"), episodes),
-        "achievement_unlocks": (("seed", "update", "achievement"), unlocks),
-        "event_total": (("seed", "update", "event"), events),
-        "action_count": (("seed", "update", "action"), actions),
-        "return_sum": (("seed", "update"), episodes * 2.0),
-        "length_sum": (("seed", "update"), episodes * 100),
-        "placement_histogram": (("seed", "update", "placement", "count_bin"), histogram),
-        "policy_loss": (("seed", "update"), zeros),
-        "value_loss": (("seed", "update"), zeros),
-        "entropy": (("seed", "update"), zeros + 1.0),
-        "approx_kl": (("seed", "update"), zeros),
-        "clip_fraction": (("seed", "update"), zeros),
+    values = {
+        "episodes_finished": episodes,
+        "achievement_unlocks": unlocks,
+        "event_total": events,
+        "action_count": actions,
+        "return_sum": episodes * 2.0,
+        "length_sum": episodes * 100,
+        "placement_histogram": histogram,
+        "policy_loss": zeros,
+        "value_loss": zeros,
+        "entropy": zeros + 1.0,
+        "approx_kl": zeros,
+        "clip_fraction": zeros,
     }
+    data_vars = {name: (dims, values[name]) for name, (dims, _) in TRAJECTORY_VARIABLES.items()}  # the contract's dims
     coords = {
         "seed": np.arange(n_seeds),
         "update": np.arange(n_updates),

@@ -1,8 +1,10 @@
 """The one module that reads and writes fit files (ArviZ InferenceData netCDF).
 
-See /work/notes/fit_file.md for the contract: groups posterior, sample_stats,
-log_likelihood, observed_data, constant_data, posterior_predictive; top-level attrs name
-the model, the data file (and its hash) and the selection. Writes are atomic.
+The fit-file contract: an ArviZ InferenceData netCDF (h5netcdf) with the groups
+:data:`REQUIRED_GROUPS`; top-level attrs :data:`REQUIRED_FIT_ATTRS` name the model, the
+behaviour, the observation model and pooling, the data file (and its sha256), the
+selection and the FitConfig (JSON); ``diagnostics``, ``trustworthy`` and, once checked,
+``checks`` follow. Writes are atomic.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ derives
 - an :class:`Analysis`: fixed points, Jacobian, eigenvalues, stability, timescales.
 
 Time is the dimensionless ``tau`` in [0, 1] spanning the fitting window; rates are in
-1/tau; levels are in normalised level units (see the Model API notes).
+1/tau; levels are in normalised level units (the ``level`` observables of
+``valuedyn.models``' docstring: the data's level divided by its ``level_scale``).
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ SINCE = sp.Symbol("s", nonnegative=True)  # time since the change point, in clos
 # The generic model
 # ---------------------------------------------------------------------------
 class Model:
-    """One registered dynamical model (see the Model API notes for the contract).
+    """One registered dynamical model (its contract: this module's docstring and :class:`ModelSpec`).
 
     Options: ``stiff=True`` solves ODEs with Kvaerno5 instead of Tsit5; ``rtol``, ``atol``
     and ``max_steps`` set the adaptive controller and the step bound of every ODE solve.

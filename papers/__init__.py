@@ -1,7 +1,8 @@
 """valuedyn.papers: figures and reports built only from saved trajectory and fit files.
 
-- ``valuedyn report [TRAJECTORY ...] --out DIR``: :func:`run_report` (fits through
-  valuedyn.fitting, cached; checks; comparison; figures; ``report.md``)
+- ``valuedyn report [TRAJECTORY ...] --out DIR``: :func:`run_report` (asks
+  :func:`valuedyn.fitting.run_plan` for the fits, checks and comparisons, then reads the
+  files and writes figures, tables and ``report.md``)
 - ``valuedyn figures papers/<name>``: :func:`build_paper` rebuilds what a paper folder's
   ``paper.toml`` declares
 - the six figure kinds, each ``loaded data -> matplotlib Figure``:
@@ -21,7 +22,8 @@ from valuedyn.papers._figures import (
     plot_timescales,
 )
 from valuedyn.papers._paper import FigureInputs, FigureSpec, build_paper, load_paper, render_figures
-from valuedyn.papers._report import compare_table, learned_achievements, run_report, verdict
+from valuedyn.papers._report import run_report
+from valuedyn.papers._report_results import verdict
 from valuedyn.papers._style import render_figure, style, write_rendered
 
 __all__ = [
@@ -31,8 +33,6 @@ __all__ = [
     "FiguresConfig",
     "ReportConfig",
     "build_paper",
-    "compare_table",
-    "learned_achievements",
     "load_paper",
     "plot_behaviour_fits",
     "plot_model_analysis",

@@ -23,14 +23,14 @@ def run_figures(config: FiguresConfig) -> int:
     import sys
     from pathlib import Path
 
+    from valuedyn.fitting import progress_bar
     from valuedyn.papers._paper import build_paper, load_paper
-    from valuedyn.papers._report import progress
 
     paper = load_paper(config.paper)
     out = Path(config.out) if config.out else paper.out
     if out.exists() and not out.is_dir():
         raise ValuedynError(f"--out {out} is a file; pass a folder")
-    written = build_paper(paper, out, progress=progress)
+    written = build_paper(paper, out, progress=progress_bar)
     print(f"{paper.title}: wrote {len(written)} files to {out}", file=sys.stderr)
     for path in written:
         print(path)
@@ -42,7 +42,8 @@ class ReportConfig:
     """Fit the candidate models to the behaviours that matter, check and compare them, and
     write a report: DIR/report.md (Markdown with the PNG figures), DIR/figures/*.png|pdf,
     DIR/tables/*.csv, DIR/report.json (this config, provenance, every claim), DIR/fits/
-    (the fit files; a fit whose trajectory and settings are unchanged is reused).
+    (the fit files; a fit whose trajectory and settings are unchanged is reused). The fits
+    are `valuedyn fit-batch`'s: the same plan runs without the report.
 
     Default behaviours: the plant motif (event:place_plant, unlock:place_plant) plus every
     achievement learned within the run (pooled unlock rate below --learned-threshold over
@@ -70,6 +71,8 @@ class ReportConfig:
     time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit)")
     workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")
+    scheduler: str | None = option(None, "address of a Dask distributed scheduler (tcp://HOST:PORT): run the fits on "
+                                         "its workers instead of local processes")
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates; doubles the fit time)")
 
 

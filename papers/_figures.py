@@ -54,17 +54,12 @@ def _values(group, name: str, dims: Sequence[str]) -> np.ndarray:
     return np.asarray(var.values)
 
 
-def fit_attr(idata, name: str, default=None):
-    """An attribute of the fit file (top-level InferenceData attrs; group attrs as a fallback)."""
+def fit_attr(idata, name: str):
+    """A top-level attribute of a fit file (``valuedyn fit`` writes every one the figures read)."""
     attrs = getattr(idata, "attrs", None) or {}
-    if name in attrs:
-        return attrs[name]
-    for group in ("posterior", "observed_data", "constant_data"):
-        if hasattr(idata, group) and name in getattr(idata, group).attrs:
-            return getattr(idata, group).attrs[name]
-    if default is not None:
-        return default
-    raise ValuedynError(f"fit file has no attribute {name!r}; it was not written by `valuedyn fit`, re-run the fit")
+    if name not in attrs:
+        raise ValuedynError(f"fit file has no attribute {name!r}; it was not written by `valuedyn fit`, re-run the fit")
+    return attrs[name]
 
 
 def fit_arrays(idata) -> dict[str, np.ndarray]:
@@ -112,7 +107,7 @@ def plot_behaviour_fits(fits: Mapping[str, object], behaviour: str | None = None
     colors = model_colors(names)
     arrays = {name: fit_arrays(fits[name]) for name in names}
     reference = arrays[names[0]]
-    behaviour = behaviour or str(fit_attr(fits[names[0]], "behavior", "behaviour"))
+    behaviour = behaviour or str(fit_attr(fits[names[0]], "behavior"))
     seeds = reference["seed"][:max_seeds]
     ncols = min(4, len(seeds))
     nrows = math.ceil(len(seeds) / ncols)

@@ -117,10 +117,10 @@ class FigureInputs:
             if len(fits) < 2:
                 self._comparisons[behaviour] = None
             else:
-                from valuedyn.papers._report import compare_table
+                from valuedyn.fitting import compare_fits
 
                 paths = [self.fit_paths[behaviour][m] for m in sorted(fits)]
-                self._comparisons[behaviour] = compare_table(paths)[0]  # PSIS-LOO only: no refits
+                self._comparisons[behaviour] = compare_fits(paths, lfo=False, progress=False).table  # no refits
         return self._comparisons[behaviour]
 
     def winner(self, behaviour: str) -> str:
@@ -144,7 +144,7 @@ def load_fit_paths(paths: Sequence[Path], trajectory_sha256: str | None = None) 
         from valuedyn.fitting import load_fit
 
         idata = load_fit(path)
-        if trajectory_sha256 is not None and str(F.fit_attr(idata, "trajectory_sha256", "")) != trajectory_sha256:
+        if trajectory_sha256 is not None and str(F.fit_attr(idata, "trajectory_sha256")) != trajectory_sha256:
             continue
         behaviour = str(F.fit_attr(idata, "behavior"))
         model = str(F.fit_attr(idata, "model"))

@@ -9,7 +9,7 @@ from valuedyn._errors import ValuedynError
 from valuedyn.cli import main
 from valuedyn.data import open_trajectory
 from valuedyn.papers import plot_placement_histogram, render_figure
-from valuedyn.papers._report import default_behaviours, learned_achievements
+from valuedyn.fitting import default_behaviours, learned_achievements
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,26 @@ def test_report_refuses_an_unknown_behaviour(synthetic_trajectory, tmp_path, cap
     status = main(["report", str(synthetic_trajectory), "--out", str(tmp_path / "out"), "--behaviours", "unlock:fly"])
     assert status == 2
     assert "'fly' is not in this file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--workers", "-1", "--workers must be >= 0"),
+    ("--max-tree-depth", "0", "--max-tree-depth must lie in 1..15"),
+    ("--max-tree-depth", "16", "--max-tree-depth must lie in 1..15"),
+    ("--chains", "0", "must be >= 1"),
+    ("--time-budget", "-5", "--time-budget must be >= 0"),
+    ("--learned-threshold", "1.5", "--learned-threshold must lie in (0, 1)"),
+])
+@pytest.mark.parametrize("command", ["report", "fit-batch"])
+def test_bad_options_are_refused_before_any_work(command, option, value, message, tmp_path, capsys):
+    # a missing trajectory as well: the option must be refused first, before any input is read
+    out = ["--out", str(tmp_path / "out")] if command == "report" else ["--fits-dir", str(tmp_path / "out")]
+    status = main([command, str(tmp_path / "nope.nc"), *out, option, value])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "does not exist" not in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 

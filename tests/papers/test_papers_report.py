@@ -107,25 +107,31 @@ def test_second_run_reuses_every_fit(report_dir, synthetic_trajectory):
 
 
 def test_cache_key_follows_inputs_and_settings(report_dir, synthetic_trajectory):
-    from valuedyn.papers._report import FitCache, cache_key, make_fit_config
+    from valuedyn.fitting import FitJob, FitSettings
+    from valuedyn.fitting._batch import FitIndex
 
-    settings = {"chains": 2, "draws": 40, "warmup": 40, "seeds": (0, 1), "rng_seed": 0}
-    base = make_fit_config(synthetic_trajectory, "event:place_plant", "overshoot", Path("a.nc"), settings)
-    moved = make_fit_config(Path("elsewhere.nc"), "event:place_plant", "overshoot", Path("b.nc"), settings)
-    more = make_fit_config(synthetic_trajectory, "event:place_plant", "overshoot", Path("a.nc"), dict(settings, draws=61))
-    assert cache_key("abc", base) == cache_key("abc", moved)  # paths do not matter, the bytes do
-    assert cache_key("abc", base) != cache_key("abd", base)
-    assert cache_key("abc", base) != cache_key("abc", more)
-    # a cached file that no longer loads is not trusted
-    cache = FitCache(report_dir / "fits")
-    key, entry = next(iter(cache.index.items()))
+    settings = FitSettings(chains=2, draws=40, warmup=40)
+    base = FitJob(synthetic_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), settings)
+    moved = FitJob(Path("elsewhere.nc"), "abc", "event:place_plant", "overshoot", (0, 1), settings)
+    other_bytes = FitJob(synthetic_trajectory, "abd", "event:place_plant", "overshoot", (0, 1), settings)
+    more = FitJob(synthetic_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), FitSettings(2, 61, 40))
+    assert base.cache_key() == moved.cache_key()  # paths do not matter, the bytes do
+    assert base.cache_key() != other_bytes.cache_key()
+    assert base.cache_key() != more.cache_key()
+    # the report's fits are the runner's: their keys are the ones in the index
     sha = json.loads((report_dir / "report.json").read_text())["trajectories"][0]["sha256"]
+    cache = FitIndex(report_dir / "fits")
+    for model in MODELS:
+        job = FitJob(synthetic_trajectory, sha, BEHAVIOURS[0], model, (), settings)  # 2 seeds: all
+        assert cache.entries[job.cache_key()]["file"] == job.file_name()
+    # a cached file that no longer loads is not trusted
+    key, entry = next(iter(cache.entries.items()))
     assert cache.lookup(key, sha) is not None
     assert cache.lookup(key, "0" * 64) is None  # another trajectory
     broken = report_dir.parent / "broken_cache"
     shutil.copytree(report_dir / "fits", broken)
     (broken / entry["file"]).write_bytes(b"garbage")
-    assert FitCache(broken).lookup(key, sha) is None
+    assert FitIndex(broken).lookup(key, sha) is None
 
 
 def _paper(tmp_path: Path, report_dir: Path, trajectory: Path, figures: str) -> Path:

@@ -1,0 +1,457 @@
+"""Run a plan of fits: fit, check and compare, cached by content hash, on an executor.
+
+:func:`run_plan` takes the :class:`~valuedyn.fitting._plan.FitJob` values of
+:func:`~valuedyn.fitting._plan.plan_fits` and a fits folder, and leaves there:
+
+- one fit file per job, named ``STEM__BEHAVIOUR__MODEL__KEY12.nc`` (ArviZ netCDF with
+  its posterior predictive checks stored, written atomically by ``fit_trajectory`` and
+  ``check_fit``);
+- ``index.json``: cache key -> fit file, rewritten atomically after every finished fit,
+  so a run killed at any moment loses at most the fits in flight and a rerun redoes only
+  those (a fit file is trusted only when the index names it, it loads, and it names the
+  same trajectory bytes);
+- ``compare__STEM__BEHAVIOUR__KEY12.json`` per behaviour with two or more fitted models
+  (PSIS-LOO and stacking; leave-future-out when asked).
+
+Executors: fits run in groups, one model's fits per group (they share one compiled
+sampler; compilation dominates small fits). By default the groups run in a local pool
+of spawned processes (one per core, at most 4), or in this process with
+``workers=1``. With ``scheduler="tcp://HOST:PORT"`` (or a ``distributed.Client``) they
+are submitted to a Dask distributed cluster, groups split so every worker has work.
+Either way a fit that raises is reported as failed with its error and the others
+complete; the files are the same (the fit is determined by its config and seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from valuedyn._errors import ValuedynError
+from valuedyn._io import write_text_atomic
+from valuedyn.fitting._plan import FitJob, slug
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm bar on stderr (the runner's and the report's progress)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclasses.dataclass
+class FitOutcome:
+    """What became of one job. ``status``: ``"done"`` (fitted now), ``"cached"`` (an
+    earlier fit reused), ``"failed"`` (the fit raised: ``error`` says what), or
+    ``"skipped"`` (not started: it would have ended past the time budget).
+    ``diagnostics``: the sampler diagnostics stored in the file (with ``trustworthy`` and
+    ``reasons``); ``checks``: the stored posterior predictive checks; ``seconds``: wall
+    time of the fit and its checks (0 when cached)."""
+
+    job: FitJob
+    key: str
+    status: str
+    path: Path | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    diagnostics: dict = dataclasses.field(default_factory=dict)
+    checks: dict | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.status in ("done", "cached")
+
+    @property
+    def check_failures(self) -> list[str]:
+        """Where the fit fails its posterior predictive checks, in words: the flags that
+        :func:`valuedyn.fitting.check_fit` recorded (Bayesian p-values of the development
+        statistics outside [0.05, 0.95], 50% / 90% interval coverage outside [0.4, 0.6] /
+        [0.85, 0.95], a non-uniform LOO-PIT)."""
+        if not self.checks:
+            return ["no checks stored"]
+        return [str(flag) for flag in self.checks.get("flags", [])]
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The models of one behaviour of one trajectory compared. ``table``: the pandas
+    DataFrame of :func:`valuedyn.fitting.compare_fits` (indexed by model, best first:
+    ``elpd_loo``, ``se``, ``d_elpd``, ``dse``, ``weight``, ...); ``warnings``: unreliable
+    PSIS-LOO and untrustworthy fits; ``path``: the cached JSON beside the fits."""
+
+    trajectory: Path
+    behaviour: str
+    models: list[str]
+    table: object
+    warnings: list[str]
+    path: Path
+
+
+@dataclasses.dataclass
+class BatchResult:
+    outcomes: list[FitOutcome]
+    comparisons: list[Comparison]
+    fits_dir: Path
+
+    @property
+    def failed(self) -> list[FitOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (``batch.json`` of ``valuedyn fit-batch``)."""
+        return {
+            "fits": [
+                {"trajectory": str(o.job.trajectory), "behaviour": o.job.behaviour, "model": o.job.model,
+                 "key": o.key, "status": o.status, "file": str(o.path) if o.path else None, "error": o.error,
+                 "seconds": o.seconds, "trustworthy": o.diagnostics.get("trustworthy"),
+                 "check_failures": o.check_failures if o.fitted else None}
+                for o in self.outcomes
+            ],
+            "comparisons": [
+                {"trajectory": str(c.trajectory), "behaviour": c.behaviour, "models": c.models, "file": str(c.path),
+                 "winner": str(c.table.index[0]), "warnings": c.warnings}
+                for c in self.comparisons
+            ],
+        }
+
+
+# ---------------------------------------------------------------- the cache
+
+
+class FitIndex:
+    """``FITS_DIR/index.json``: cache key -> ``{"file", "trajectory", "behaviour", "model"}``."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / "index.json"
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                self.entries = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, OSError):
+                log(f"fit cache index {self.path} is unreadable; its fits will be redone")
+
+    def lookup(self, key: str, trajectory_sha256: str) -> Path | None:
+        """The cached fit for ``key`` if the index names it, its file loads and it names
+        the same trajectory bytes (a half-written or foreign file is never trusted)."""
+        from valuedyn.fitting._store import fit_attrs, load_fit
+
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        path = self.folder / entry["file"]
+        if not path.is_file():
+            return None
+        try:
+            attrs = fit_attrs(load_fit(path))
+        except ValuedynError:
+            return None
+        return path if str(attrs.get("trajectory_sha256", "")) == trajectory_sha256 else None
+
+    def record(self, key: str, path: Path, job: FitJob) -> None:
+        self.entries[key] = {"file": path.name, "trajectory": str(job.trajectory), "behaviour": job.behaviour,
+                             "model": job.model}
+        write_text_atomic(self.path, json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- fitting (runs on a worker)
+
+
+def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel=None,
+              fresh_process: bool = True) -> list[tuple[int, str, str, float]]:
+    """Fit and check ``configs`` (``(job id, FitConfig)``) one after another; returns (and
+    puts on ``channel``, when given, as each ends) ``(job id, status, payload, seconds)``
+    with status ``"done"`` (payload: the written path), ``"failed"`` (payload: the error
+    in one line) or ``"skipped"`` (it would end past ``deadline``, a ``time.time()``).
+
+    Runs on a pool or Dask worker: a module-level function of plain arguments.
+    """
+    if fresh_process:
+        from valuedyn.fitting._cli import prepare_jax
+
+        prepare_jax(configs[0][1].chains)
+    import numpy as np
+
+    from valuedyn.fitting import check_fit, fit_trajectory
+
+    results, durations = [], []
+    for job_id, fit_config in configs:
+        if deadline is not None and durations and time.time() + float(np.mean(durations)) > deadline:
+            result = (job_id, "skipped", "", 0.0)
+        else:
+            if fresh_process:  # one progress bar (the parent's) instead of interleaved NUTS bars
+                fit_config = dataclasses.replace(fit_config, progress=False)
+            mark = time.perf_counter()
+            try:
+                written = fit_trajectory(fit_config)
+                check_fit(written)  # stored in the file: the parent only reads it
+                status, payload = "done", str(written)
+            except Exception as err:  # one fit that raises must not lose the others; the result names it
+                first_line = str(err).splitlines()[0] if str(err) else ""
+                status, payload = "failed", f"{type(err).__name__}: {first_line}"
+            seconds = time.perf_counter() - mark
+            durations.append(seconds)
+            result = (job_id, status, payload, seconds)
+        results.append(result)
+        if channel is not None:
+            channel.put(result)
+    return results
+
+
+def _groups(todo: list[tuple[int, object]], at_least: int) -> list[list[tuple[int, object]]]:
+    """Jobs grouped by model, ODE models (slow to compile) and the largest groups first;
+    the largest groups are halved until there are ``at_least`` groups (or single fits)."""
+    from valuedyn.models import get_model
+
+    by_model: dict[str, list] = {}
+    for item in todo:
+        by_model.setdefault(item[1].model, []).append(item)
+    groups = [members for _, members in sorted(
+        by_model.items(), key=lambda kv: (get_model(kv[0]).closed_form, -len(kv[1]), kv[0]))]
+    while len(groups) < at_least and max(map(len, groups)) > 1:
+        largest = max(range(len(groups)), key=lambda i: len(groups[i]))
+        members = groups.pop(largest)
+        half = (len(members) + 1) // 2
+        groups[largest:largest] = [members[:half], members[half:]]
+    return groups
+
+
+def default_workers(workers: int, n_groups: int) -> int:
+    """``workers`` if set, else one per core, at most 4; never more than there are groups."""
+    if workers:
+        return max(1, min(workers, n_groups))
+    return max(1, min(os.cpu_count() or 1, 4, n_groups))
+
+
+def _dask_client(scheduler):
+    """A ``distributed.Client`` for ``scheduler`` (an address or a Client) and whether we own it."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValuedynError("--scheduler needs Dask distributed; install it with `pip install distributed`") from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    try:
+        return Client(scheduler, timeout="20s"), True
+    except (OSError, TimeoutError) as err:
+        raise ValuedynError(
+            f"cannot reach the Dask scheduler at {scheduler!r} ({type(err).__name__}: {err}); "
+            "start one (`dask scheduler`) or pass its tcp://HOST:PORT"
+        ) from None
+
+
+def _run_groups(groups, deadline, *, workers: int, scheduler, on_result: Callable) -> None:
+    """Run ``groups`` (on ``scheduler``, a ``distributed.Client``, when given) and call ``on_result((job id, status, payload, seconds))`` for each
+    fit as soon as the parent learns of it. A group whose worker dies reports its
+    unreported fits as failed."""
+    seen: set[int] = set()
+
+    def deliver(result) -> None:
+        if result[0] not in seen:
+            seen.add(result[0])
+            on_result(result)
+
+    def lost(group, err) -> None:
+        for job_id, _ in group:
+            deliver((job_id, "failed", f"worker lost ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})", 0.0))
+
+    if scheduler is not None:
+        from distributed import as_completed
+
+        futures = {scheduler.submit(fit_group, group, deadline, None, True, pure=False): group for group in groups}
+        for future in as_completed(futures):
+            try:
+                for result in future.result():
+                    deliver(result)
+            except Exception as err:  # the worker died or the task could not run
+                lost(futures[future], err)
+    elif workers <= 1:
+        import queue
+
+        channel = queue.SimpleQueue()
+        for group in groups:
+            fit_group(group, deadline, channel, fresh_process=False)
+            while not channel.empty():
+                deliver(channel.get())
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # JAX must not be forked
+        with context.Manager() as manager:
+            channel = manager.Queue()
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = {pool.submit(fit_group, group, deadline, channel, True): group for group in groups}
+                while not all(f.done() for f in futures):
+                    try:
+                        deliver(channel.get(timeout=0.5))
+                    except Exception:  # queue.Empty through the manager proxy
+                        pass
+                while not channel.empty():
+                    deliver(channel.get())
+                for future, group in futures.items():
+                    try:
+                        future.result()
+                    except Exception as err:  # BrokenProcessPool: a worker was killed
+                        lost(group, err)
+
+
+# ---------------------------------------------------------------- the runner
+
+
+def run_plan(
+    jobs: Sequence[FitJob],
+    fits_dir: str | Path,
+    *,
+    scheduler=None,
+    workers: int = 0,
+    time_budget: float = 0,
+    compare: bool = True,
+    lfo: bool = False,
+    show_progress: bool = True,
+) -> BatchResult:
+    """Fit, check and compare ``jobs``; fit files, comparisons and ``index.json`` in
+    ``fits_dir``. Returns every job's :class:`FitOutcome` (in the order of ``jobs``) and
+    the comparisons. See the module docstring for the executors.
+
+    ``time_budget`` (seconds, 0 = none): a fit that would, at the mean time of its
+    group's fits so far, end past the budget is not started (a group's first fit always
+    runs); it is reported as skipped and a rerun with a larger budget reuses every fit
+    made here. ``lfo``: also score leave-future-out (refits every model).
+    """
+    if workers < 0:
+        raise ValuedynError(f"--workers must be >= 0 (0: one per core, at most 4); received {workers}")
+    if time_budget < 0:
+        raise ValuedynError(f"--time-budget must be >= 0 seconds (0 = no limit); received {time_budget}")
+    fits_dir = Path(fits_dir)
+    if fits_dir.exists() and not fits_dir.is_dir():
+        raise ValuedynError(f"fits folder {fits_dir} is a file; pass a folder")
+    keys = [job.cache_key() for job in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValuedynError("the plan lists the same fit twice (same trajectory, behaviour, model and settings); "
+                            "remove the duplicate")
+    index = FitIndex(fits_dir)
+    outcomes = [FitOutcome(job=job, key=key, status="pending") for job, key in zip(jobs, keys)]
+    todo = []
+    for job_id, outcome in enumerate(outcomes):
+        hit = index.lookup(outcome.key, outcome.job.trajectory_sha256)
+        if hit is not None:
+            outcome.status, outcome.path = "cached", hit
+        else:
+            todo.append((job_id, outcome.job.fit_config(fits_dir / outcome.job.file_name())))
+
+    client, owned = _dask_client(scheduler) if scheduler is not None and todo else (None, False)
+    try:
+        if client is not None:
+            groups = _groups(todo, len(client.scheduler_info().get("workers", {})))
+            where = f" on the Dask cluster at {client.scheduler.address}"
+        else:
+            groups = _groups(todo, 0) if todo else []
+            workers = default_workers(workers, len(groups) or 1)
+            where = f" in {workers} processes" if workers > 1 else ""
+        log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo)} cached, {len(todo)} to run{where}"
+            + (f" (time budget {time_budget:g} s)" if time_budget else ""))
+        _fit_todo(groups, outcomes, index, fits_dir, time_budget, workers, client, show_progress)
+    finally:
+        if owned:
+            client.close()
+    for outcome in outcomes:
+        if outcome.status == "pending":  # a worker never answered for it
+            outcome.status, outcome.error = "failed", "no result came back from the worker"
+
+    _read_diagnostics_and_checks([o for o in outcomes if o.fitted], show_progress)
+    comparisons = compare_outcomes(outcomes, fits_dir, lfo=lfo, show_progress=show_progress) if compare else []
+    return BatchResult(outcomes=outcomes, comparisons=comparisons, fits_dir=fits_dir)
+
+
+def _fit_todo(groups, outcomes: list[FitOutcome], index: FitIndex, fits_dir: Path, time_budget: float,
+              workers: int, client, show_progress: bool) -> None:
+    """Run the groups; record each finished fit in the index as soon as it is known."""
+    fits_dir.mkdir(parents=True, exist_ok=True)
+    bar = progress_bar(total=sum(map(len, groups)), desc="fit", unit="fit", disable=not show_progress)
+
+    def on_result(result) -> None:
+        job_id, status, payload, seconds = result
+        outcome = outcomes[job_id]
+        outcome.status, outcome.seconds = status, seconds
+        if status == "done":
+            outcome.path = Path(payload)
+            index.record(outcome.key, outcome.path, outcome.job)  # at once: a kill later keeps this fit
+        elif status == "failed":
+            outcome.error = payload
+            log(f"fit of {outcome.job.model} to {outcome.job.behaviour} failed ({payload}); listed as failed")
+        bar.set_postfix_str(f"{outcome.job.model} on {outcome.job.behaviour}")
+        bar.update(1)
+
+    deadline = time.time() + time_budget if time_budget else None
+    try:
+        _run_groups(groups, deadline, workers=workers, scheduler=client, on_result=on_result)
+    finally:
+        bar.close()
+
+
+def _read_diagnostics_and_checks(outcomes: list[FitOutcome], show_progress: bool) -> None:
+    """Diagnostics and checks from each fit file; checks run here for a cached fit that
+    has none stored (one made before checks were stored by the runner)."""
+    from valuedyn.fitting import check_fit
+    from valuedyn.fitting._store import fit_attrs, load_fit
+
+    for outcome in progress_bar(outcomes, desc="checks", unit="fit", disable=not show_progress):
+        attrs = fit_attrs(load_fit(outcome.path))
+        if not isinstance(attrs.get("checks"), dict):
+            check_fit(outcome.path)
+            attrs = fit_attrs(load_fit(outcome.path))
+        diagnostics = attrs.get("diagnostics") if isinstance(attrs.get("diagnostics"), dict) else {}
+        diagnostics["trustworthy"] = bool(int(attrs.get("trustworthy", 0)))
+        diagnostics.setdefault("reasons", [])
+        outcome.diagnostics, outcome.checks = diagnostics, attrs["checks"]
+
+
+def compare_outcomes(outcomes: Sequence[FitOutcome], fits_dir: Path, *, lfo: bool = False,
+                     show_progress: bool = True) -> list[Comparison]:
+    """Compare the fitted models of each (trajectory, behaviour, seeds, settings) with two
+    or more of them.
+
+    A comparison is cached beside the fits as JSON, keyed by the fits' cache keys and file
+    times (a redone fit invalidates it) and the LFO switch.
+    """
+    import pandas as pd
+
+    from valuedyn.fitting import compare_fits
+
+    groups: dict[tuple, list[FitOutcome]] = {}
+    for outcome in outcomes:
+        if outcome.fitted:  # only fits of the same data and settings compare
+            job = outcome.job
+            groups.setdefault((job.trajectory, job.behaviour, job.seeds, job.settings), []).append(outcome)
+    comparisons = []
+    for (trajectory, behaviour, _, _), members in progress_bar(
+            [item for item in groups.items() if len(item[1]) > 1], desc="compare", unit="behaviour",
+            disable=not show_progress):
+        identity = [(o.job.model, o.key, o.path.stat().st_mtime_ns) for o in members]
+        key = hashlib.sha256(json.dumps({"fits": identity, "lfo": lfo}).encode()).hexdigest()
+        stored = fits_dir / f"compare__{slug(trajectory.stem)}__{slug(behaviour)}__{key[:12]}.json"
+        if stored.exists():
+            saved = json.loads(stored.read_text())
+            table, warnings = pd.read_json(io.StringIO(saved["table"]), orient="split"), saved["warnings"]
+        else:
+            # lfo=True refits every model on the early updates (NUTS): only when asked for
+            result = compare_fits([o.path for o in members], lfo=lfo, progress=lfo)
+            table, warnings = result.table, list(result.warnings)
+            write_text_atomic(stored, json.dumps({"table": table.to_json(orient="split"), "warnings": warnings}))
+        comparisons.append(Comparison(trajectory, behaviour, [o.job.model for o in members], table, warnings, stored))
+    return comparisons

@@ -1,0 +1,219 @@
+"""What a batch of fits is: a plan of (trajectory x behaviour x model) fits at one setting.
+
+:func:`plan_fits` opens and validates every input before anything runs (a bad path,
+behaviour name, model name or sampler setting is a :class:`ValuedynError` here, never
+on a worker an hour later) and returns :class:`FitJob` values; :func:`run_plan`
+(``valuedyn.fitting._batch``) runs them. The default behaviours (the plant motif plus
+every achievement learned within the run) are chosen here, so a fitting script gets
+the same plan as ``valuedyn report``.
+
+A job's :meth:`FitJob.cache_key` is the sha256 of the trajectory's bytes and the
+:class:`~valuedyn.fitting.FitConfig` without its paths: the fit is redone only when
+the data or a setting changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from valuedyn._config import config_to_dict
+from valuedyn._errors import ValuedynError
+
+#: The developmental motif that started the project: always fitted when present.
+PLANT_MOTIF = ("event:place_plant", "unlock:place_plant")
+
+#: FitConfig fields that name where the data come from or how the fit is shown, not what
+#: is fitted: left out of the cache key (a moved trajectory with the same bytes is the same fit).
+VOLATILE_FIT_FIELDS = ("out", "trajectory", "force", "progress")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """The sampler settings every fit of a plan shares (FitConfig's other fields keep
+    their defaults). ``rng_seed`` is FitConfig's ``seed`` (the sampler's random seed)."""
+
+    chains: int = 2
+    draws: int = 300
+    warmup: int = 300
+    rng_seed: int = 0
+    max_tree_depth: int = 6
+
+    def validate(self) -> None:
+        """One-line :class:`ValuedynError` for a setting no fit could run with (the
+        checks of ``valuedyn fit`` itself, made before any fit starts)."""
+        from valuedyn.fitting._fit import validate_sampler_config
+
+        validate_sampler_config(FitJob(Path("-"), "", "-", "-", (), self).fit_config())
+
+
+@dataclasses.dataclass(frozen=True)
+class FitJob:
+    """One fit of a plan: a behaviour of a trajectory file, one model, the plan's settings.
+
+    ``seeds``: the trajectory's seed labels to fit (empty: all of them).
+    """
+
+    trajectory: Path
+    trajectory_sha256: str
+    behaviour: str
+    model: str
+    seeds: tuple[int, ...]
+    settings: FitSettings
+
+    def fit_config(self, out: str | Path = "unused.nc"):
+        """The :class:`~valuedyn.fitting.FitConfig` of this fit, writing to ``out``."""
+        from valuedyn.fitting import FitConfig
+
+        s = self.settings
+        return FitConfig(
+            trajectory=str(self.trajectory), behavior=self.behaviour, model=self.model, out=str(out),
+            seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
+            max_tree_depth=s.max_tree_depth,
+            force=True,  # a stale file under a cache name is replaced, never trusted
+            progress=True,
+        )
+
+    def cache_key(self) -> str:
+        """sha256 of what determines the fit: the trajectory's bytes and the FitConfig minus paths."""
+        return fit_cache_key(self.trajectory_sha256, self.fit_config())
+
+    def file_name(self) -> str:
+        """The fit file's name in a fits folder: readable parts plus the key's first 12 hex digits."""
+        return f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}__{self.cache_key()[:12]}.nc"
+
+
+def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
+    """Hash of the trajectory's bytes and a FitConfig without :data:`VOLATILE_FIT_FIELDS`."""
+    stored = config_to_dict(fit_config)
+    for volatile in VOLATILE_FIT_FIELDS:
+        stored.pop(volatile, None)
+    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def slug(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-`` and ``_`` replaced by ``-``."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+# ---------------------------------------------------------------- behaviours and models
+
+
+def learned_achievements(ds, threshold: float, window: float = 0.1) -> list[tuple[str, float]]:
+    """Achievements learned within the run, in the order they are learned.
+
+    Rule: pooling all seeds, the unlock rate (episodes that unlocked it / finished
+    episodes) over the first ``window`` of updates is below ``threshold`` and over the
+    last ``window`` is at or above it. Returned with the env step at which the pooled
+    rate, smoothed over ``window``, first reaches ``threshold``.
+    """
+    unlocks = np.asarray(ds["achievement_unlocks"].values, dtype=float).sum(axis=0)  # [update, achievement]
+    episodes = np.asarray(ds["episodes_finished"].values, dtype=float).sum(axis=0)  # [update]
+    env_step = np.asarray(ds["env_step"].values, dtype=float)
+    n = len(episodes)
+    width = max(1, int(round(window * n)))
+
+    def pooled(rows):
+        total = episodes[rows].sum()
+        return unlocks[rows].sum(axis=0) / total if total > 0 else np.full(unlocks.shape[1], np.nan)
+
+    early, late = pooled(slice(0, width)), pooled(slice(n - width, n))
+    names = [str(a) for a in ds["achievement"].values]
+    kernel = np.ones(width)
+    smooth_unlocks = np.stack([np.convolve(unlocks[:, a], kernel, mode="full")[:n] for a in range(len(names))], axis=1)
+    smooth_episodes = np.convolve(episodes, kernel, mode="full")[:n]
+    rate = np.divide(smooth_unlocks, smooth_episodes[:, None], out=np.zeros_like(smooth_unlocks),
+                     where=smooth_episodes[:, None] > 0)
+    learned = []
+    for a, name in enumerate(names):
+        if np.isfinite(early[a]) and np.isfinite(late[a]) and early[a] < threshold <= late[a]:
+            crossed = np.flatnonzero(rate[:, a] >= threshold)
+            learned.append((name, float(env_step[crossed[0]]) if crossed.size else float(env_step[-1])))
+    return sorted(learned, key=lambda item: (item[1], item[0]))
+
+
+def default_behaviours(ds, threshold: float) -> list[str]:
+    """The plant motif (where the trajectory records it) plus every learned achievement."""
+    events = {str(e) for e in ds["event"].values}
+    achievements = {str(a) for a in ds["achievement"].values}
+    chosen = [b for b in PLANT_MOTIF if b.partition(":")[2] in (events if b.startswith("event") else achievements)]
+    chosen += [f"unlock:{name}" for name, _ in learned_achievements(ds, threshold) if f"unlock:{name}" not in chosen]
+    return chosen
+
+
+def applicable_models(behaviour: str, requested: Sequence[str] = ()) -> list[str]:
+    """Models whose ``applies_to`` holds the behaviour's kind (``requested`` narrows them)."""
+    from valuedyn.models import get_model, list_models
+
+    kind = behaviour.partition(":")[0]
+    names = list(requested) if requested else list(list_models())
+    return [name for name in names if kind in get_model(name).applies_to]
+
+
+def chosen_seeds(ds, seeds: Sequence[int] = (), max_seeds: int = 0) -> tuple[int, ...]:
+    """``seeds`` if given, else the first ``max_seeds`` seed labels (empty tuple: all seeds)."""
+    if seeds:
+        return tuple(int(s) for s in seeds)
+    labels = [int(s) for s in ds["seed"].values]
+    if max_seeds and len(labels) > max_seeds:
+        return tuple(labels[:max_seeds])
+    return ()
+
+
+def plan_fits(
+    trajectory: str | Path,
+    behaviours: Sequence[str] = (),
+    models: Sequence[str] = (),
+    *,
+    seeds: Sequence[int] = (),
+    max_seeds: int = 0,
+    settings: FitSettings = FitSettings(),
+    learned_threshold: float = 0.5,
+    max_behaviours: int = 0,
+    dataset=None,
+) -> tuple[list[FitJob], list[str]]:
+    """The fits of one trajectory file, every input validated first.
+
+    ``behaviours`` (``KIND:NAME``; default :func:`default_behaviours`), ``models``
+    (default: every registered model whose kind applies), ``seeds`` (default: the first
+    ``max_seeds``, 0 = all), at most ``max_behaviours`` behaviours (0 = all). ``dataset``:
+    the trajectory already opened (saves reading it twice). Returns the jobs and notes
+    (what was left out and why). Raises :class:`ValuedynError` for any bad input.
+    """
+    from valuedyn._io import file_sha256
+    from valuedyn.data import open_trajectory
+    from valuedyn.fitting._select import select_behavior
+    from valuedyn.models import get_model
+
+    settings.validate()
+    for name in models:
+        get_model(name)  # unknown name -> ValuedynError listing the known ones
+    if not 0.0 < learned_threshold < 1.0:
+        raise ValuedynError(f"--learned-threshold must lie in (0, 1); received {learned_threshold}")
+    path = Path(trajectory)
+    ds = open_trajectory(path) if dataset is None else dataset  # missing / corrupt / off-contract -> ValuedynError
+    sha = file_sha256(path)
+    chosen = chosen_seeds(ds, seeds, max_seeds)
+    notes: list[str] = []
+    wanted = list(behaviours) or default_behaviours(ds, learned_threshold)
+    if max_behaviours and len(wanted) > max_behaviours:
+        notes.append(
+            f"{path.name}: {len(wanted) - max_behaviours} further behaviours left out by "
+            f"--max-behaviours {max_behaviours}: {', '.join(wanted[max_behaviours:])}"
+        )
+        wanted = wanted[:max_behaviours]
+    jobs: list[FitJob] = []
+    for behaviour in wanted:
+        select_behavior(ds, behaviour, seeds=chosen or None)  # bad name / empty data -> ValuedynError
+        fitting = applicable_models(behaviour, models)
+        if not fitting:
+            notes.append(f"{path.name}: {behaviour}: no requested model applies to its kind; skipped")
+            continue
+        jobs += [FitJob(path, sha, behaviour, model, chosen, settings) for model in fitting]
+    return jobs, notes

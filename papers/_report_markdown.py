@@ -1,0 +1,117 @@
+"""Report step 4, markdown: ``report.md`` from the sections, figures and report.json content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from valuedyn.papers._report_figures import FIGURE_CAPTIONS
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_markdown(sections: list, figures: dict[Path, list], notes: list[str], report: dict) -> str:
+    """report.md: summary table, per-behaviour sections with figures and tables, flags."""
+    lines = ["# valuedyn report", ""]
+    prov = report["provenance"]
+    lines += [
+        f"valuedyn {prov.get('valuedyn_version')} (commit {prov.get('git_commit')}), created {prov.get('created')}, "
+        f"device {prov.get('device')}. Fit settings: {report['fit_settings_text']}. "
+        f"Run time {report['timing_s']['total']:.0f} s ({report['n_fits_run']} fits run, {report['n_fits_cached']} reused from the cache).",
+        "",
+        "## Data",
+        "",
+        "| trajectory | sha256 | seeds fitted | updates | env steps per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for t in report["trajectories"]:
+        lines.append(f"| `{t['path']}` | `{t['sha256'][:12]}` | {t['seeds_fitted']} | {t['n_updates']} | {t['env_steps']:.3g} |")
+    lines += ["", f"Behaviours: {report['behaviour_rule']}", ""]
+    lines += [f"- {n}" for n in notes]
+    lines += [
+        "",
+        "## Which model wins",
+        "",
+        "Winner = best expected log predictive density (PSIS-LOO). *Clearly* when the runner-up's "
+        "ELPD difference exceeds twice its standard error (d_elpd > 2 dse), otherwise *not clearly*. "
+        "Weights are stacking weights.",
+        "",
+        "| trajectory | behaviour | winner | how clearly | d_elpd ± dse (vs runner-up) | stacking weights | untrustworthy fits | failed checks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task in sections:
+        v = task.verdict
+        how = "only model" if v["clearly"] is None else ("clearly" if v["clearly"] else "not clearly")
+        diff = "-" if v["d_elpd"] is None else f"{v['d_elpd']:.1f} ± {v['dse']:.1f} ({v['runner_up']})"
+        weights = ", ".join(f"{m} {w:.2f}" for m, w in v["weights"].items())
+        bad = [m for m in task.fitted if not task.diagnostics[m]["trustworthy"]]
+        bad += [f"{m} (fit failed)" for m in task.errors]
+        failing = [f"{m} ({len(task.failures[m])})" for m in task.fitted if task.failures[m]]
+        lines.append(
+            f"| {task.trajectory.name} | {task.behaviour} | **{v['winner']}** | {how} | {diff} | {weights} | "
+            f"{', '.join(bad) or 'none'} | {', '.join(failing) or 'none'} |"
+        )
+    for path, rendered_specs in figures.items():
+        lines += ["", f"## {path.name}", ""]
+        for task in [t for t in sections if t.trajectory == path]:
+            lines += [f"### {task.behaviour}", ""]
+            v = task.verdict
+            if v["winner"] is None:
+                lines.append("No fit of this behaviour succeeded; nothing to compare.")
+            elif v["clearly"] is None:
+                lines.append(f"Only {v['winner']} was fitted to this behaviour; nothing to compare.")
+            else:
+                lines.append(
+                    f"**{v['winner']}** wins {'clearly' if v['clearly'] else 'not clearly'} over {v['runner_up']}: "
+                    f"d_elpd = {v['d_elpd']:.1f} ± {v['dse']:.1f}; stacking weight of {v['winner']} "
+                    f"{v['weights'].get(v['winner'], 0):.2f}."
+                )
+            if v["winner"] is not None and not task.diagnostics[v["winner"]]["trustworthy"]:
+                lines[-1] += " Caution: the winning fit is untrustworthy (see below); do not rely on this ranking."
+            lines += ["", "| model | elpd_loo | se | d_elpd | dse | weight | trustworthy | diagnostics | fails checks at |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for model, error in task.errors.items():
+                lines.append(f"| {model} | - | - | - | - | - | **fit failed**: {error} | - | - |")
+            for model in task.fitted:
+                row = task.table.loc[model] if task.table is not None else None
+                d = task.diagnostics[model]
+                diag = ", ".join(f"{k} {_fmt(d.get(k), 3)}" for k in ("rhat_max", "ess_bulk_min", "divergences") if k in d)
+                trust = "yes" if d["trustworthy"] else "**no**: " + "; ".join(map(str, d.get("reasons", []))) or "no"
+                lines.append(
+                    f"| {model} | {_fmt(None if row is None else float(row['elpd_loo']))} | {_fmt(None if row is None else float(row['se']))} | "
+                    f"{_fmt(None if row is None else float(row['d_elpd']))} | {_fmt(None if row is None else float(row['dse']))} | "
+                    f"{_fmt(None if row is None else float(row['weight']), 2)} | {trust} | {diag} | "
+                    f"{'; '.join(task.failures[model]) or 'passes'} |"
+                )
+            lines.append("")
+            lines += [f"- warning: {w}" for w in task.warnings] + ([""] if task.warnings else [])
+            for spec in rendered_specs:
+                if spec.options.get("behaviour") == task.behaviour:
+                    lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
+                              f"([PDF](figures/{spec.name}.pdf))", ""]
+        lines += ["### Across behaviours", ""]
+        for spec in rendered_specs:
+            if "behaviour" not in spec.options:
+                lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
+                          f"([PDF](figures/{spec.name}.pdf))", ""]
+    untrustworthy = [(t, m) for t in sections for m in t.fitted if not t.diagnostics[m]["trustworthy"]]
+    failed = [(t, m, e) for t in sections for m, e in t.errors.items()]
+    lines += ["## Untrustworthy fits", ""]
+    if untrustworthy:
+        lines.append("Do not read these fits' posteriors or comparisons at face value:")
+        lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {'; '.join(map(str, t.diagnostics[m].get('reasons', []))) or 'flagged by the sampler diagnostics'}"
+                  for t, m in untrustworthy]
+    else:
+        lines.append("None: every fit passed the sampler diagnostics.")
+    if failed:
+        lines += ["", "These fits raised an error and are missing from the comparison:"]
+        lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {e}" for t, m, e in failed]
+    lines += ["", "## Files", "", "- `report.json`: this report's config, provenance and every claim above, machine readable",
+              "- `tables/`: the tables above as CSV", "- `figures/`: every figure as PNG and PDF",
+              "- `fits/`: the fit files (ArviZ InferenceData netCDF) and `index.json`, the fit cache", ""]
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Report step 2, results: the fitting room's batch result read as one section per
+(trajectory, behaviour), with its verdict, and the report's tables.
+
+Nothing here fits, checks or compares: :func:`valuedyn.fitting.run_plan` did that and
+stored everything in the fit and comparison files; this only reads its result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class Section:
+    """One behaviour of one trajectory and what became of its models' fits.
+
+    ``fits``: model -> fit file (fitted now or reused); ``errors``: model -> why its fit
+    failed; ``left_out``: models not fitted for time; ``table``: the comparison
+    (DataFrame indexed by model, best first) or None with fewer than two fits.
+    """
+
+    trajectory: Path
+    behaviour: str
+    models: list[str]
+    seeds: tuple[int, ...]
+    fits: dict[str, Path] = dataclasses.field(default_factory=dict)
+    cached: dict[str, bool] = dataclasses.field(default_factory=dict)
+    diagnostics: dict[str, dict] = dataclasses.field(default_factory=dict)
+    failures: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    left_out: list[str] = dataclasses.field(default_factory=list)
+    table: object = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    verdict: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def fitted(self) -> list[str]:
+        """Models with a fit file (a fit that raised is listed in ``errors`` instead)."""
+        return [m for m in self.models if m in self.fits]
+
+
+def verdict(table) -> dict:
+    """Winner of a comparison and how clearly: the ELPD difference of the runner-up and
+    its SE; "clearly" when d_elpd > 2 * dse."""
+    if table is None or len(table) == 0:
+        return {"winner": None, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None, "weights": {}}
+    winner = str(table.index[0])
+    weights = {str(m): float(w) for m, w in zip(table.index, table["weight"])}
+    if len(table) < 2:
+        return {"winner": winner, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None, "weights": weights}
+    runner = table.iloc[1]
+    d_elpd = abs(float(runner["d_elpd"]))
+    dse = float(runner["dse"])
+    return {
+        "winner": winner,
+        "runner_up": str(table.index[1]),
+        "d_elpd": d_elpd,
+        "dse": dse,
+        "clearly": bool(d_elpd > 2 * dse),
+        "weights": weights,
+    }
+
+
+def sections_from(result) -> tuple[list[Section], list[Section]]:
+    """The report's sections from a :class:`~valuedyn.fitting.BatchResult`, in plan order;
+    returns ``(sections, skipped)``: a section none of whose fits ran for time is skipped,
+    one with some lists the rest in ``left_out``."""
+    sections: dict[tuple[Path, str], Section] = {}
+    for outcome in result.outcomes:
+        job = outcome.job
+        section = sections.setdefault((job.trajectory, job.behaviour), Section(
+            trajectory=job.trajectory, behaviour=job.behaviour, models=[], seeds=job.seeds))
+        section.models.append(job.model)
+        if outcome.fitted:
+            section.fits[job.model], section.cached[job.model] = outcome.path, outcome.status == "cached"
+            section.diagnostics[job.model] = outcome.diagnostics
+            section.failures[job.model] = outcome.check_failures
+        elif outcome.status == "failed":
+            section.errors[job.model] = outcome.error
+        else:
+            section.left_out.append(job.model)
+    for comparison in result.comparisons:
+        section = sections[(comparison.trajectory, comparison.behaviour)]
+        section.table, section.warnings = comparison.table, comparison.warnings
+    kept, skipped = [], []
+    for section in sections.values():
+        if section.left_out and not section.fits and not section.errors:
+            skipped.append(section)
+            continue
+        only = section.fitted[0] if section.fitted else None
+        section.verdict = verdict(section.table) if section.table is not None else {
+            "winner": only, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None,
+            "weights": {only: 1.0} if only else {},
+        }
+        kept.append(section)
+    return kept, skipped
+
+
+def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
+    """``tables/summary.csv`` (one row per behaviour) and ``tables/models.csv`` (one per fit)."""
+    import pandas as pd
+
+    summary_rows, model_rows = [], []
+    for section in sections:
+        v = section.verdict
+        summary_rows.append({
+            "trajectory": section.trajectory.name, "behaviour": section.behaviour, "winner": v["winner"],
+            "runner_up": v["runner_up"], "d_elpd": v["d_elpd"], "dse": v["dse"], "clearly": v["clearly"],
+            "winner_weight": v["weights"].get(v["winner"]), "n_models": len(section.fitted),
+            "untrustworthy": ";".join(m for m in section.fitted if not section.diagnostics[m]["trustworthy"]),
+            "failed_fits": ";".join(section.errors),
+        })
+        for model in section.fitted:
+            row = section.table.loc[model] if section.table is not None else None
+            d = section.diagnostics[model]
+            path = section.fits[model]
+            model_rows.append({
+                "trajectory": section.trajectory.name, "behaviour": section.behaviour, "model": model,
+                "fit_file": str(path.relative_to(out) if path.is_relative_to(out) else path),
+                "cached": section.cached[model],
+                **{k: (None if row is None else float(row[k])) for k in ("elpd_loo", "se", "d_elpd", "dse", "weight")},
+                "trustworthy": d["trustworthy"], "reasons": "; ".join(map(str, d.get("reasons", []))),
+                **{k: d.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences")},
+                "check_failures": "; ".join(section.failures[model]),
+            })
+    return {"tables/summary.csv": pd.DataFrame(summary_rows).to_csv(index=False),
+            "tables/models.csv": pd.DataFrame(model_rows).to_csv(index=False)}
+
+
+def results_json(sections: list[Section]) -> list[dict]:
+    """The ``results`` of report.json: every claim of the report, per behaviour."""
+    return [
+        {
+            "trajectory": str(section.trajectory), "behaviour": section.behaviour, **section.verdict,
+            "comparison_warnings": section.warnings,
+            "fits": {
+                m: {
+                    "file": str(section.fits[m]), "cached": section.cached[m],
+                    "trustworthy": section.diagnostics[m]["trustworthy"], "diagnostics": section.diagnostics[m],
+                    "check_failures": section.failures[m],
+                }
+                for m in section.fitted
+            },
+            "failed_fits": section.errors,
+        }
+        for section in sections
+    ]

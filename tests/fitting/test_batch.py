@@ -1,0 +1,128 @@
+"""The batch runner: plan -> fits, checks, comparisons, cached; locally, on Dask, after a kill.
+
+Tiny fits (one chain, a few dozen draws, one seed each): these tests check where fits
+run and what is cached, not the quality of the posteriors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from valuedyn.fitting import FitSettings, plan_fits, run_plan
+
+TINY = FitSettings(chains=1, draws=30, warmup=30, max_tree_depth=4)
+BEHAVIOUR = "unlock:place_table"
+MODEL = "logistic_onset"
+
+
+def _jobs(trajectory: Path, seeds: list[int]):
+    jobs = []
+    for seed in seeds:
+        jobs += plan_fits(trajectory, [BEHAVIOUR], [MODEL], seeds=[seed], settings=TINY)[0]
+    return jobs
+
+
+def _posterior(path: Path) -> dict[str, np.ndarray]:
+    from valuedyn.fitting import load_fit
+
+    posterior = load_fit(path).posterior
+    return {name: np.asarray(posterior[name].values) for name in posterior.data_vars}
+
+
+@pytest.fixture(scope="module")
+def plan(logistic_file, tmp_path_factory):
+    """Two good fits and one whose trajectory is corrupted after planning (it raises on the worker)."""
+    folder = tmp_path_factory.mktemp("batch")
+    doomed = shutil.copy(logistic_file, folder / "doomed.nc")
+    jobs = _jobs(logistic_file, [0, 1]) + _jobs(Path(doomed), [2])
+    Path(doomed).write_bytes(b"\x89HDF\r\n\x1a\n" + b"corrupted after planning" * 10)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def local_run(plan, tmp_path_factory):
+    fits = tmp_path_factory.mktemp("local") / "fits"
+    return run_plan(plan, fits, workers=1, show_progress=False), fits
+
+
+def test_local_run_fits_checks_compares_and_indexes(local_run, plan):
+    result, fits = local_run
+    assert [o.status for o in result.outcomes] == ["done", "done", "failed"]
+    assert "corrupt" in result.outcomes[2].error and "\n" not in result.outcomes[2].error
+    index = json.loads((fits / "index.json").read_text())
+    assert sorted(index) == sorted(o.key for o in result.outcomes[:2])  # the failed fit is not cached
+    for outcome in result.outcomes[:2]:
+        assert outcome.path == fits / outcome.job.file_name() and outcome.checks is not None
+        assert "trustworthy" in outcome.diagnostics
+    # two fits of the same behaviour with one model each (different seeds): nothing to compare
+    assert result.comparisons == []
+    again = run_plan(plan[:2], fits, workers=1, show_progress=False)
+    assert [o.status for o in again.outcomes] == ["cached", "cached"]
+
+
+def test_dask_cluster_gives_the_same_fits(local_run, plan, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    result_local, _ = local_run
+    started = time.perf_counter()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        result = run_plan(plan, tmp_path / "fits", scheduler=cluster.scheduler_address, show_progress=False)
+    print(f"Dask run of {len(plan)} fits on 2 workers: {time.perf_counter() - started:.1f} s")
+    assert [o.status for o in result.outcomes] == ["done", "done", "failed"]
+    assert "corrupt" in result.outcomes[2].error
+    for ours, theirs in zip(result.outcomes[:2], result_local.outcomes[:2]):
+        assert ours.key == theirs.key and ours.path.name == theirs.path.name  # same cache keys
+        mine, local = _posterior(ours.path), _posterior(theirs.path)
+        assert sorted(mine) == sorted(local)
+        for name in mine:
+            np.testing.assert_array_equal(mine[name], local[name], err_msg=name)  # same draws for the same seeds
+
+
+def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
+    fits = tmp_path / "fits"
+    command = [sys.executable, "-m", "valuedyn", "fit-batch", str(logistic_file), "--fits-dir", str(fits),
+               "--behaviours", BEHAVIOUR, "--models", MODEL, "--seeds", "0", "--workers", "1",
+               "--chains", "1", "--draws", "30", "--warmup", "30", "--max-tree-depth", "4"]
+    # three fits: one per seed, so the kill can land between or inside fits
+    runs = [command[:command.index("--seeds") + 1] + [str(seed)] + command[command.index("--seeds") + 2:]
+            for seed in (0, 1, 2)]
+    env = dict(os.environ, VALUEDYN_JAX_CACHE=os.environ.get("VALUEDYN_TEST_JAX_CACHE", "/tmp/valuedyn-test-jax-cache"))
+    script = " && ".join(subprocess.list2cmdline(run) for run in runs)
+    process = subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = fits / "index.json"
+    deadline = time.monotonic() + 600
+    while not index.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert index.exists(), "the first fit never finished"
+    delay = random.uniform(0.0, 3.0)
+    print(f"SIGKILL {delay:.2f} s after the first fit")
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    # a half-written fit file under a cached name must not be picked up either
+    first = fits / next(iter(json.loads(index.read_text()).values()))["file"]
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    statuses = {}
+    for run in runs:
+        assert subprocess.run(run, env=env, capture_output=True).returncode == 0
+        (fit,) = json.loads((fits / "batch.json").read_text())["fits"]
+        statuses[fit["file"]] = fit["status"]
+    assert statuses[str(first)] == "done"  # refitted, not trusted
+    assert set(statuses.values()) <= {"done", "cached"}
+    entries = json.loads(index.read_text())
+    assert sorted(fits / e["file"] for e in entries.values()) == sorted(Path(f) for f in statuses)
+    from valuedyn.fitting import load_fit
+
+    for path in statuses:
+        load_fit(path)  # every indexed fit loads
