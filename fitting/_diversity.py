@@ -261,18 +261,23 @@ def diversity_headline(event_fit=None, action_fit=None, *, untrusted: dict[str, 
     untrusted = dict(untrusted or {})
     sentences = []
     fast = slow = None
-    if event_fit is not None:
-        fast = fit_timescale(event_fit, "rise", **curve_options)
-        sentences.append(f"Event diversity rises with a 10-90 % rise time of {_describe(fast)}.")
-    else:
-        why = untrusted.get("diversity:events", "it was not fitted")
-        sentences.append(f"No rise time of event diversity is stated: {why}.")
-    if action_fit is not None:
-        slow = fit_timescale(action_fit, "fall", **curve_options)
-        sentences.append(f"Action diversity falls with a 10-90 % fall time of {_describe(slow)}.")
-    else:
-        why = untrusted.get("diversity:actions", "it was not fitted")
-        sentences.append(f"No fall time of action diversity is stated: {why}.")
+    for behaviour, fit, direction, subject in (("diversity:events", event_fit, "rise", "Event diversity"),
+                                               ("diversity:actions", action_fit, "fall", "Action diversity")):
+        timescale, why = None, untrusted.get(behaviour, "it was not fitted")
+        if fit is not None:
+            try:
+                timescale = fit_timescale(fit, direction, **curve_options)
+            except ValuedynError as err:  # e.g. a flat fitted curve: no such transition to time
+                why = str(err)
+        if timescale is None:
+            sentences.append(f"No {direction} time of {subject.lower()} is stated: {why}.")
+        else:
+            verb = "rises" if direction == "rise" else "falls"
+            sentences.append(f"{subject} {verb} with a 10-90 % {direction} time of {_describe(timescale)}.")
+        if direction == "rise":
+            fast = timescale
+        else:
+            slow = timescale
     p = None
     if fast is not None and slow is not None:
         p = separation_probability(fast, slow, factor)

@@ -27,6 +27,13 @@ from valuedyn._errors import ValuedynError
 
 #: The developmental motif that started the project: always fitted when present.
 PLANT_MOTIF = ("event:place_plant", "unlock:place_plant")
+#: The other face of the project's question, fast diversification and slow minimisation:
+#: the diversity of what the agent achieves and of what it does, fitted for every trajectory
+#: by default (on top of --max-behaviours, which caps the plant motif plus learned achievements).
+DIVERSITY_BEHAVIOURS = ("diversity:events", "diversity:actions")
+#: Default models of diversity behaviours: the two mechanistic diversity models and the two
+#: simple shapes (a switch and a rise-then-relax); the stagewise shapes add little there.
+DIVERSITY_MODELS = ("logistic_onset", "overshoot", "diversify_then_minimize", "replicator_mutator")
 
 #: FitConfig fields that name where the data come from or how the fit is shown, not what
 #: is fitted: left out of the cache key (a moved trajectory with the same bytes is the same fit).
@@ -148,11 +155,17 @@ def default_behaviours(ds, threshold: float) -> list[str]:
 
 
 def applicable_models(behaviour: str, requested: Sequence[str] = ()) -> list[str]:
-    """Models whose ``applies_to`` holds the behaviour's kind (``requested`` narrows them)."""
+    """Models whose ``applies_to`` holds the behaviour's kind (``requested`` narrows them;
+    without it a diversity behaviour gets :data:`DIVERSITY_MODELS`, any other every model)."""
     from valuedyn.models import get_model, list_models
 
     kind = behaviour.partition(":")[0]
-    names = list(requested) if requested else list(list_models())
+    if requested:
+        names = list(requested)
+    elif kind == "diversity":
+        names = [name for name in DIVERSITY_MODELS if name in list_models()]
+    else:
+        names = list(list_models())
     return [name for name in names if kind in get_model(name).applies_to]
 
 
@@ -176,13 +189,15 @@ def plan_fits(
     settings: FitSettings = FitSettings(),
     learned_threshold: float = 0.5,
     max_behaviours: int = 0,
+    diversity: bool = True,
     dataset=None,
 ) -> tuple[list[FitJob], list[str]]:
     """The fits of one trajectory file, every input validated first.
 
     ``behaviours`` (``KIND:NAME``; default :func:`default_behaviours`), ``models``
     (default: every registered model whose kind applies), ``seeds`` (default: the first
-    ``max_seeds``, 0 = all), at most ``max_behaviours`` behaviours (0 = all). ``dataset``:
+    ``max_seeds``, 0 = all), at most ``max_behaviours`` behaviours (0 = all), and without
+    ``behaviours`` also :data:`DIVERSITY_BEHAVIOURS` unless ``diversity`` is False. ``dataset``:
     the trajectory already opened (saves reading it twice). Returns the jobs and notes
     (what was left out and why). Raises :class:`ValuedynError` for any bad input.
     """
@@ -208,6 +223,8 @@ def plan_fits(
             f"--max-behaviours {max_behaviours}: {', '.join(wanted[max_behaviours:])}"
         )
         wanted = wanted[:max_behaviours]
+    if not behaviours and diversity:
+        wanted += [b for b in DIVERSITY_BEHAVIOURS if b not in wanted]
     jobs: list[FitJob] = []
     for behaviour in wanted:
         select_behavior(ds, behaviour, seeds=chosen or None)  # bad name / empty data -> ValuedynError

@@ -59,6 +59,8 @@ class ReportConfig:
     behaviours: tuple[str, ...] = option((), "behaviours KIND:NAME to fit (default: plant motif + learned achievements)")
     models: tuple[str, ...] = option((), "models to fit (default: every registered model that applies)")
     max_behaviours: int = option(4, "at most this many behaviours per trajectory (time budget)")
+    diversity: bool = option(True, "without --behaviours, also fit the diversity of actions and of events "
+                                   "(--no-diversity: leave them out)")
     learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
     seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
     max_seeds: int = option(4, "without --seeds, fit the first this many seeds (0 = all)")

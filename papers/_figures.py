@@ -21,7 +21,7 @@ from valuedyn._errors import ValuedynError
 from valuedyn.papers._style import OBSERVED_COLOR, model_colors, new_figure, style
 
 #: Figure kind -> function name; the paper declaration names figures by these kinds.
-FIGURE_KINDS = ("trajectories", "comparison", "timescales", "placement_histogram", "sbc_ranks", "analysis")
+FIGURE_KINDS = ("trajectories", "comparison", "timescales", "placement_histogram", "sbc_ranks", "analysis", "diversity")
 
 
 # ---------------------------------------------------------------- labels

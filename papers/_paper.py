@@ -43,6 +43,7 @@ FIGURE_OPTIONS: dict[str, tuple[str, ...]] = {
     "placement_histogram": ("placement", "seeds"),
     "sbc_ranks": ("sbc", "bins"),
     "analysis": ("behaviour", "model"),
+    "diversity": ("models", "probe", "found_threshold"),
 }
 assert set(FIGURE_OPTIONS) == set(F.FIGURE_KINDS)
 
@@ -158,17 +159,27 @@ def load_fit_paths(paths: Sequence[Path], trajectory_sha256: str | None = None) 
     return FigureInputs(fits=fits, fit_paths=fit_paths)
 
 
-def load_sbc(path: Path):
-    """An SBC netCDF file (written by `valuedyn sbc`), loaded and closed."""
+def _load_netcdf(path: Path, what: str, command: str):
+    """A netCDF file written by ``valuedyn COMMAND``, loaded into memory and closed."""
     import xarray as xr
 
     if not Path(path).is_file():
-        raise ValuedynError(f"SBC file {path} does not exist; run `valuedyn sbc` or fix the declaration")
+        raise ValuedynError(f"{what} file {path} does not exist; run `valuedyn {command}` or fix the declaration")
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             return ds.load()
     except Exception as err:  # h5py raises many types for a corrupt file
-        raise ValuedynError(f"cannot read SBC file {path} ({type(err).__name__}); the file is corrupt, re-run `valuedyn sbc`") from None
+        raise ValuedynError(f"cannot read {what} file {path} ({type(err).__name__}); the file is corrupt, re-run `valuedyn {command}`") from None
+
+
+def load_sbc(path: Path):
+    """An SBC file (written by `valuedyn sbc`)."""
+    return _load_netcdf(path, "SBC", "sbc")
+
+
+def load_probe(path: Path):
+    """A probe file (written by `valuedyn probe`)."""
+    return _load_netcdf(path, "probe", "probe")
 
 
 # ---------------------------------------------------------------- building
@@ -204,6 +215,19 @@ def build_figure(spec: FigureSpec, inputs: FigureInputs):
         if model not in fits:
             raise ValuedynError(f"figure {spec.name!r}: no fit of {o['behaviour']} with model {model!r}; fitted: {sorted(fits)}")
         return F.plot_model_analysis(fits[model])
+    if spec.kind == "diversity":
+        from valuedyn.papers._diversity_figures import DIVERSITY_BEHAVIOURS, plot_diversity
+
+        if inputs.trajectory is None:
+            raise ValuedynError(f"figure {spec.name!r} needs a trajectory; declare trajectory = \"...\"")
+        fits = {b: inputs.fits[b] for b in DIVERSITY_BEHAVIOURS if b in inputs.fits}
+        if o.get("models") is not None:  # a list of models, or behaviour -> list of models
+            chosen = o["models"]
+            fits = {b: {m: f for m, f in per_model.items()
+                        if m in (chosen.get(b, ()) if isinstance(chosen, Mapping) else chosen)}
+                    for b, per_model in fits.items()}
+        probe = load_probe(resolve_path(o["probe"], inputs.base)) if o.get("probe") else None
+        return plot_diversity(inputs.trajectory, fits, probe, found_threshold=float(o.get("found_threshold", 0.1)))
     raise AssertionError(spec.kind)
 
 

@@ -39,6 +39,7 @@ def run_report(config) -> dict:
     check_options(config)
     from valuedyn.fitting import prepare_jax, run_plan
     from valuedyn.papers._paper import render_figures, write_figures
+    from valuedyn.papers._report_diversity import diversity_results
     from valuedyn.papers._report_figures import figure_plan
     from valuedyn.papers._report_markdown import render_markdown
     from valuedyn.papers._report_results import result_tables, results_json, sections_from
@@ -75,9 +76,10 @@ def run_report(config) -> dict:
 
     mark = time.perf_counter()
     log("[3/4] figures")
+    diversity = diversity_results(sections, loaded)
     rendered: dict[str, dict[str, bytes]] = {}
     figures: dict[Path, list] = {}
-    for path, specs, inputs in figure_plan(sections, loaded):
+    for path, specs, inputs in figure_plan(sections, loaded, diversity):
         rendered.update(render_figures(specs, inputs, progress=progress_bar))
         figures[path] = specs
     timing["figures"] = time.perf_counter() - mark
@@ -108,6 +110,11 @@ def run_report(config) -> dict:
         "notes": notes,
         "trajectories": trajectories,
         "results": results_json(sections),
+        "diversity": [
+            {"trajectory": path.name, "chosen_fits": view.chosen, "not_stated": view.untrusted,
+             "probe": view.probe.name if view.probe else None, **view.headline.as_dict()}
+            for path, view in diversity.items()
+        ],
         "figures": sorted(f"figures/{name}.{fmt}" for name, r in rendered.items() for fmt in r),
         "tables": sorted(tables),
         "n_fits_run": n_run,
@@ -115,7 +122,7 @@ def run_report(config) -> dict:
         "n_fits_failed": sum(len(s.errors) for s in sections),
         "timing_s": timing,
     }
-    markdown = render_markdown(sections, figures, notes, report)
+    markdown = render_markdown(sections, figures, notes, report, diversity)
     # everything is rendered: now write (each file atomically)
     write_figures(rendered, out / "figures")
     for name, text in tables.items():

@@ -7,8 +7,10 @@ from pathlib import Path
 from valuedyn.fitting import slug
 
 
-def figure_plan(sections, loaded: dict[Path, object]):
-    """The figures of the report, per trajectory: ``[(path, [FigureSpec], FigureInputs)]``."""
+def figure_plan(sections, loaded: dict[Path, object], diversity: dict | None = None):
+    """The figures of the report, per trajectory: ``[(path, [FigureSpec], FigureInputs)]``.
+    ``diversity``: trajectory -> :class:`~valuedyn.papers._report_diversity.DiversityResult`
+    (its chosen fits are the curves of the diversity figure)."""
     from valuedyn.fitting import load_fit
     from valuedyn.papers._paper import FigureInputs, FigureSpec
 
@@ -34,6 +36,12 @@ def figure_plan(sections, loaded: dict[Path, object]):
             specs.append(FigureSpec(f"{stem}_fig4_plant_histogram", "placement_histogram", {"placement": "plant"}))
         specs += [FigureSpec(f"{stem}_fig6_analysis_{slug(t.behaviour)}", "analysis",
                              {"behaviour": t.behaviour, "model": t.verdict["winner"]}) for t in mine]
+        if diversity and path in diversity:
+            view = diversity[path]
+            options = {"models": {b: [m] for b, m in view.chosen.items()}}
+            if view.probe is not None:
+                options["probe"] = str(view.probe)
+            specs.append(FigureSpec(f"{stem}_fig7_diversity", "diversity", options))
         plans.append((path, specs, inputs))
     return plans
 
@@ -44,4 +52,8 @@ FIGURE_CAPTIONS = {
     "timescales": "Posterior onset times and relaxation timescales of the winning models (median, 50% and 90% intervals), behaviours in order of learning.",
     "placement_histogram": "Plants placed per episode over training: share of finished episodes per count (pooled over seeds), and the mean.",
     "analysis": "Winning model at its posterior median: states over training with fixed points and timescales, and its phase plane or phase line.",
+    "diversity": "Diversity (Hill-1: exp of the Shannon entropy) of actions and of events per seed (grey), with the "
+                 "population curve (median and 90% band of the seed-mean over posterior draws) of the trustworthy fit "
+                 "that speaks for each; dotted: updates at which achievements are first found (seed-pooled unlock rate "
+                 ">= 0.1); bottom, where probes exist: behaviour contexts the policy distinguishes per checkpoint.",
 }

@@ -16,7 +16,8 @@ BEHAVIOUR_RULE = (
     "the plant motif (event:place_plant, unlock:place_plant) plus every achievement learned within the run: "
     "pooled over seeds, its unlock rate over the first tenth of the updates is below {threshold} and over the "
     "last tenth at or above it; in the order they are learned (the env step at which the pooled rate, "
-    "smoothed over a tenth of the run, first reaches {threshold}); at most {max_behaviours} per trajectory."
+    "smoothed over a tenth of the run, first reaches {threshold}); at most {max_behaviours} per trajectory; "
+    "and the diversity of actions and of events (Hill-1) of every trajectory."
 )
 
 
@@ -81,7 +82,7 @@ def plan_report(config):
         mine, more_notes = plan_fits(
             path, config.behaviours, config.models, seeds=config.seeds, max_seeds=config.max_seeds,
             settings=fit_settings(config), learned_threshold=config.learned_threshold,
-            max_behaviours=config.max_behaviours, dataset=ds,
+            max_behaviours=config.max_behaviours, diversity=config.diversity, dataset=ds,
         )
         jobs += mine
         notes += more_notes

@@ -15,8 +15,11 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
-def render_markdown(sections: list, figures: dict[Path, list], notes: list[str], report: dict) -> str:
-    """report.md: summary table, per-behaviour sections with figures and tables, flags."""
+def render_markdown(sections: list, figures: dict[Path, list], notes: list[str], report: dict,
+                    diversity: dict | None = None) -> str:
+    """report.md: summary table, per-behaviour sections with figures and tables, the
+    diversity view per trajectory (``diversity``: path -> DiversityResult), flags."""
+    diversity = diversity or {}
     lines = ["# valuedyn report", ""]
     prov = report["provenance"]
     lines += [
@@ -94,9 +97,18 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
                 if spec.options.get("behaviour") == task.behaviour:
                     lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
                               f"([PDF](figures/{spec.name}.pdf))", ""]
+        if path in diversity:
+            view = diversity[path]
+            lines += ["### Diversity of behaviour", "", view.headline.text, ""]
+            if view.chosen:
+                lines += ["Fits that speak for it: " + ", ".join(f"{b}: {m}" for b, m in view.chosen.items()) + ".", ""]
+            for spec in rendered_specs:
+                if spec.kind == "diversity":
+                    lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
+                              f"([PDF](figures/{spec.name}.pdf))", ""]
         lines += ["### Across behaviours", ""]
         for spec in rendered_specs:
-            if "behaviour" not in spec.options:
+            if "behaviour" not in spec.options and spec.kind != "diversity":
                 lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
                           f"([PDF](figures/{spec.name}.pdf))", ""]
     untrustworthy = [(t, m) for t in sections for m in t.fitted if not t.diagnostics[m]["trustworthy"]]
