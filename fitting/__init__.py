@@ -12,9 +12,13 @@ Python API (the report calls these; no subprocesses)::
                                     behavior="event:place_plant", out="fit.nc"))
     checks = check_fit(path)              # also stored in the file's attrs["checks"]
     result = compare_fits([path_a, path_b])
+    # conditions: files whose training settings differ; effects with posteriors
+    path = fit_conditions(ConditionsConfig(trajectories=("default.nc", "every_plant.nc"), model="overshoot",
+                                           behavior="event:place_plant", out="conditions.nc"))
 """
 
 from valuedyn.fitting._cli import CheckConfig, CompareConfig, FitConfig, SBCConfig
+from valuedyn.fitting._conditions_cli import ConditionsConfig
 
 
 def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is needed
@@ -31,6 +35,10 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "select_behavior": ("valuedyn.fitting._select", "select_behavior"),
         "Selection": ("valuedyn.fitting._select", "Selection"),
         "simulate_trajectory": ("valuedyn.fitting._simulate", "simulate_trajectory"),
+        "fit_conditions": ("valuedyn.fitting._conditions", "fit_conditions"),
+        "find_conditions": ("valuedyn.fitting._conditions", "find_conditions"),
+        "condition_effects": ("valuedyn.fitting._conditions", "condition_effects"),
+        "conditions_attrs": ("valuedyn.fitting._conditions", "conditions_attrs"),
     }
     if name in lazy:
         import importlib
@@ -44,6 +52,11 @@ __all__ = [
     "CheckConfig",
     "CompareConfig",
     "CompareResult",
+    "ConditionsConfig",
+    "condition_effects",
+    "conditions_attrs",
+    "find_conditions",
+    "fit_conditions",
     "FitConfig",
     "SBCConfig",
     "check_fit",
