@@ -420,6 +420,27 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     return idata, diagnostics
 
 
+def summarise_effect(name: str, pair: str, difference, ratio, trustworthy: bool) -> dict:
+    """The summary of one effect from its posterior draws (any shape) of the difference and
+    the ratio; the keys of :func:`condition_effects`."""
+    d = np.asarray(difference, np.float64).reshape(-1)
+    r = np.asarray(ratio, np.float64).reshape(-1)
+    d, r = d[np.isfinite(d)], r[np.isfinite(r)]
+    p_positive = float(np.mean(d > 0))
+    low, median, high = np.quantile(d, [INTERVAL[0], 0.5, INTERVAL[1]])
+    r_low, r_median, r_high = np.quantile(r, [INTERVAL[0], 0.5, INTERVAL[1]]) if r.size else (np.nan,) * 3
+    return {
+        "parameter": name,
+        "pair": pair,
+        "difference": {"median": float(median), "low": float(low), "high": float(high)},
+        "ratio": {"median": float(r_median), "low": float(r_low), "high": float(r_high)},
+        "p_positive": p_positive,
+        "sign_probability": max(p_positive, 1.0 - p_positive),
+        "sign": 1 if p_positive >= 0.5 else -1,
+        "clear": bool(trustworthy and (low > 0 or high < 0)),
+    }
+
+
 def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
     """Summaries of every effect in a conditions fit: one dict per (parameter, pair) with
     ``parameter``, ``pair``, ``difference`` and ``ratio`` (each median, ``low``/``high``: the
@@ -436,23 +457,8 @@ def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
         difference = idata.posterior[f"{parameter}_difference"]
         ratio = idata.posterior[f"{parameter}_ratio"]
         for pair in difference["pair"].values:
-            d = np.asarray(difference.sel(pair=pair).values, np.float64).reshape(-1)
-            r = np.asarray(ratio.sel(pair=pair).values, np.float64).reshape(-1)
-            r = r[np.isfinite(r)]
-            p_positive = float(np.mean(d > 0))
-            sign_probability = max(p_positive, 1.0 - p_positive)
-            low, median, high = np.quantile(d, [INTERVAL[0], 0.5, INTERVAL[1]])
-            r_low, r_median, r_high = np.quantile(r, [INTERVAL[0], 0.5, INTERVAL[1]]) if r.size else (np.nan,) * 3
-            out.append({
-                "parameter": parameter,
-                "pair": str(pair),
-                "difference": {"median": float(median), "low": float(low), "high": float(high)},
-                "ratio": {"median": float(r_median), "low": float(r_low), "high": float(r_high)},
-                "p_positive": p_positive,
-                "sign_probability": sign_probability,
-                "sign": 1 if p_positive >= 0.5 else -1,
-                "clear": bool(trustworthy and (low > 0 or high < 0)),
-            })
+            out.append(summarise_effect(parameter, str(pair), difference.sel(pair=pair).values,
+                                        ratio.sel(pair=pair).values, trustworthy))
     return out
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.papers._figures import _env_step_axis, behaviour_label, fit_arrays
+from valuedyn.papers._figures import _env_step_axis, _parameter_units, behaviour_label, fit_arrays
 from valuedyn.papers._style import OBSERVED_COLOR, PALETTE, WIDTH_DOUBLE, new_figure, style
 
 
@@ -31,20 +31,43 @@ def _attrs(idata) -> dict:
     return conditions_attrs(idata)
 
 
-def _parameters(idata) -> list[str]:
-    import json
+def timescale_effects(idata) -> list[dict]:
+    """Effects on the model's relaxation timescales, in env steps per seed: each timescale of
+    :func:`~valuedyn.papers._figures.model_timescales` (e.g. the overshoot's decay time 1/beta)
+    evaluated at every condition's typical parameter values, then differenced and divided
+    per pair of conditions like the parameters (same keys as
+    :func:`valuedyn.fitting._conditions.condition_effects`, ``parameter`` = ``timescale LABEL``)."""
+    from valuedyn.fitting._conditions import summarise_effect
+    from valuedyn.papers._figures import model_timescales
 
-    return json.loads(idata.attrs["parameters"])
+    attrs = _attrs(idata)
+    scale = float(idata.attrs["time_scale_env_steps"])
+    posterior = idata.posterior
+    conditions = [str(c) for c in posterior["condition"].values]
+    out = []
+    for label, fn, names in model_timescales(str(idata.attrs["model"])):
+        if not all(f"{n}_typical" in posterior for n in names):
+            continue
+        draws = [np.asarray(posterior[f"{n}_typical"].transpose("chain", "draw", "condition").values, float) for n in names]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = scale * np.abs(np.asarray(fn(*draws), float))  # [chain, draw, condition]
+            for pair in posterior["pair"].values:
+                later, earlier = str(pair).split(" vs ")
+                b, a = conditions.index(later), conditions.index(earlier)
+                out.append(summarise_effect(f"timescale {label}", str(pair), values[..., b] - values[..., a],
+                                            values[..., b] / values[..., a], attrs["trustworthy"]))
+    return out
 
 
 def plot_condition_effects(idata):
-    """One row per parameter, one interval per pair of conditions: the 90 % interval (line) and
-    median (dot) of the difference of the typical values (model units: tau for times, 1/tau
-    for rates, normalised level units for levels); dashed zero line; a clear effect is drawn
+    """One row per parameter and per relaxation timescale (:func:`timescale_effects`), one
+    interval per pair of conditions: the 90 % interval (line) and median (dot) of the
+    difference of the typical values (model units: tau for times, 1/tau for rates,
+    normalised level units for levels; timescales in env steps); dashed zero line; a clear effect is drawn
     solid, the others hollow. Title states whether the fit passed the diagnostics gate."""
     attrs = _attrs(idata)
-    effects = attrs["effects"]
-    parameters = _parameters(idata)
+    effects = attrs["effects"] + timescale_effects(idata)
+    parameters = list(dict.fromkeys(e["parameter"] for e in effects))
     pairs = list(dict.fromkeys(e["pair"] for e in effects))
     with style():
         fig, axes = new_figure(len(parameters), 1, row_height=0.22 * len(pairs) + 0.55, width=WIDTH_DOUBLE)
@@ -61,7 +84,8 @@ def plot_condition_effects(idata):
             ax.axvline(0.0, color=OBSERVED_COLOR, linestyle="--", linewidth=0.8)
             ax.set_yticks([])
             ax.set_ylim(-0.6, len(pairs) - 0.4)
-            ax.set_ylabel(parameter, rotation=0, ha="right", va="center")
+            label = parameter.replace("timescale ", "timescale\n") + ("\n(env steps)" if parameter.startswith("timescale") else "")
+            ax.set_ylabel(label, rotation=0, ha="right", va="center")
         axes[-1, 0].set_xlabel("difference of the typical values (90% interval and median; filled: clear effect)")
         verdict = "passes the diagnostics gate" if attrs["trustworthy"] else "misses the diagnostics gate: no findings"
         fig.suptitle(f"{idata.attrs['model']} on {idata.attrs['behavior']}: effects between conditions\n(fit {verdict})")
@@ -109,8 +133,8 @@ def plot_condition_fits(idata, *, max_seeds_per_condition: int = 6):
 
 
 def effect_sentences(idata) -> list[str]:
-    """One sentence per clear effect (90 % interval of the difference excludes 0, fit
-    trustworthy), largest sign probability first. An untrustworthy fit gives one sentence
+    """One sentence per clear effect on a parameter or a relaxation timescale (90 % interval
+    of the difference excludes 0, fit trustworthy), largest sign probability first. An untrustworthy fit gives one sentence
     saying that its effects are not findings, and why; a trustworthy fit without a clear
     effect gives one sentence saying so."""
     attrs = _attrs(idata)
@@ -119,17 +143,29 @@ def effect_sentences(idata) -> list[str]:
         reasons = "; ".join(attrs.get("diagnostics", {}).get("reasons", [])) or "diagnostics missing"
         return [f"The {model} fit to {behaviour} across conditions misses the diagnostics gate ({reasons}); "
                 "its effects are not reported as findings."]
-    clear = sorted((e for e in attrs["effects"] if e["clear"]), key=lambda e: -e["sign_probability"])
+    effects = attrs["effects"] + timescale_effects(idata)
+    clear = sorted((e for e in effects if e["clear"]), key=lambda e: -e["sign_probability"])
     if not clear:
         return [f"No parameter of {model} on {behaviour} differs clearly between the conditions "
                 "(every 90 % interval of an effect includes 0)."]
+    units = _parameter_units(str(model))
+    time_scale = float(idata.attrs.get("time_scale_env_steps", float("nan")))
     sentences = []
     for e in clear:
         later, earlier = e["pair"].split(" vs ")
         d, r = e["difference"], e["ratio"]
         direction = "higher" if e["sign"] > 0 else "lower"
+        unit = units.get(e["parameter"], "")
+        if e["parameter"].startswith("timescale"):
+            amount = f"{abs(d['median']):.3g} env steps"
+        elif unit == "tau":  # a time: also in env steps per seed
+            amount = f"{abs(d['median']):.3g} (about {abs(d['median']) * time_scale:.3g} env steps)"
+        elif unit == "level":
+            amount = f"{abs(d['median']):.3g} normalised level units"
+        else:
+            amount = f"{abs(d['median']):.3g}" + (f" {unit}" if unit and unit != "1" else "")
         sentences.append(
-            f"Under {later}, the typical {e['parameter']} of {model} on {behaviour} is {abs(d['median']):.3g} {direction} "
+            f"Under {later}, the typical {e['parameter']} of {model} on {behaviour} is {amount} {direction} "
             f"than under {earlier} (90 % interval of the difference {d['low']:.3g} to {d['high']:.3g}; ratio "
             f"{r['median']:.3g}, {r['low']:.3g} to {r['high']:.3g}; probability of this sign {e['sign_probability']:.3f})."
         )
