@@ -20,10 +20,17 @@ Many fits at once (``valuedyn fit-batch``; the report runs its fits this way)::
                             settings=FitSettings(chains=2, draws=300, warmup=300))
     result = run_plan(jobs, "fits")                        # local process pool
     result = run_plan(jobs, "fits", scheduler="tcp://scheduler:8786")  # a Dask cluster
+
+Conditions of training compared (``valuedyn conditions``)::
+
+    # conditions: files whose training settings differ; effects with posteriors
+    path = fit_conditions(ConditionsConfig(trajectories=("default.nc", "every_plant.nc"), model="overshoot",
+                                           behavior="event:place_plant", out="conditions.nc"))
 """
 
 from valuedyn.fitting._batch_cli import FitBatchConfig
 from valuedyn.fitting._cli import CheckConfig, CompareConfig, FitConfig, SBCConfig
+from valuedyn.fitting._conditions_cli import ConditionsConfig
 from valuedyn.fitting._plan import (
     PLANT_MOTIF,
     FitJob,
@@ -60,6 +67,10 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "Comparison": ("valuedyn.fitting._batch", "Comparison"),
         "progress_bar": ("valuedyn.fitting._batch", "progress_bar"),
         "prepare_jax": ("valuedyn.fitting._cli", "prepare_jax"),
+        "fit_conditions": ("valuedyn.fitting._conditions", "fit_conditions"),
+        "find_conditions": ("valuedyn.fitting._conditions", "find_conditions"),
+        "condition_effects": ("valuedyn.fitting._conditions", "condition_effects"),
+        "conditions_attrs": ("valuedyn.fitting._conditions", "conditions_attrs"),
     }
     if name in lazy:
         import importlib
@@ -88,6 +99,11 @@ __all__ = [
     "CheckConfig",
     "CompareConfig",
     "CompareResult",
+    "ConditionsConfig",
+    "condition_effects",
+    "conditions_attrs",
+    "find_conditions",
+    "fit_conditions",
     "FitConfig",
     "SBCConfig",
     "check_fit",

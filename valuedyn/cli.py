@@ -77,6 +77,7 @@ _register("fit", "fit a model to one behaviour of a trajectory file (numpyro NUT
 _register("check", "posterior predictive checks of a fit file", "valuedyn.fitting._cli:CheckConfig:run_check")
 _register("compare", "compare fits of the same data (PSIS-LOO, stacking, leave-future-out)", "valuedyn.fitting._cli:CompareConfig:run_compare")
 _register("fit-batch", "fit, check and compare a plan of fits (trajectories x behaviours x models), locally or on Dask", "valuedyn.fitting._batch_cli:FitBatchConfig:run_fit_batch")
+_register("conditions", "compare training conditions: effects of differing settings on a model's parameters", "valuedyn.fitting._conditions_cli:ConditionsConfig:run_conditions")
 _register("sbc", "simulation-based calibration of a model and observation model", "valuedyn.fitting._cli:SBCConfig:run_sbc")
 _register("figures", "rebuild the figures a paper folder declares, from saved files", "valuedyn.papers._cli:FiguresConfig:run_figures")
 _register("report", "the main job: fit, check and compare models on trajectories and write a report", "valuedyn.papers._cli:ReportConfig:run_report")
