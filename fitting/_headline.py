@@ -13,8 +13,10 @@ on the level averaged over the seeds (the typical run) and on each seed:
 Whether the data can tell: when, in most draws, the peak sits in the last
 :data:`LATE_PEAK` (10%) of the run and the level is still rising there (by at least
 :data:`STILL_RISING`, 5% of the peak, across that stretch), the run ends before any decay
-could be seen (a level that has reached a plateau is a "no decay", not a "too short"); when the decay
-probability lies between 0.1 and 0.9 the data leave it open; otherwise they answer.
+could be seen (a level that has reached a plateau is a "no decay", not a "too short");
+when the decay probability lies between 0.1 and 0.9 the data leave it open; otherwise
+they answer. Which fit to read is the caller's choice: a model that can both rise and
+fall (a monotone model's "no decay" is built in, not found).
 """
 
 from __future__ import annotations
@@ -133,8 +135,8 @@ def motif_headline(fit, verdict=None, quantity: str | None = None) -> Headline:
     if can_tell == "run too short":
         answer = (
             f"The run ends before any decay could be seen: the level is still rising to a peak in the last "
-            f"{int(LATE_PEAK * 100)}% of the run with probability {late:.2f}, so these data cannot tell whether it decays ({probability}); a longer run "
-            "would."
+            f"{int(LATE_PEAK * 100)}% of the run with probability {late:.2f}, so these data cannot tell whether it "
+            f"decays ({probability}); a longer run would."
         )
     elif can_tell == "open":
         answer = f"These data leave it open whether it decays ({probability})."

@@ -31,6 +31,7 @@ criterion the comparison then uses.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
@@ -108,8 +109,6 @@ def parameter_names(idata) -> list[str]:
     from valuedyn.fitting._store import fit_attrs
 
     attrs = fit_attrs(idata)
-    import json
-
     names = json.loads(attrs["parameters"]) if isinstance(attrs.get("parameters"), str) else list(attrs.get("parameters", []))
     observation = attrs.get("observation_parameters", "[]")
     observation = json.loads(observation) if isinstance(observation, str) else list(observation)

@@ -265,7 +265,8 @@ def sampler_fixes(diagnostics: dict, max_tree_depth: int, target_accept: float, 
     low_ess = min(diagnostics.get("ess_bulk_min", np.inf), diagnostics.get("ess_tail_min", np.inf))
     rhat = diagnostics.get("rhat_max", 1.0)
     if not np.isfinite(rhat) or rhat > 1.01 or low_ess < 400:
-        what = f"R-hat {rhat:.3f}, ESS bulk {diagnostics.get('ess_bulk_min', float('nan')):.0f} / tail {diagnostics.get('ess_tail_min', float('nan')):.0f}"
+        what = (f"R-hat {rhat:.3f}, ESS bulk {diagnostics.get('ess_bulk_min', float('nan')):.0f} / tail "
+                f"{diagnostics.get('ess_tail_min', float('nan')):.0f}")
         if diagnostics.get("treedepth_hits", 0):
             fixes.append(
                 f"{what} with {diagnostics['treedepth_hits']} transitions cut at tree depth {max_tree_depth}: raise "
