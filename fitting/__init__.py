@@ -12,6 +12,9 @@ Python API (the report calls these; no subprocesses)::
                                     behavior="event:place_plant", out="fit.nc"))
     checks = check_fit(path)              # also stored in the file's attrs["checks"]
     result = compare_fits([path_a, path_b])
+    verdict = classify_fit(path)          # trustworthy, or named causes with evidence
+    ranking = rank_fits({"a": path_a, "b": path_b}, {"a": verdict_a, "b": verdict_b})
+    headline = motif_headline(path, verdict)   # .text: the motif paragraph
 
 Many fits at once (``valuedyn fit-batch``; the report runs its fits this way)::
 
@@ -71,6 +74,15 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "find_conditions": ("valuedyn.fitting._conditions", "find_conditions"),
         "condition_effects": ("valuedyn.fitting._conditions", "condition_effects"),
         "conditions_attrs": ("valuedyn.fitting._conditions", "conditions_attrs"),
+        "classify_fit": ("valuedyn.fitting._trust", "classify_fit"),
+        "Verdict": ("valuedyn.fitting._trust", "Verdict"),
+        "rank_fits": ("valuedyn.fitting._trust", "rank_fits"),
+        "Ranking": ("valuedyn.fitting._trust", "Ranking"),
+        "find_modes": ("valuedyn.fitting._modes", "find_modes"),
+        "stacked_fit": ("valuedyn.fitting._modes", "stacked_fit"),
+        "motif_headline": ("valuedyn.fitting._headline", "motif_headline"),
+        "Headline": ("valuedyn.fitting._headline", "Headline"),
+        "choose_observation": ("valuedyn.fitting._overdispersion", "choose_observation"),
     }
     if name in lazy:
         import importlib
@@ -97,6 +109,15 @@ __all__ = [
     "run_plan",
     "slug",
     "CheckConfig",
+    "Headline",
+    "Ranking",
+    "Verdict",
+    "choose_observation",
+    "classify_fit",
+    "find_modes",
+    "motif_headline",
+    "rank_fits",
+    "stacked_fit",
     "CompareConfig",
     "CompareResult",
     "ConditionsConfig",

@@ -13,7 +13,7 @@ import sys
 
 from valuedyn._config import option
 
-OBSERVATIONS = ("auto", "binomial", "poisson", "negbin", "lognormal")
+OBSERVATIONS = ("auto", "binomial", "betabinomial", "poisson", "negbin", "lognormal")
 POOLING_CHOICES = ("hierarchical", "complete", "none")
 
 

@@ -44,6 +44,9 @@ def simulate_trajectory(
     ``masked_updates`` updates finish no episode (they must be masked by a fit).
     Event totals have mean ``episodes * level_scale * level`` per update (the model level
     is in normalised units); unlocks and action shares use the level as a probability.
+    ``observation``: ``poisson`` or ``negbin`` (default) for event totals; ``betabinomial``
+    makes unlocks overdispersed (per-update probability ~ Beta with mean ``level`` and
+    ``concentration``), any other value leaves them Binomial.
     """
     import xarray as xr
 
@@ -72,7 +75,10 @@ def simulate_trajectory(
 
     if kind == "unlock":
         index = ACHIEVEMENTS.index(name)
-        unlocks[..., index] = rng.binomial(episodes, np.clip(level, 0.0, 1.0))
+        probability = np.clip(level, 1e-6, 1.0 - 1e-6)
+        if observation == "betabinomial":  # the per-update rate scatters as a Beta around the level
+            probability = rng.beta(probability * concentration, (1.0 - probability) * concentration)
+        unlocks[..., index] = rng.binomial(episodes, probability)
     elif kind == "event":
         index = EVENTS.index(name)
         mean = episodes * level_scale * np.maximum(level, 1e-9)

@@ -1,0 +1,430 @@
+"""Conclusions you can trust: every fit is trustworthy or carries a named cause, and
+rankings name a winner only among trustworthy fits.
+
+:func:`classify_fit` (the verdict of one fit file) ->
+:class:`Verdict` with ``trustworthy`` or one or more :class:`Cause`:
+
+- **not identified** by these data: a parameter whose posterior is barely narrower than
+  its prior (posterior sd over prior sd above :data:`UNIDENTIFIED_SD_RATIO` in the
+  unconstrained space, median over seeds), or chains in separate modes of similar log
+  density (:mod:`valuedyn.fitting._modes`). The evidence names the parameters and, from
+  where in time the model's level responds to each of them (a finite difference of the
+  model's solution at the posterior median, out to tau = :data:`HORIZON`), what data would
+  pin them: "updates after the end of the run" when most of the response lies past
+  tau = 1, else the window of updates where it lies (more episodes or seeds there).
+- **misspecified**: the stored posterior predictive checks (:mod:`valuedyn.fitting._check`)
+  fail: the 90% interval covers less than :data:`COVERAGE_90_MIN` (or more than
+  :data:`COVERAGE_90_MAX`) of the observations, the LOO-PIT is not uniform (KS p below
+  :data:`PIT_P_MIN`), or a development statistic has a Bayesian p-value outside
+  [:data:`P_EXTREME`, 1 - :data:`P_EXTREME`] in at least two seeds and a quarter of them
+  (a stricter level than the check's own 0.05 flags, because 5 statistics x S seeds are
+  tested at once).
+- **sampler failed**: the gate of :mod:`valuedyn.fitting._diagnostics` (R-hat <= 1.01,
+  bulk and tail ESS >= 400, no divergence) fails and the posterior is identified (or
+  chains are stuck in a mode of clearly lower density); the evidence names the diagnostic
+  and the setting that would fix it.
+
+A fit is ``trustworthy`` when it passes the gate and has no cause. It is ``comparable``
+(may enter a ranking) when trustworthy, or when its only problem is separate modes that
+each pass the gate on their own chains: it then enters through stacking of its modes
+(:func:`valuedyn.fitting._modes.stacked_fit`).
+
+:func:`rank_fits` turns fits of the same data and their verdicts into a
+:class:`Ranking`: PSIS-LOO among comparable fits only; a winner is "clearly" ahead when
+``d_elpd > 2 dse`` and no observation of the winner or the runner-up has Pareto k > 0.7.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
+from valuedyn.fitting._store import fit_attrs, load_fit
+
+UNIDENTIFIED_SD_RATIO = 0.7
+HORIZON = 4.0
+COVERAGE_90_MIN = 0.85
+COVERAGE_90_MAX = 0.98
+PIT_P_MIN = 0.01
+P_EXTREME = 0.01
+PARETO_K_MAX = 0.7
+PRIOR_DRAWS = 4000
+
+NOT_IDENTIFIED = "not identified"
+MISSPECIFIED = "misspecified"
+SAMPLER_FAILED = "sampler failed"
+
+
+@dataclasses.dataclass
+class Cause:
+    """``kind``: one of ``not identified``, ``misspecified``, ``sampler failed``;
+    ``summary``: one line for the report; ``evidence``: the numbers behind it."""
+
+    kind: str
+    summary: str
+    evidence: dict
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Verdict:
+    name: str
+    model: str
+    behavior: str
+    passes_gate: bool
+    causes: list[Cause]
+    modes: ModeReport
+    #: posterior sd / prior sd per model parameter (median over seeds, unconstrained space)
+    sd_ratio: dict[str, float]
+    gate_reasons: list[str]
+
+    @property
+    def trustworthy(self) -> bool:
+        return self.passes_gate and not self.causes
+
+    @property
+    def comparable(self) -> bool:
+        if self.trustworthy:
+            return True
+        modes_ok = self.modes.multimodal and all(m.diagnostics.get("trustworthy") for m in self.modes.modes)
+        only_modes = all(c.kind == NOT_IDENTIFIED and c.evidence.get("modes") for c in self.causes)
+        return bool(modes_ok and only_modes)
+
+    @property
+    def label(self) -> str:
+        if self.trustworthy:
+            return "trustworthy"
+        return ", ".join(dict.fromkeys(c.kind for c in self.causes)) or SAMPLER_FAILED
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "behavior": self.behavior,
+            "trustworthy": self.trustworthy,
+            "comparable": self.comparable,
+            "label": self.label,
+            "passes_gate": self.passes_gate,
+            "gate_reasons": list(self.gate_reasons),
+            "causes": [c.to_dict() for c in self.causes],
+            "modes": self.modes.to_dict(),
+            "sd_ratio": dict(self.sd_ratio),
+        }
+
+    def format(self) -> str:
+        lines = [f"{self.name}: {self.label}"]
+        lines.extend(f"  {c.kind}: {c.summary}" for c in self.causes)
+        if self.modes.multimodal:
+            lines.extend("  " + line for line in self.modes.format().splitlines())
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- identification
+def _model_and_spaces(model_name: str):
+    from valuedyn.fitting._fit import get_model
+    from valuedyn.fitting._model import parameter_spaces
+
+    model = get_model(model_name)
+    return model, parameter_spaces(model)
+
+
+def prior_sd_unconstrained(space, pooling: str, seed: int = 0) -> float:
+    """Prior sd of one seed's parameter in the unconstrained space: the prior itself
+    (``none`` / ``complete``), or the population prior ``loc + scale z`` (``hierarchical``,
+    the priors of :func:`valuedyn.fitting._model.build_numpyro_model`)."""
+    from valuedyn.fitting._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD
+
+    rng = np.random.default_rng(seed)
+    if pooling == "hierarchical":
+        loc = rng.normal(space.loc_mean, space.loc_sd, PRIOR_DRAWS)
+        scale = np.exp(rng.normal(np.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD, PRIOR_DRAWS))
+        return float(np.std(loc + scale * rng.standard_normal(PRIOR_DRAWS)))
+    return float(space.loc_sd)
+
+
+def _unconstrained(space, values: np.ndarray) -> np.ndarray:
+    import jax.numpy as jnp
+
+    return np.asarray(space.transform.inv(jnp.asarray(values, jnp.float32)), np.float64)
+
+
+def posterior_contraction(idata, spaces, pooling: str) -> dict[str, float]:
+    """Posterior sd / prior sd per model parameter, unconstrained space, median over seeds."""
+    ratios = {}
+    for space in spaces:
+        if space.name not in idata.posterior:
+            continue
+        values = np.asarray(idata.posterior[space.name].values, np.float64)  # [chain, draw, seed]
+        u = _unconstrained(space, values).reshape(-1, values.shape[-1])
+        u = np.where(np.isfinite(u), u, np.nan)
+        ratios[space.name] = float(np.nanmedian(np.nanstd(u, axis=0)) / prior_sd_unconstrained(space, pooling))
+    return ratios
+
+
+def where_informative(idata, model, spaces, parameter: str, step: float = 0.1) -> dict:
+    """Where in time the model's level responds to ``parameter``: at each seed's posterior
+    median, the change of the level when the unconstrained parameter moves by ``step``,
+    on tau in [0, :data:`HORIZON`]. Returns the share of the response inside the observed
+    window (tau <= 1) and the tau interval holding its central 80%."""
+    import jax
+    import jax.numpy as jnp
+
+    from valuedyn.fitting._model import observable_for
+    from valuedyn.fitting._select import parse_behavior
+
+    kind, _ = parse_behavior(fit_attrs(idata)["behavior"])
+    observable = observable_for(model, kind)
+    tau = jnp.linspace(0.0, HORIZON, 401)
+    median = {s.name: np.median(np.asarray(idata.posterior[s.name].values).reshape(-1, idata.posterior[s.name].shape[-1]), axis=0)
+              for s in spaces}
+    space = next(s for s in spaces if s.name == parameter)
+    moved = dict(median)
+    u = _unconstrained(space, median[parameter])
+    moved[parameter] = np.asarray(space.transform(jnp.asarray(u + step, jnp.float32)))
+    solve = jax.vmap(lambda p: model.solve(p, tau))
+    base, ok_base = solve({k: jnp.asarray(v, jnp.float32) for k, v in median.items()})
+    shifted, ok_shift = solve({k: jnp.asarray(v, jnp.float32) for k, v in moved.items()})
+    response = np.abs(np.asarray(shifted[observable]) - np.asarray(base[observable])).mean(axis=0)  # [T]
+    response = np.where(np.isfinite(response), response, 0.0)
+    tau = np.asarray(tau)
+    total = response.sum()
+    if total <= 0 or not (bool(np.all(ok_base)) and bool(np.all(ok_shift))):
+        return {"inside_share": float("nan"), "tau_from": float("nan"), "tau_to": float("nan")}
+    cumulative = np.cumsum(response) / total
+    return {
+        "inside_share": float(response[tau <= 1.0].sum() / total),
+        "tau_from": float(tau[np.searchsorted(cumulative, 0.1)]),
+        "tau_to": float(tau[min(np.searchsorted(cumulative, 0.9), tau.size - 1)]),
+    }
+
+
+def _env_step(attrs: dict, tau: float) -> float:
+    return float(attrs.get("time_origin_env_step", 0.0)) + tau * float(attrs.get("time_scale_env_steps", 1.0))
+
+
+def _what_would_pin(attrs: dict, parameter: str, doc: str, where: dict) -> str:
+    if not np.isfinite(where["inside_share"]):
+        return f"{parameter} ({doc}): the model's level barely responds to it; no data can pin it"
+    if where["inside_share"] < 0.5:
+        return (
+            f"{parameter} ({doc}): {100 * (1 - where['inside_share']):.0f}% of its effect on the level lies after the "
+            f"end of the run; it needs updates past env step {_format_steps(_env_step(attrs, 1.0))}, up to about "
+            f"{_format_steps(_env_step(attrs, where['tau_to']))}"
+        )
+    return (
+        f"{parameter} ({doc}): its effect lies in env steps {_format_steps(_env_step(attrs, where['tau_from']))}-"
+        f"{_format_steps(_env_step(attrs, min(where['tau_to'], 1.0)))}; it needs more finished episodes per update or "
+        "more seeds there"
+    )
+
+
+def _format_steps(steps: float) -> str:
+    if abs(steps) >= 1e6:
+        return f"{steps / 1e6:.2f}M"
+    if abs(steps) >= 1e3:
+        return f"{steps / 1e3:.0f}k"
+    return f"{steps:.0f}"
+
+
+# ---------------------------------------------------------------- misspecification
+def misspecification(checks: dict) -> tuple[list[str], dict]:
+    """Failed predictive checks (see the module docstring): one line each, and evidence."""
+    failures, evidence = [], {}
+    coverage = float(checks["coverage"]["90"])
+    if not COVERAGE_90_MIN <= coverage <= COVERAGE_90_MAX:
+        failures.append(f"the 90% predictive interval covers {coverage:.2f} of the observations")
+        evidence["coverage_90"] = coverage
+    pit_p = float(checks["loo_pit"]["ks_p_value"])
+    if pit_p < PIT_P_MIN:
+        failures.append(f"LOO-PIT is not uniform (KS p = {pit_p:.2g})")
+        evidence["loo_pit_ks_p"] = pit_p
+    for statistic, per_seed in checks["p_values"].items():
+        extreme = sorted((s for s, p in per_seed.items() if p < P_EXTREME or p > 1 - P_EXTREME), key=int)
+        if len(extreme) >= max(2, int(np.ceil(0.25 * len(per_seed)))):
+            failures.append(f"{statistic} is off in seeds {', '.join(extreme)} (p outside [{P_EXTREME}, {1 - P_EXTREME}])")
+            evidence.setdefault("statistics", {})[statistic] = {s: per_seed[s] for s in extreme}
+    return failures, evidence
+
+
+# ---------------------------------------------------------------- sampler failure
+def sampler_fixes(diagnostics: dict, max_tree_depth: int, target_accept: float, draws: int) -> list[str]:
+    """Which setting would fix each failed diagnostic."""
+    fixes = []
+    if diagnostics.get("divergences", 0):
+        higher = 0.99 if target_accept >= 0.95 else 0.95
+        fixes.append(
+            f"{diagnostics['divergences']} divergent transitions: raise --target-accept from {target_accept} to {higher} "
+            "(smaller steps), or change --parameterization"
+        )
+    low_ess = min(diagnostics.get("ess_bulk_min", np.inf), diagnostics.get("ess_tail_min", np.inf))
+    rhat = diagnostics.get("rhat_max", 1.0)
+    if not np.isfinite(rhat) or rhat > 1.01 or low_ess < 400:
+        what = (f"R-hat {rhat:.3f}, ESS bulk {diagnostics.get('ess_bulk_min', float('nan')):.0f} / tail "
+                f"{diagnostics.get('ess_tail_min', float('nan')):.0f}")
+        if diagnostics.get("treedepth_hits", 0):
+            fixes.append(
+                f"{what} with {diagnostics['treedepth_hits']} transitions cut at tree depth {max_tree_depth}: raise "
+                f"--max-tree-depth to {max_tree_depth + 2}"
+            )
+        else:
+            factor = 400.0 / max(low_ess, 1.0)
+            fixes.append(
+                f"{what}: more --draws (about {int(np.ceil(draws * max(factor, 1.5) / 100) * 100)}) and --warmup"
+            )
+    return fixes
+
+
+def mode_causes(modes: ModeReport) -> list[Cause]:
+    """The cause separate modes give: *not identified* when they have similar log density
+    (the data do not choose), *sampler failed* when some chains sit in a clearly worse one."""
+    if not modes.multimodal:
+        return []
+    lp = ", ".join(f"{m.lp_mean:.1f}" for m in modes.modes)
+    evidence = {"modes": modes.to_dict(), "parameters": modes.separated_by}
+    if modes.similar_density:
+        return [Cause(
+            NOT_IDENTIFIED,
+            f"chains sit in {len(modes.modes)} separate modes of similar log density ({lp}), separated in "
+            f"{', '.join(modes.separated_by[:6])}: the data do not choose between them",
+            evidence,
+        )]
+    minor = [c for m in modes.modes[1:] for c in m.chains]
+    return [Cause(
+        SAMPLER_FAILED,
+        f"chains {minor} are stuck in modes of lower log density ({lp}) than chains {modes.modes[0].chains}: "
+        "refit started from the best mode, or run more chains and longer --warmup",
+        evidence,
+    )]
+
+
+# ---------------------------------------------------------------- the verdict
+def classify_fit(fit, name: str | None = None) -> Verdict:
+    """The verdict of a fit (a path or a loaded InferenceData); see the module docstring.
+
+    Reads the diagnostics and checks stored in the fit file's attributes (the checks are
+    computed, not stored, when the file has none)."""
+    from valuedyn.fitting._check import compute_checks
+
+    idata = load_fit(fit) if isinstance(fit, (str, Path)) else fit
+    attrs = fit_attrs(idata)
+    name = name or (Path(fit).stem if isinstance(fit, (str, Path)) else attrs["model"])
+    diagnostics = attrs.get("diagnostics") or {}
+    config = json.loads(attrs["config"]) if isinstance(attrs.get("config"), str) else dict(attrs.get("config") or {})
+    passes_gate = bool(int(diagnostics.get("trustworthy", 0)))
+    model, spaces = _model_and_spaces(attrs["model"])
+    docs = {p.name: p.doc for p in model.parameters}
+    pooling = attrs.get("pooling", "hierarchical")
+
+    modes = find_modes(idata, parameter_names(idata))
+    sd_ratio = posterior_contraction(idata, spaces, pooling)
+    causes: list[Cause] = []
+
+    unidentified = [p for p, r in sd_ratio.items() if r > UNIDENTIFIED_SD_RATIO]
+    if unidentified:
+        pins = [_what_would_pin(attrs, p, docs.get(p, p), where_informative(idata, model, spaces, p)) for p in unidentified]
+        causes.append(Cause(
+            NOT_IDENTIFIED,
+            f"posterior barely narrower than the prior for {', '.join(unidentified)} "
+            f"(sd ratio {', '.join(f'{sd_ratio[p]:.2f}' for p in unidentified)}); " + "; ".join(pins),
+            {"parameters": unidentified, "sd_ratio": {p: sd_ratio[p] for p in unidentified}, "what_would_pin": pins},
+        ))
+    causes.extend(mode_causes(modes))
+
+    checks = attrs.get("checks") or compute_checks(idata)
+    failures, evidence = misspecification(checks)
+    if failures:
+        causes.append(Cause(MISSPECIFIED, "; ".join(failures), evidence))
+
+    if not passes_gate and not any(c.kind in (NOT_IDENTIFIED, SAMPLER_FAILED) for c in causes):
+        fixes = sampler_fixes(
+            diagnostics, int(config.get("max_tree_depth", 10)), float(config.get("target_accept", 0.9)),
+            int(config.get("draws", 1000)),
+        ) or list(diagnostics.get("reasons", ["diagnostics missing from the fit file: refit"]))
+        causes.append(Cause(SAMPLER_FAILED, "; ".join(fixes), {"diagnostics": {
+            k: diagnostics.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "treedepth_hits", "reasons")
+        }}))
+    return Verdict(
+        name=name, model=attrs["model"], behavior=attrs["behavior"], passes_gate=passes_gate, causes=causes,
+        modes=modes, sd_ratio=sd_ratio, gate_reasons=list(diagnostics.get("reasons", [])),
+    )
+
+
+# ---------------------------------------------------------------- ranking
+@dataclasses.dataclass
+class Ranking:
+    """``winner``: name or None (undecided); ``clearly``: the winner is clearly ahead;
+    ``text``: one paragraph for the report; ``table``: PSIS-LOO comparison (pandas) of the
+    comparable fits (None when fewer than one); ``excluded``: name -> why it is not ranked."""
+
+    winner: str | None
+    clearly: bool
+    text: str
+    table: object
+    excluded: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {
+            "winner": self.winner,
+            "clearly": self.clearly,
+            "text": self.text,
+            "table": None if self.table is None else json.loads(self.table.to_json(orient="index")),
+            "excluded": dict(self.excluded),
+        }
+
+
+def clearly_ahead(d_elpd: float, dse: float, high_k: dict[str, int]) -> tuple[bool, list[str]]:
+    """The rule for "clearly": ``d_elpd > 2 dse`` and reliable PSIS (no observation with
+    Pareto k > 0.7) for the two fits compared (``high_k``: name -> count of such
+    observations). Returns the decision and, when not clearly, why not."""
+    why = []
+    if not d_elpd > 2 * dse:
+        why.append(f"d_elpd {d_elpd:.1f} is within 2 x dse {dse:.1f}")
+    for name, count in high_k.items():
+        if count:
+            why.append(f"PSIS is unreliable for {count} observations of {name} (Pareto k > {PARETO_K_MAX}; an exact "
+                       "refit of them would be needed)")
+    return not why, why
+
+
+def rank_fits(fits: dict, verdicts: dict[str, Verdict]) -> Ranking:
+    """Rank fits of the same data (name -> path or InferenceData) by PSIS-LOO among the
+    comparable ones only (a multimodal fit through its stacked modes); see the module
+    docstring for "clearly"."""
+    import arviz as az
+
+    excluded = {n: f"{verdicts[n].label}: " + "; ".join(c.summary for c in verdicts[n].causes)
+                for n in fits if not verdicts[n].comparable}
+    eligible = [n for n in fits if verdicts[n].comparable]
+    if not eligible:
+        text = ("The comparison is undecided: no fit is trustworthy ("
+                + "; ".join(f"{n}: {verdicts[n].label}" for n in fits) + ").")
+        return Ranking(None, False, text, None, excluded)
+    loaded = {}
+    for n in eligible:
+        idata = load_fit(fits[n]) if isinstance(fits[n], (str, Path)) else fits[n]
+        loaded[n] = stacked_fit(idata, verdicts[n].modes) if verdicts[n].modes.multimodal else idata
+    high_k = {}
+    for n, idata in loaded.items():
+        k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
+        high_k[n] = int((k > PARETO_K_MAX).sum())
+    left_out = f" Not ranked: {'; '.join(f'{n} ({verdicts[n].label})' for n in excluded)}." if excluded else ""
+    if len(eligible) == 1:
+        only = eligible[0]
+        text = f"{only} is the only trustworthy fit, so there is no comparison to win.{left_out}"
+        return Ranking(only, False, text, None, excluded)
+    table = az.compare(loaded, ic="loo", method="stacking").rename(columns={"elpd_diff": "d_elpd"})
+    table["pareto_k_bad"] = [high_k[n] for n in table.index]
+    winner, runner_up = table.index[0], table.index[1]
+    d_elpd, dse = float(table.loc[runner_up, "d_elpd"]), float(table.loc[runner_up, "dse"])
+    clearly, why = clearly_ahead(d_elpd, dse, {n: high_k[n] for n in (winner, runner_up)})
+    if clearly:
+        text = f"{winner} predicts best, clearly ahead of {runner_up} (d_elpd {d_elpd:.1f} > 2 x dse {dse:.1f})."
+    else:
+        text = f"{winner} ranks first, but not clearly ahead of {runner_up}: {'; '.join(why)}."
+    return Ranking(winner, bool(clearly), text + left_out, table, excluded)
