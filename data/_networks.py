@@ -4,6 +4,16 @@ Feed-forward (default): separate actor and critic MLPs, each ``num_layers`` dens
 layers of ``layer_size`` units with tanh, orthogonal initialisation (gain sqrt(2) for
 hidden layers, 0.01 for the policy logits, 1.0 for the value), zero biases.
 
+The orthogonal matrices come from :func:`orthogonal`, which equals
+``jax.nn.initializers.orthogonal`` but never makes a *batched* LAPACK call: the seeds'
+parameters are initialised inside one program vmapped over seeds, and a batched QR
+there deadlocks XLA's CPU backend. Since jax 0.10 a batched LAPACK call on the CPU
+splits its batch over the intra-op thread pool it runs on; when every pool thread is
+inside such a call (the actor's and the critic's QRs run concurrently), each waits for
+sub-tasks that no free thread is left to run, and training waits forever at 0 % CPU.
+A single matrix is factorised inline on the calling thread, so under ``vmap`` the
+matrices are factorised one after the other.
+
     actor.apply({"params": p}, obs)  -> logits [..., num_actions]
     critic.apply({"params": p}, obs) -> value  [...]
 
@@ -20,10 +30,56 @@ with ``hidden [batch, gru_hidden]`` and ``obs [time, batch, obs_dim]``,
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
+
+
+@jax.custom_batching.custom_vmap
+def orthonormal_columns(matrix: jax.Array) -> jax.Array:
+    """Q of the QR factorisation ``matrix = Q R`` with ``sign(diag(R))`` folded into Q
+    (the unique Q with ``diag(R) > 0``), exactly as ``jax.random.orthogonal`` computes it.
+
+    ``matrix [rows, cols]`` with ``rows >= cols`` -> ``Q [rows, cols]`` (orthonormal columns).
+    Under ``vmap`` the matrices are factorised one after the other (``lax.map``), so every
+    LAPACK call in the compiled program sees a single matrix (see the module docstring).
+    """
+    q, r = jnp.linalg.qr(matrix)
+    return q * jnp.expand_dims(jnp.sign(jnp.diagonal(r)), -2)
+
+
+@orthonormal_columns.def_vmap
+def _orthonormal_columns_vmap(axis_size, in_batched, matrices):
+    (batched,) = in_batched
+    if not batched:
+        return orthonormal_columns(matrices), False
+    return jax.lax.map(orthonormal_columns, matrices), True
+
+
+def orthogonal(scale: float = 1.0):
+    """Orthogonal initialiser (flax signature ``init(key, shape, dtype)``): the values of
+    ``jax.nn.initializers.orthogonal(scale)`` (columns along the last axis), without a
+    batched LAPACK call when vmapped.
+
+    ``shape [..., out]``: the matrix ``[prod(shape[:-1]), out]`` has orthonormal columns
+    if it is tall, orthonormal rows if it is wide, times ``scale``.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initialiser needs a shape of at least 2 dimensions, received {shape}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        draws = jax.random.normal(key, (max(rows, cols), min(rows, cols)), dtype)
+        q = orthonormal_columns(draws)
+        if rows < cols:
+            q = q.T
+        return (jnp.asarray(scale, dtype) * q).reshape(shape)
+
+    return init
 
 
 class MLPHead(nn.Module):
@@ -71,7 +127,7 @@ class _GRUStep(nn.Module):
     def __call__(self, carry, inputs):
         x, reset = inputs
         carry = jnp.where(reset[:, None], jnp.zeros_like(carry), carry)
-        carry, y = nn.GRUCell(self.hidden_size)(carry, x)
+        carry, y = nn.GRUCell(self.hidden_size, recurrent_kernel_init=orthogonal())(carry, x)
         return carry, y
 
 
