@@ -37,11 +37,14 @@ def simulate_trajectory(
     concentration: float = 3.0,
     level_scale: float = 2.0,
     seed: int = 0,
+    episodes_range: tuple[int, int] | None = None,
 ):
     """A trajectory Dataset whose ``behavior`` follows ``model`` with per-seed ``params``.
 
     ``params``: parameter name -> array [S] (one value per seed). The first
     ``masked_updates`` updates finish no episode (they must be masked by a fit).
+    Finished episodes per update are Poisson(``episodes_per_update``), or uniform on the
+    inclusive ``episodes_range`` when it is given.
     Event totals have mean ``episodes * level_scale * level`` per update (the model level
     is in normalised units); unlocks and action shares use the level as a probability.
     ``observation``: ``poisson`` or ``negbin`` (default) for event totals; ``betabinomial``
@@ -61,7 +64,10 @@ def simulate_trajectory(
         raise ValueError("the model's solve failed for these parameters")
     level = np.asarray(outputs[model.applies_to[kind]], np.float64)  # [S, U]
 
-    episodes = rng.poisson(episodes_per_update, size=(n_seeds, n_updates)).astype(np.int64)
+    if episodes_range is None:
+        episodes = rng.poisson(episodes_per_update, size=(n_seeds, n_updates)).astype(np.int64)
+    else:
+        episodes = rng.integers(episodes_range[0], episodes_range[1] + 1, size=(n_seeds, n_updates)).astype(np.int64)
     episodes[:, :masked_updates] = 0
     shape = (n_seeds, n_updates)
     unlocks = np.stack(
