@@ -84,7 +84,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench_fit_"))
     paths = []
     for index in range(2):
-        dataset = simulate_trajectory(model, truth, behavior="unlock:place_table", n_updates=args.updates,
+        dataset = simulate_trajectory(model, truth, behaviour="unlock:place_table", n_updates=args.updates,
                                       episodes_per_update=100.0, seed=10 + index)
         write_trajectory(dataset, folder / f"traj{index}.nc")
         paths.append(folder / f"traj{index}.nc")
@@ -97,7 +97,7 @@ def main() -> None:
     results = {}
     # ---------------------------------------------------------------- valuedyn
     for label, path in (("valuedyn (cold: with compilation)", paths[0]), ("valuedyn (warm: compiled sampler reused)", paths[1])):
-        config = FitConfig(trajectory=str(path), model="overshoot", behavior="unlock:place_table",
+        config = FitConfig(trajectory=str(path), model="overshoot", behaviour="unlock:place_table",
                            out=str(path.with_suffix(".fit.nc")), chains=args.chains, warmup=args.warmup,
                            draws=args.draws, seed=1, force=True, progress=True,
                            parameterization=args.parameterization)
@@ -175,10 +175,10 @@ def reference_fit(path: str, chains: int, warmup: int, draws: int, names: list[s
 
     from valuedyn.data import open_trajectory
     from valuedyn.fitting._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD, parameter_spaces
-    from valuedyn.fitting._select import select_behavior
+    from valuedyn.fitting._select import select_behaviour
     from valuedyn.models import get_model
 
-    selection = select_behavior(open_trajectory(path), "unlock:place_table")
+    selection = select_behaviour(open_trajectory(path), "unlock:place_table")
     spaces = parameter_spaces(get_model("overshoot"))
     tau = jnp.asarray(selection.tau, jnp.float32)
     y = jnp.asarray(selection.y, jnp.float32)

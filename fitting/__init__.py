@@ -9,7 +9,7 @@ Python API (the report calls these; no subprocesses)::
 
     from valuedyn.fitting import FitConfig, fit_trajectory, check_fit, compare_fits, load_fit
     path = fit_trajectory(FitConfig(trajectory="run.nc", model="overshoot",
-                                    behavior="event:place_plant", out="fit.nc"))
+                                    behaviour="event:place_plant", out="fit.nc"))
     checks = check_fit(path)              # also stored in the file's attrs["checks"]
     result = compare_fits([path_a, path_b])
     verdict = classify_fit(path)          # trustworthy, or named causes with evidence
@@ -57,7 +57,7 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "load_fit": ("valuedyn.fitting._store", "load_fit"),
         "save_fit": ("valuedyn.fitting._store", "save_fit"),
         "fit_attrs": ("valuedyn.fitting._store", "fit_attrs"),
-        "select_behavior": ("valuedyn.fitting._select", "select_behavior"),
+        "select_behaviour": ("valuedyn.fitting._select", "select_behaviour"),
         "Selection": ("valuedyn.fitting._select", "Selection"),
         "simulate_trajectory": ("valuedyn.fitting._simulate", "simulate_trajectory"),
         "diversity_headline": ("valuedyn.fitting._diversity", "diversity_headline"),
@@ -135,7 +135,7 @@ __all__ = [
     "load_fit",
     "run_sbc",
     "save_fit",
-    "select_behavior",
+    "select_behaviour",
     "Selection",
     "simulate_trajectory",
     "diversity_headline",

@@ -166,14 +166,14 @@ def check_fit(path, seed: int = 0) -> dict:
     checks = compute_checks(idata, seed=seed)
     attrs = fit_attrs(idata)
     checks["model"] = attrs.get("model")
-    checks["behavior"] = attrs.get("behavior")
+    checks["behaviour"] = attrs.get("behaviour")
     idata.attrs["checks"] = json.dumps(checks)
     save_fit(idata, path)
     return checks
 
 
 def format_checks(checks: dict) -> str:
-    lines = [f"checks of {checks.get('model')} on {checks.get('behavior')}"]
+    lines = [f"checks of {checks.get('model')} on {checks.get('behaviour')}"]
     cov = checks["coverage"]
     lines.append(f"  interval coverage: 50% -> {cov['50']:.2f}, 90% -> {cov['90']:.2f}")
     pit = checks["loo_pit"]

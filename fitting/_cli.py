@@ -50,12 +50,13 @@ def enable_compilation_cache() -> None:
 class FitConfig:
     """Fit a dynamical model to one behaviour of a trajectory file with NUTS.
 
-    Example: valuedyn fit run.nc --model overshoot --behavior event:place_plant --out fit.nc
+    Example: valuedyn fit run.nc --model overshoot --behaviour event:place_plant --out fit.nc
     """
 
     trajectory: str = option(help="trajectory file (netCDF, from valuedyn train)", positional=True)
     model: str = option(help="registered model name (valuedyn models lists them)")
-    behavior: str = option(help="KIND:NAME with KIND unlock, event, action or diversity (e.g. event:place_plant)")
+    behaviour: str = option(help="KIND:NAME with KIND unlock, event, action or diversity (e.g. event:place_plant)",
+                            aliases=("--behavior",))
     out: str = option(help="fit file to write (ArviZ InferenceData netCDF)")
     seeds: tuple[int, ...] = option((), help="seed labels to fit (default: all)")
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")

@@ -54,7 +54,7 @@ class CompareResult:
 def _same_data(entries) -> None:
     first_path, first = entries[0]
     for path, attrs in entries[1:]:
-        for key in ("trajectory_sha256", "behavior", "selection"):
+        for key in ("trajectory_sha256", "behaviour", "selection"):
             if attrs.get(key) != first.get(key):
                 raise ValuedynError(
                     f"compare needs fits of the same data; {path} and {first_path} differ in {key} "
@@ -83,7 +83,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     from valuedyn.fitting._cli import FitConfig
     from valuedyn.fitting._fit import get_model, infer, settings_from
     from valuedyn.fitting._observation import OBSERVATION_MODELS
-    from valuedyn.fitting._select import parse_updates, select_behavior
+    from valuedyn.fitting._select import parse_updates, select_behaviour
 
     attrs = fit_attrs(idata)
     config = config_from_json(FitConfig, idata.attrs["config"])
@@ -99,8 +99,8 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
         )
     model = get_model(attrs["model"])
     observation = OBSERVATION_MODELS[attrs["observation_model"]]
-    selection = select_behavior(
-        open_trajectory(trajectory), attrs["behavior"], tuple(config.seeds) or None, parse_updates(config.updates)
+    selection = select_behaviour(
+        open_trajectory(trajectory), attrs["behaviour"], tuple(config.seeds) or None, parse_updates(config.updates)
     )
     train = selection.mask & (selection.tau[None, :] <= fraction)
     heldout = selection.mask & (selection.tau[None, :] > fraction)

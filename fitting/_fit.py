@@ -21,7 +21,7 @@ from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
 from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, fit_data, observable_for, parameter_spaces
 from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
-from valuedyn.fitting._select import Selection, parse_behavior, parse_updates, select_behavior
+from valuedyn.fitting._select import Selection, parse_behaviour, parse_updates, select_behaviour
 from valuedyn.fitting._store import save_fit
 
 
@@ -192,7 +192,7 @@ def infer(
 def _attrs(config, model, observation, selection: Selection, trajectory: Path, sha: str, diagnostics: dict, spaces) -> dict:
     attrs = {
         "model": model.name,
-        "behavior": selection.behavior,
+        "behaviour": selection.behaviour,
         "observation_model": observation.name,
         "pooling": config.pooling,
         "parameterization": config.parameterization,
@@ -220,7 +220,7 @@ def prepare(config):
     from valuedyn.data import open_trajectory
 
     validate_sampler_config(config)
-    parse_behavior(config.behavior)
+    parse_behaviour(config.behaviour)
     updates = parse_updates(config.updates)
     if not config.out:
         raise ValuedynError("--out is required: the fit file to write")
@@ -228,7 +228,7 @@ def prepare(config):
     trajectory = require_file(config.trajectory, "trajectory file")
     model = get_model(config.model)
     dataset = open_trajectory(trajectory)
-    selection = select_behavior(dataset, config.behavior, tuple(config.seeds) or None, updates)
+    selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)
     observation = observation_for(selection.family, config.observation)
     observable_for(model, selection.kind)
     return model, observation, selection, trajectory
@@ -244,7 +244,7 @@ def fit_trajectory(config) -> Path:
     sha = file_sha256(trajectory)
     inference = infer(
         model, observation, config.pooling, selection, settings_from(config), seed=config.seed,
-        progress=config.progress, desc=f"fit {model.name} {selection.behavior}",
+        progress=config.progress, desc=f"fit {model.name} {selection.behaviour}",
         parameterization=config.parameterization,
     )
     idata = inference.idata
@@ -255,7 +255,7 @@ def fit_trajectory(config) -> Path:
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
     save_fit(idata, out)
     print(
-        f"fit {model.name} to {selection.behavior} ({selection.y.shape[0]} seeds x {selection.y.shape[1]} updates, "
+        f"fit {model.name} to {selection.behaviour} ({selection.y.shape[0]} seeds x {selection.y.shape[1]} updates, "
         f"{selection.n_observed} observed, {observation.name}, {config.pooling} pooling) -> {out}",
         file=sys.stdout,
     )

@@ -79,7 +79,7 @@ class FitJob:
 
         s = self.settings
         return FitConfig(
-            trajectory=str(self.trajectory), behavior=self.behaviour, model=self.model, out=str(out),
+            trajectory=str(self.trajectory), behaviour=self.behaviour, model=self.model, out=str(out),
             seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
             max_tree_depth=s.max_tree_depth,
             force=True,  # a stale file under a cache name is replaced, never trusted
@@ -100,6 +100,9 @@ def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
     stored = config_to_dict(fit_config)
     for volatile in VOLATILE_FIT_FIELDS:
         stored.pop(volatile, None)
+    # hashed under the field's name before the spelling was unified, so fits cached
+    # before then are still found (the key of unchanged settings never changes)
+    stored["behavior"] = stored.pop("behaviour")
     text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -203,7 +206,7 @@ def plan_fits(
     """
     from valuedyn._io import file_sha256
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting._select import select_behavior
+    from valuedyn.fitting._select import select_behaviour
     from valuedyn.models import get_model
 
     settings.validate()
@@ -227,7 +230,7 @@ def plan_fits(
         wanted += [b for b in DIVERSITY_BEHAVIOURS if b not in wanted]
     jobs: list[FitJob] = []
     for behaviour in wanted:
-        select_behavior(ds, behaviour, seeds=chosen or None)  # bad name / empty data -> ValuedynError
+        select_behaviour(ds, behaviour, seeds=chosen or None)  # bad name / empty data -> ValuedynError
         fitting = applicable_models(behaviour, models)
         if not fitting:
             notes.append(f"{path.name}: {behaviour}: no requested model applies to its kind; skipped")

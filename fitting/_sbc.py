@@ -48,7 +48,7 @@ def _template(kind: str, n_seeds: int, n_updates: int, exposure: float):
     continuous = family == "continuous"
     shape = (n_seeds, n_updates)
     return Selection(
-        behavior=f"{kind}:simulated",
+        behaviour=f"{kind}:simulated",
         kind=kind,
         name="simulated",
         family=family,

@@ -33,8 +33,8 @@ import json
 import numpy as np
 
 from valuedyn._errors import ValuedynError
+from valuedyn.models import BEHAVIOUR_KINDS  # the kinds of the models' applies_to, defined once there
 
-BEHAVIOR_KINDS = ("unlock", "event", "action", "diversity")
 DIVERSITY_NAMES = ("actions", "events")
 #: behaviour kind -> family of its observation model
 KIND_FAMILY = {"unlock": "binomial", "action": "binomial", "event": "count", "diversity": "continuous"}
@@ -49,7 +49,7 @@ class Selection:
     ``updates``: the trajectory's seed and update labels ``[S]``, ``[U]``.
     """
 
-    behavior: str
+    behaviour: str
     kind: str
     name: str
     family: str
@@ -86,20 +86,20 @@ class Selection:
         return dataclasses.replace(self, mask=mask, level_scale=scale)
 
 
-def parse_behavior(behavior: str) -> tuple[str, str]:
+def parse_behaviour(behaviour: str) -> tuple[str, str]:
     """``"event:place_plant"`` -> ``("event", "place_plant")``; refuse a bad shape or kind."""
-    if not isinstance(behavior, str) or behavior.count(":") != 1:
+    if not isinstance(behaviour, str) or behaviour.count(":") != 1:
         raise ValuedynError(
-            f"--behavior must be KIND:NAME with KIND one of {', '.join(BEHAVIOR_KINDS)}; "
-            f"received {behavior!r}; e.g. unlock:place_table or event:place_plant"
+            f"--behaviour must be KIND:NAME with KIND one of {', '.join(BEHAVIOUR_KINDS)}; "
+            f"received {behaviour!r}; e.g. unlock:place_table or event:place_plant"
         )
-    kind, name = behavior.split(":")
-    if kind not in BEHAVIOR_KINDS:
+    kind, name = behaviour.split(":")
+    if kind not in BEHAVIOUR_KINDS:
         raise ValuedynError(
-            f"behaviour kind must be one of {', '.join(BEHAVIOR_KINDS)}; received {kind!r} in {behavior!r}"
+            f"behaviour kind must be one of {', '.join(BEHAVIOUR_KINDS)}; received {kind!r} in {behaviour!r}"
         )
     if not name:
-        raise ValuedynError(f"behaviour {behavior!r} names nothing after the colon; e.g. {kind}:NAME")
+        raise ValuedynError(f"behaviour {behaviour!r} names nothing after the colon; e.g. {kind}:NAME")
     return kind, name
 
 
@@ -156,9 +156,9 @@ def _level_scale(family: str, y: np.ndarray, exposure: np.ndarray, mask: np.ndar
     return top if top > 0 else 1.0
 
 
-def select_behavior(
+def select_behaviour(
     ds,
-    behavior: str,
+    behaviour: str,
     seeds: tuple[int, ...] | None = None,
     updates: tuple[int | None, int | None] | None = None,
 ) -> Selection:
@@ -168,7 +168,7 @@ def select_behavior(
     update labels (None = all). Raises :class:`ValuedynError` for an unknown name (listing
     the valid ones), an empty selection, or a selection with no observed update.
     """
-    kind, name = parse_behavior(behavior)
+    kind, name = parse_behaviour(behaviour)
     family = KIND_FAMILY[kind]
 
     seed_labels = _labels(ds, "seed")
@@ -204,7 +204,7 @@ def select_behavior(
         names = _names(ds, dim)
         if name not in names:
             raise ValuedynError(
-                f"behaviour {behavior!r}: {dim} {name!r} is not in this file; valid names: {', '.join(names)}"
+                f"behaviour {behaviour!r}: {dim} {name!r} is not in this file; valid names: {', '.join(names)}"
             )
         return np.asarray(sub[variable].isel({dim: names.index(name)}).values, dtype=np.int64)
 
@@ -220,7 +220,7 @@ def select_behavior(
     else:
         if name not in DIVERSITY_NAMES:
             raise ValuedynError(
-                f"behaviour {behavior!r}: diversity is computed over 'actions' or 'events'; "
+                f"behaviour {behaviour!r}: diversity is computed over 'actions' or 'events'; "
                 f"valid names: diversity:actions, diversity:events"
             )
         counts = sub["action_count"].values if name == "actions" else sub["event_total"].values
@@ -236,14 +236,14 @@ def select_behavior(
         y = np.where(mask, y, 0.0).astype(np.float64)
     if not mask.any():
         raise ValuedynError(
-            f"behaviour {behavior!r}: every selected update is masked (no finished episode / no data in "
+            f"behaviour {behaviour!r}: every selected update is masked (no finished episode / no data in "
             f"{len(seed_index)} seeds x {len(update_index)} updates); select later updates or other seeds"
         )
     env_step = np.asarray(sub["env_step"].values, dtype=np.float64)
     origin, scale = float(env_step[0]), float(env_step[-1] - env_step[0])
     tau = (env_step - origin) / scale
     return Selection(
-        behavior=behavior,
+        behaviour=behaviour,
         kind=kind,
         name=name,
         family=family,

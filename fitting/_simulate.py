@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from valuedyn.data._schema import TRAJECTORY_VARIABLES
-from valuedyn.fitting._select import parse_behavior
+from valuedyn.fitting._select import parse_behaviour
 
 ACHIEVEMENTS = ("collect_wood", "place_table", "collect_sapling", "place_plant", "eat_plant")
 EVENTS = ("place_plant", "place_table", "collect_wood", "eat_plant", "drink_water")
@@ -28,7 +28,7 @@ def simulate_trajectory(
     model,
     params: dict[str, np.ndarray],
     *,
-    behavior: str = "unlock:place_table",
+    behaviour: str = "unlock:place_table",
     n_updates: int = 200,
     episodes_per_update: float = 40.0,
     steps_per_update: int = 4096,
@@ -39,7 +39,7 @@ def simulate_trajectory(
     seed: int = 0,
     episodes_range: tuple[int, int] | None = None,
 ):
-    """A trajectory Dataset whose ``behavior`` follows ``model`` with per-seed ``params``.
+    """A trajectory Dataset whose ``behaviour`` follows ``model`` with per-seed ``params``.
 
     ``params``: parameter name -> array [S] (one value per seed). The first
     ``masked_updates`` updates finish no episode (they must be masked by a fit).
@@ -53,7 +53,7 @@ def simulate_trajectory(
     """
     import xarray as xr
 
-    kind, name = parse_behavior(behavior)
+    kind, name = parse_behaviour(behaviour)
     rng = np.random.default_rng(seed)
     n_seeds = len(next(iter(params.values())))
     env_step = (np.arange(1, n_updates + 1) * steps_per_update).astype(np.int64)
@@ -139,7 +139,7 @@ def simulate_trajectory(
     }
     truth = {k: [float(x) for x in np.asarray(v)] for k, v in params.items()}
     attrs = {
-        "config": json.dumps({"simulated": True, "model": model.name, "behavior": behavior, "truth": truth}),
+        "config": json.dumps({"simulated": True, "model": model.name, "behaviour": behaviour, "truth": truth}),
         "valuedyn_version": "simulated",
         "git_commit": "simulated",
         "craftax_version": "none",

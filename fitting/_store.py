@@ -16,7 +16,7 @@ from valuedyn._errors import ValuedynError
 from valuedyn._io import atomic_path
 
 REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data", "posterior_predictive")
-REQUIRED_FIT_ATTRS = ("model", "behavior", "observation_model", "pooling", "trajectory", "trajectory_sha256", "selection", "config")
+REQUIRED_FIT_ATTRS = ("model", "behaviour", "observation_model", "pooling", "trajectory", "trajectory_sha256", "selection", "config")
 JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "parameter_transforms")
 
 
@@ -47,6 +47,8 @@ def load_fit(path):
             f"cannot read {path} as a fit file ({type(err).__name__}: {err}); it is corrupt or not a fit file"
         ) from None
     missing_groups = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
+    if "behavior" in idata.attrs and "behaviour" not in idata.attrs:  # a fit file written before the rename
+        idata.attrs["behaviour"] = idata.attrs.pop("behavior")
     attrs = dict(getattr(idata, "attrs", {}) or {})
     missing_attrs = [a for a in REQUIRED_FIT_ATTRS if a not in attrs]
     if missing_groups or missing_attrs:

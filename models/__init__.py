@@ -27,7 +27,7 @@ Tsit5), ``rtol``, ``atol``, ``max_steps``. See ``valuedyn models`` and
 ``valuedyn models NAME`` for the equations and the analysis.
 """
 
-from valuedyn.models._base import Analysis, FixedPoint, Model, ModelSpec, Observable, Parameter
+from valuedyn.models._base import BEHAVIOUR_KINDS, Analysis, FixedPoint, Model, ModelSpec, Observable, Parameter
 from valuedyn.models._registry import get_model, list_models, register_model
 
 # Importing a model module registers it.
@@ -38,6 +38,7 @@ from valuedyn.models import diversify_then_minimize as _diversify_then_minimize 
 from valuedyn.models import stagewise as _stagewise  # noqa: E402,F401
 
 __all__ = [
+    "BEHAVIOUR_KINDS",
     "Analysis",
     "FixedPoint",
     "Model",

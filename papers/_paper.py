@@ -147,7 +147,7 @@ def load_fit_paths(paths: Sequence[Path], trajectory_sha256: str | None = None) 
         idata = load_fit(path)
         if trajectory_sha256 is not None and str(F.fit_attr(idata, "trajectory_sha256")) != trajectory_sha256:
             continue
-        behaviour = str(F.fit_attr(idata, "behavior"))
+        behaviour = str(F.fit_attr(idata, "behaviour"))
         model = str(F.fit_attr(idata, "model"))
         if model in fits.get(behaviour, {}):
             raise ValuedynError(

@@ -31,14 +31,17 @@ def option(
     choices: tuple | None = None,
     metavar: str | None = None,
     static: bool = False,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field that knows how it appears on the command line.
 
     ``static=True`` marks a shape-fixing setting (changing it recompiles); it is only
-    documentation here, but :func:`static_fields` lists them.
+    documentation here, but :func:`static_fields` lists them. ``aliases``: further flags
+    accepted for it (an old spelling, so old command lines keep working).
     """
     metadata = dict(
-        help=help, positional=positional, nargs=nargs, choices=choices, metavar=metavar, static=static
+        help=help, positional=positional, nargs=nargs, choices=choices, metavar=metavar, static=static,
+        aliases=aliases,
     )
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple, not a mutable default, in a frozen config")
@@ -94,7 +97,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
         else:
             if not has_default:
                 kwargs["required"] = True
-            parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+            parser.add_argument(_flag(f.name), *meta.get("aliases", ()), dest=f.name, **kwargs)
 
 
 def config_from_namespace(config_cls: type, namespace: argparse.Namespace) -> Any:
@@ -121,6 +124,10 @@ def config_to_json(config: Any) -> str:
     return json.dumps({"config_class": type(config).__name__, **config_to_dict(config)}, sort_keys=True)
 
 
+#: old field name -> new one (files written before the rename store the old name).
+RENAMED_FIELDS = {"behavior": "behaviour"}
+
+
 def config_from_json(config_cls: type, text: str) -> Any:
     """Rebuild a config stored by :func:`config_to_json`; refuse another class or unknown fields."""
     try:
@@ -128,6 +135,9 @@ def config_from_json(config_cls: type, text: str) -> Any:
     except json.JSONDecodeError as err:
         raise ValuedynError(f"stored config is not valid JSON ({err}); the file is corrupt, re-create it") from None
     stored_class = data.pop("config_class", config_cls.__name__)
+    for old, new in RENAMED_FIELDS.items():  # files written before a field was renamed stay readable
+        if old in data and new not in data:
+            data[new] = data.pop(old)
     if stored_class != config_cls.__name__:
         raise ValuedynError(
             f"stored config is a {stored_class}, expected a {config_cls.__name__}; pass a file written by the matching command"

@@ -32,7 +32,7 @@ def make_trajectory(model_name: str, truth: dict, path, seed: int = 0, **kwargs)
     from valuedyn.models import get_model
 
     dataset = simulate_trajectory(
-        get_model(model_name), truth, behavior="unlock:place_table", n_updates=N_UPDATES,
+        get_model(model_name), truth, behaviour="unlock:place_table", n_updates=N_UPDATES,
         episodes_per_update=150.0, seed=seed, **kwargs,
     )
     write_trajectory(dataset, path)

@@ -93,9 +93,9 @@ def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
     command = [sys.executable, "-m", "valuedyn", "fit-batch", str(logistic_file), "--fits-dir", str(fits),
                "--behaviours", BEHAVIOUR, "--models", MODEL, "--seeds", "0", "--workers", "1",
                "--chains", "1", "--draws", "30", "--warmup", "30", "--max-tree-depth", "4"]
-    # three fits: one per seed, so the kill can land between or inside fits
+    # two fits, one per seed, one command each: the kill lands in the second command
     runs = [command[:command.index("--seeds") + 1] + [str(seed)] + command[command.index("--seeds") + 2:]
-            for seed in (0, 1, 2)]
+            for seed in (0, 1)]
     env = dict(os.environ, VALUEDYN_JAX_CACHE=os.environ.get("VALUEDYN_TEST_JAX_CACHE", "/tmp/valuedyn-test-jax-cache"))
     script = " && ".join(subprocess.list2cmdline(run) for run in runs)
     process = subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True,
@@ -126,3 +126,32 @@ def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
 
     for path in statuses:
         load_fit(path)  # every indexed fit loads
+
+
+def test_cache_key_of_unchanged_settings_never_changes():
+    from valuedyn.fitting import FitJob
+
+    job = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
+    # the key the report's fit cache has used since before the runner existed: a fit
+    # cached then is found now (pinned on purpose; change it only with a cache migration)
+    assert job.cache_key() == "095c0be14d87a3827e3bd814dba2431a6176b3e5cf10f496ea0b279b250023b5"
+
+
+def test_the_old_spelling_stays_readable(local_run, tmp_path):
+    from valuedyn._config import config_from_json
+    from valuedyn.cli import build_parser
+    from valuedyn.fitting import FitConfig, load_fit, save_fit
+
+    parser, _, _ = build_parser("fit")
+    old_flag = parser.parse_args(["run.nc", "--model", "overshoot", "--behavior", BEHAVIOUR, "--out", "fit.nc"])
+    assert old_flag.behaviour == BEHAVIOUR
+    # a fit file written before the rename: attribute and stored config say "behavior"
+    idata = load_fit(local_run[0].outcomes[0].path)
+    idata.attrs["behavior"] = idata.attrs.pop("behaviour")
+    config = json.loads(idata.attrs["config"])
+    config["behavior"] = config.pop("behaviour")
+    idata.attrs["config"] = json.dumps(config)
+    save_fit(idata, tmp_path / "old.nc")
+    again = load_fit(tmp_path / "old.nc")
+    assert again.attrs["behaviour"] == BEHAVIOUR
+    assert config_from_json(FitConfig, again.attrs["config"]).behaviour == BEHAVIOUR

@@ -14,7 +14,7 @@ FLAGS = ["--chains", str(SETTINGS["chains"]), "--warmup", str(SETTINGS["warmup"]
 
 
 def _fit_args(trajectory, model, out, *extra):
-    return ["fit", str(trajectory), "--model", model, "--behavior", "unlock:place_table", "--out", str(out),
+    return ["fit", str(trajectory), "--model", model, "--behaviour", "unlock:place_table", "--out", str(out),
             "--pooling", "none", "--seed", "3", *FLAGS, *extra]
 
 
@@ -74,7 +74,7 @@ def test_bad_input_exits_2_and_writes_nothing(logistic_file, tmp_path, capsys):
         (_fit_args(tmp_path / "missing.nc", "logistic_onset", out), "does not exist"),
         (_fit_args(not_a_trajectory, "logistic_onset", out), "cannot read"),
         (_fit_args(logistic_file, "no_such_model", out), "known models"),
-        (_fit_args(logistic_file, "logistic_onset", out)[:4] + ["--behavior", "unlock:nothing", "--out", str(out)] + FLAGS,
+        (_fit_args(logistic_file, "logistic_onset", out)[:4] + ["--behaviour", "unlock:nothing", "--out", str(out)] + FLAGS,
          "valid names"),
         (_fit_args(logistic_file, "logistic_onset", out, "--updates", "500:600"), "at least 1 seed and 2 updates"),
         (_fit_args(masked, "logistic_onset", out), "every selected update is masked"),

@@ -13,7 +13,7 @@ from fitting_helpers import LOGISTIC_TRUTH, OVERSHOOT_TRUTH, SETTINGS
 def _fit(path, model, out, pooling):
     # the same settings as the CLI round trip, so both reuse one compiled sampler per model
     config = FitConfig(
-        trajectory=str(path), model=model, behavior="unlock:place_table", out=str(out),
+        trajectory=str(path), model=model, behaviour="unlock:place_table", out=str(out),
         pooling=pooling, seed=3, progress=False, **SETTINGS,
     )
     return load_fit(fit_trajectory(config))
@@ -92,7 +92,7 @@ def test_fit_file_follows_the_contract(overshoot_fit, overshoot_file):
     assert np.all(y_rep[..., ~mask] == 0) and np.all(y_rep <= idata.constant_data["exposure"].values)
     assert idata.observed_data["y"].dtype.kind == "i"
     attrs = fit_attrs(idata)
-    assert attrs["model"] == "overshoot" and attrs["behavior"] == "unlock:place_table"
+    assert attrs["model"] == "overshoot" and attrs["behaviour"] == "unlock:place_table"
     assert attrs["observation_model"] == "binomial" and attrs["pooling"] == "none"
     assert attrs["trajectory"] == str(overshoot_file) and len(attrs["trajectory_sha256"]) == 64
     assert attrs["selection"]["seeds"] == [0, 1, 2]

@@ -6,7 +6,7 @@ import pytest
 from valuedyn._errors import ValuedynError
 from valuedyn.data import open_trajectory
 from valuedyn.fitting._observation import observation_for
-from valuedyn.fitting._select import hill1, parse_behavior, parse_updates, select_behavior
+from valuedyn.fitting._select import hill1, parse_behaviour, parse_updates, select_behaviour
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def dataset(overshoot_file):
 
 
 def test_unlock_selection_counts_out_of_finished_episodes(dataset):
-    sel = select_behavior(dataset, "unlock:place_table")
+    sel = select_behaviour(dataset, "unlock:place_table")
     episodes = dataset["episodes_finished"].values
     assert sel.family == "binomial"
     np.testing.assert_array_equal(sel.exposure, episodes)
@@ -27,7 +27,7 @@ def test_unlock_selection_counts_out_of_finished_episodes(dataset):
 
 
 def test_event_level_scale_is_largest_mean_count_per_episode(dataset):
-    sel = select_behavior(dataset, "event:place_plant", seeds=(0, 2), updates=(10, 59))
+    sel = select_behaviour(dataset, "event:place_plant", seeds=(0, 2), updates=(10, 59))
     assert list(sel.seeds) == [0, 2] and sel.y.shape == (2, 50)
     mean_count = sel.y[sel.mask] / sel.exposure[sel.mask]
     assert sel.level_scale == pytest.approx(mean_count.max())
@@ -38,12 +38,12 @@ def test_event_level_scale_is_largest_mean_count_per_episode(dataset):
 
 
 def test_action_share_and_diversity(dataset):
-    sel = select_behavior(dataset, "action:place_plant")
+    sel = select_behaviour(dataset, "action:place_plant")
     np.testing.assert_array_equal(sel.exposure, dataset["action_count"].values.sum(-1))
-    div = select_behavior(dataset, "diversity:actions")
+    div = select_behaviour(dataset, "diversity:actions")
     assert div.family == "continuous" and np.all(div.exposure[div.mask] == 1.0)
     assert np.all((div.y[div.mask] >= 1.0) & (div.y[div.mask] <= dataset.sizes["action"]))
-    events = select_behavior(dataset, "diversity:events")
+    events = select_behaviour(dataset, "diversity:events")
     assert not events.mask[:, :3].any()  # no finished episode, no event distribution
 
 
@@ -56,7 +56,7 @@ def test_hill1_matches_definition():
 
 
 @pytest.mark.parametrize(
-    "behavior, message",
+    "behaviour, message",
     [
         ("unlock:no_such_thing", "valid names: collect_wood, place_table"),
         ("event:nope", "valid names: place_plant"),
@@ -65,18 +65,18 @@ def test_hill1_matches_definition():
         ("place_table", "KIND:NAME"),
     ],
 )
-def test_bad_behaviour_names_list_valid_ones(dataset, behavior, message):
+def test_bad_behaviour_names_list_valid_ones(dataset, behaviour, message):
     with pytest.raises(ValuedynError, match=message):
-        select_behavior(dataset, behavior)
+        select_behaviour(dataset, behaviour)
 
 
 def test_empty_and_all_masked_selections_are_refused(dataset):
     with pytest.raises(ValuedynError, match="at least 1 seed and 2 updates"):
-        select_behavior(dataset, "unlock:place_table", updates=(500, 600))
+        select_behaviour(dataset, "unlock:place_table", updates=(500, 600))
     with pytest.raises(ValuedynError, match="every selected update is masked"):
-        select_behavior(dataset, "unlock:place_table", updates=(0, 2))
+        select_behaviour(dataset, "unlock:place_table", updates=(0, 2))
     with pytest.raises(ValuedynError, match="does not hold"):
-        select_behavior(dataset, "unlock:place_table", seeds=(7,))
+        select_behaviour(dataset, "unlock:place_table", seeds=(7,))
     with pytest.raises(ValuedynError, match="FIRST:LAST"):
         parse_updates("3-4")
-    assert parse_behavior("event:place_plant") == ("event", "place_plant")
+    assert parse_behaviour("event:place_plant") == ("event", "place_plant")

@@ -74,7 +74,7 @@ def test_claims_match_the_fit_files(report_dir, report_json):
         paths = [result["fits"][m]["file"] for m in MODELS]
         for model, path in zip(MODELS, paths):
             idata = load_fit(path)
-            assert idata.attrs["model"] == model and idata.attrs["behavior"] == result["behaviour"]
+            assert idata.attrs["model"] == model and idata.attrs["behaviour"] == result["behaviour"]
             assert result["fits"][model]["trustworthy"] == bool(int(idata.attrs["trustworthy"]))
             assert result["fits"][model]["check_failures"] == json.loads(idata.attrs["checks"])["flags"]
         table = compare_fits(paths, lfo=False, progress=False).table
