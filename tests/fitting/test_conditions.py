@@ -146,6 +146,9 @@ def test_an_effect_in_one_parameter_is_recovered_and_the_others_cover_zero(effec
     trustworthy = conditions_attrs(effect_fit)["trustworthy"]
     assert excess["clear"] == trustworthy
     assert [name for name, e in effects.items() if e["clear"]] == (["excess"] if trustworthy else [])
+    # the same posterior judged as if it had passed the gate: the excess alone is a finding
+    as_if_trusted = condition_effects(effect_fit, trustworthy=True)
+    assert [e["parameter"] for e in as_if_trusted if e["clear"]] == ["excess"]
 
 
 def test_identical_conditions_declare_no_effect(null_fit):
@@ -224,3 +227,9 @@ def test_report_section_has_both_figures_and_one_sentence_per_clear_effect(effec
     assert all(s in text for s in sentences)
     null_sentences = effect_sentences(null_fit)
     assert len(null_sentences) == 1 and ("No parameter" in null_sentences[0] or "not reported" in null_sentences[0])
+    # the sentence of a finding, from the same posterior marked trustworthy
+    trusted = effect_fit.copy()
+    trusted.attrs["trustworthy"] = 1
+    trusted.attrs["effects"] = json.dumps(condition_effects(effect_fit, trustworthy=True))
+    (finding,) = [s for s in effect_sentences(trusted) if "typical excess " in s]
+    assert "lower than under reward_every=[]" in finding and "normalised level units" in finding
