@@ -28,7 +28,7 @@ Conditions of training compared (``valuedyn conditions``)::
 
     # conditions: files whose training settings differ; effects with posteriors
     path = fit_conditions(ConditionsConfig(trajectories=("default.nc", "every_plant.nc"), model="overshoot",
-                                           behavior="event:place_plant", out="conditions.nc"))
+                                           behaviour="event:place_plant", out="conditions.nc"))
 """
 
 from valuedyn.fitting._batch_cli import FitBatchConfig

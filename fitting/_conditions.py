@@ -164,11 +164,11 @@ class ConditionsSelection:
     sha256: dict
 
 
-def pool_conditions(paths, behavior: str, updates=None) -> ConditionsSelection:
-    """Read the files, find the conditions, select ``behavior`` in each file and pool the
+def pool_conditions(paths, behaviour: str, updates=None) -> ConditionsSelection:
+    """Read the files, find the conditions, select ``behaviour`` in each file and pool the
     seeds. All files must share one update grid (the same ``env_step`` coordinate)."""
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting._select import _level_scale, select_behavior
+    from valuedyn.fitting._select import _level_scale, select_behaviour
 
     paths = [str(require_file(p, "trajectory file")) for p in paths]
     datasets = [open_trajectory(p) for p in paths]
@@ -183,7 +183,7 @@ def pool_conditions(paths, behavior: str, updates=None) -> ConditionsSelection:
         configs.append(config)
     conditions, differing = find_conditions(paths, configs)
     condition_of = {f: i for i, c in enumerate(conditions) for f in c.files}
-    selections = [select_behavior(ds, behavior, None, updates) for ds in datasets]
+    selections = [select_behaviour(ds, behaviour, None, updates) for ds in datasets]
     first = selections[0]
     for path, sel in zip(paths[1:], selections[1:]):
         if sel.env_step.shape != first.env_step.shape or not np.array_equal(sel.env_step, first.env_step):
@@ -355,7 +355,7 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     data = condition_data(pooled, len(spaces))
     compiled, data, result = sample_conditions(
         model, observation, observable, data, n_conditions, settings, seed=seed, parameterization=parameterization,
-        progress=progress, desc=f"conditions {model.name} {selection.behavior}",
+        progress=progress, desc=f"conditions {model.name} {selection.behaviour}",
     )
     chains, draws = settings.num_chains, settings.num_draws
     flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in result["z"].items()}
@@ -505,17 +505,17 @@ def fit_conditions(config) -> Path:
     from valuedyn.fitting._fit import get_model, settings_from, validate_sampler_config
     from valuedyn.fitting._model import observable_for, parameter_spaces
     from valuedyn.fitting._observation import observation_for
-    from valuedyn.fitting._select import parse_behavior, parse_updates
+    from valuedyn.fitting._select import parse_behaviour, parse_updates
     from valuedyn.fitting._store import save_fit
 
     validate_sampler_config(config)
-    parse_behavior(config.behavior)
+    parse_behaviour(config.behaviour)
     updates = parse_updates(config.updates)
     if not config.out:
         raise ValuedynError("--out is required: the conditions fit file to write")
     refuse_overwrite(config.out, config.force)
     model = get_model(config.model)
-    pooled = pool_conditions(config.trajectories, config.behavior, updates)
+    pooled = pool_conditions(config.trajectories, config.behaviour, updates)
     selection = pooled.selection
     observation = observation_for(selection.family, config.observation)
     observable_for(model, selection.kind)
@@ -535,7 +535,7 @@ def fit_conditions(config) -> Path:
     ]
     idata.attrs.update({
         "model": model.name,
-        "behavior": selection.behavior,
+        "behaviour": selection.behaviour,
         "observation_model": observation.name,
         "pooling": "conditions",
         "parameterization": config.parameterization,
@@ -564,7 +564,7 @@ def fit_conditions(config) -> Path:
     idata.attrs.update(provenance())
     # the same posterior predictive checks as a single fit (coverage, LOO-PIT, p-values per seed)
     checks = compute_checks(idata, seed=config.seed)
-    checks.update(model=model.name, behavior=selection.behavior)
+    checks.update(model=model.name, behaviour=selection.behaviour)
     idata.attrs["checks"] = json.dumps(checks)
     effects = condition_effects(idata, trustworthy=bool(diagnostics["trustworthy"]))
     idata.attrs["effects"] = json.dumps(effects)
@@ -572,7 +572,7 @@ def fit_conditions(config) -> Path:
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
     save_fit(idata, out)
     summary = "; ".join(f"{c['name']}: {len(c['files'])} files, {len(c['seeds'])} seeds" for c in conditions)
-    print(f"conditions fit {model.name} to {selection.behavior} ({summary}; {observation.name}) -> {out}", file=sys.stdout)
+    print(f"conditions fit {model.name} to {selection.behaviour} ({summary}; {observation.name}) -> {out}", file=sys.stdout)
     print(format_diagnostics(diagnostics), file=sys.stdout)
     print(format_effects(effects, bool(diagnostics["trustworthy"])), file=sys.stdout)
     return out

@@ -16,11 +16,12 @@ settings differ (e.g. --reward-every place_plant vs the default). The differing 
 the conditions; files of one condition pool their seeds. Writes the posterior of every
 parameter's effect (difference and ratio of the typical values, per pair of conditions).
 
-Example: valuedyn conditions default.nc every_plant.nc --model overshoot --behavior event:place_plant --out cond.nc"""
+Example: valuedyn conditions default.nc every_plant.nc --model overshoot --behaviour event:place_plant --out cond.nc"""
 
     trajectories: tuple[str, ...] = option(help="two or more trajectory files (one update grid)", positional=True, nargs="+")
     model: str = option(help="registered model name (valuedyn models lists them)")
-    behavior: str = option(help="KIND:NAME with KIND unlock, event, action or diversity (e.g. event:place_plant)")
+    behaviour: str = option(help="KIND:NAME with KIND unlock, event, action or diversity (e.g. event:place_plant)",
+                            aliases=("--behavior",))
     out: str = option(help="conditions fit file to write (ArviZ InferenceData netCDF)")
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")
     observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)

@@ -54,7 +54,7 @@ def _attr(idata, name: str, *fallbacks: str):
 
 def fit_behaviour(idata) -> str:
     """The fitted behaviour (``KIND:NAME``) of a fit file, whichever spelling wrote it."""
-    return str(_attr(idata, "behaviour", "behavior"))
+    return str(_attr(idata, "behaviour"))
 
 
 def fitted_curves(idata, *, points: int = 200, max_draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -373,7 +373,7 @@ def simulate_diversity_trajectory(action_diversity: np.ndarray, event_diversity:
         get_model("logistic_onset"),
         {"t0": np.full(n_seeds, 0.5), "k": np.full(n_seeds, 10.0), "floor": np.full(n_seeds, 0.02),
          "ceiling": np.full(n_seeds, 0.6)},
-        behavior="unlock:place_table", n_updates=n_updates, episodes_per_update=episodes_per_update,
+        behaviour="unlock:place_table", n_updates=n_updates, episodes_per_update=episodes_per_update,
         steps_per_update=steps_per_update, masked_updates=masked_updates, seed=seed,
     )
     rng = np.random.default_rng(seed + 1)

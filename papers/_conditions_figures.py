@@ -88,7 +88,7 @@ def plot_condition_effects(idata):
             ax.set_ylabel(label, rotation=0, ha="right", va="center")
         axes[-1, 0].set_xlabel("difference of the typical values (90% interval and median; filled: clear effect)")
         verdict = "passes the diagnostics gate" if attrs["trustworthy"] else "misses the diagnostics gate: no findings"
-        fig.suptitle(f"{idata.attrs['model']} on {idata.attrs['behavior']}: effects between conditions\n(fit {verdict})")
+        fig.suptitle(f"{idata.attrs['model']} on {idata.attrs['behaviour']}: effects between conditions\n(fit {verdict})")
         fig.tight_layout()
         fig.legend(loc="lower center", ncol=1, bbox_to_anchor=(0.5, 0.0))
         legend_height = (0.05 + 0.035 * len(pairs)) * 6.0 / fig.get_figheight()
@@ -103,7 +103,7 @@ def plot_condition_fits(idata, *, max_seeds_per_condition: int = 6):
     attrs = _attrs(idata)
     conditions = attrs["conditions"]
     arrays = fit_arrays(idata)
-    behaviour = str(idata.attrs["behavior"])
+    behaviour = str(idata.attrs["behaviour"])
     ncols = min(3, len(conditions))
     nrows = math.ceil(len(conditions) / ncols)
     with style():
@@ -138,7 +138,7 @@ def effect_sentences(idata) -> list[str]:
     saying that its effects are not findings, and why; a trustworthy fit without a clear
     effect gives one sentence saying so."""
     attrs = _attrs(idata)
-    model, behaviour = idata.attrs["model"], idata.attrs["behavior"]
+    model, behaviour = idata.attrs["model"], idata.attrs["behaviour"]
     if not attrs["trustworthy"]:
         reasons = "; ".join(attrs.get("diagnostics", {}).get("reasons", [])) or "diagnostics missing"
         return [f"The {model} fit to {behaviour} across conditions misses the diagnostics gate ({reasons}); "
@@ -180,7 +180,7 @@ def conditions_section(idata, figure_folder, *, stem: str | None = None, level: 
     from valuedyn.papers._style import render_figure, write_rendered
 
     attrs = _attrs(idata)
-    behaviour = str(idata.attrs["behavior"])
+    behaviour = str(idata.attrs["behaviour"])
     stem = stem or f"conditions_{idata.attrs['model']}_{behaviour.replace(':', '_')}"
     folder = Path(figure_folder)
     rendered = {name: render_figure(fn(idata)) for name, fn in (("effects", plot_condition_effects), ("fits", plot_condition_fits))}

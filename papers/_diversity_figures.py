@@ -54,7 +54,7 @@ def plot_diversity(trajectory, fits: Mapping[str, Mapping[str, object]] | None =
     InferenceData; missing behaviours are drawn without curves.
     """
     from valuedyn.fitting._diversity import first_found_updates
-    from valuedyn.fitting._select import select_behavior
+    from valuedyn.fitting._select import select_behaviour
 
     fits = fits or {}
     names = sorted({model for per_model in fits.values() for model in per_model})
@@ -67,7 +67,7 @@ def plot_diversity(trajectory, fits: Mapping[str, Mapping[str, object]] | None =
         fig, axes = new_figure(nrows, 1, row_height=2.1, sharex=True)
         for row, behaviour in enumerate(DIVERSITY_BEHAVIOURS):
             ax = axes[row, 0]
-            selection = select_behavior(trajectory, behaviour)
+            selection = select_behaviour(trajectory, behaviour)
             for i in range(min(max_seeds, len(selection.seeds))):
                 observed = np.where(selection.mask[i], selection.y[i], np.nan)
                 ax.plot(selection.env_step, observed, "-", color=OBSERVED_COLOR, linewidth=0.6, alpha=0.6,

@@ -34,7 +34,7 @@ NO_HEALTH = dataclasses.replace(DEFAULT, health_reward=False)
 def _simulated(path, truth, config, noise_seed):
     from valuedyn.models import get_model
 
-    dataset = simulate_trajectory(get_model("overshoot"), truth, behavior="unlock:place_table", n_updates=N_UPDATES,
+    dataset = simulate_trajectory(get_model("overshoot"), truth, behaviour="unlock:place_table", n_updates=N_UPDATES,
                                   episodes_per_update=150.0, seed=noise_seed)
     dataset.attrs["config"] = config_to_json(config)
     write_trajectory(dataset, path)
@@ -52,7 +52,7 @@ def simulated_files(tmp_path_factory):
 
 
 def _fit(files, out):
-    config = ConditionsConfig(trajectories=tuple(files), model="overshoot", behavior="unlock:place_table", out=str(out),
+    config = ConditionsConfig(trajectories=tuple(files), model="overshoot", behaviour="unlock:place_table", out=str(out),
                               seed=5, progress=False, **SETTINGS)
     return load_fit(fit_conditions(config))
 
@@ -104,13 +104,13 @@ def test_command_refuses_another_update_grid_in_one_line(simulated_files, tmp_pa
 
     from valuedyn.models import get_model
 
-    short = simulate_trajectory(get_model("overshoot"), TRUTH_B, behavior="unlock:place_table", n_updates=N_UPDATES // 2,
+    short = simulate_trajectory(get_model("overshoot"), TRUTH_B, behaviour="unlock:place_table", n_updates=N_UPDATES // 2,
                                 episodes_per_update=150.0, seed=3)
     short.attrs["config"] = config_to_json(EVERY_PLANT)
     write_trajectory(short, tmp_path / "short.nc")
     out = tmp_path / "never.nc"
     status = main(["conditions", simulated_files["a"], str(tmp_path / "short.nc"), "--model", "overshoot",
-                   "--behavior", "unlock:place_table", "--out", str(out)])
+                   "--behaviour", "unlock:place_table", "--out", str(out)])
     error = capsys.readouterr().err.strip()
     assert status == 2 and not out.exists()
     assert error.count("\n") == 0 and "another update grid" in error and "--updates" in error
@@ -193,7 +193,7 @@ def test_two_tiny_training_runs_that_differ_in_the_reward_are_compared(tmp_path,
     assert main(["train", *TRAIN_ARGS, "--out", str(default)]) == 0
     assert main(["train", *TRAIN_ARGS, "--reward-every", "place_plant", "--seed", "1", "--out", str(every)]) == 0
     out = tmp_path / "conditions.nc"
-    status = main(["conditions", str(default), str(every), "--model", "logistic_onset", "--behavior", "action:do",
+    status = main(["conditions", str(default), str(every), "--model", "logistic_onset", "--behaviour", "action:do",
                    "--chains", "2", "--warmup", "60", "--draws", "60", "--max-tree-depth", "5", "--no-progress",
                    "--out", str(out)])
     printed = capsys.readouterr().out

@@ -15,7 +15,7 @@ from valuedyn.fitting._diversity import (
     simulate_diversity_trajectory,
     transition_times,
 )
-from valuedyn.fitting._select import hill1, select_behavior
+from valuedyn.fitting._select import hill1, select_behaviour
 
 N_SEEDS, N_UPDATES = 3, 60
 # event diversity switches on fast, action diversity switches off slowly (logistic_onset, level units)
@@ -55,8 +55,8 @@ def test_hill_numbers_and_masking_of_empty_updates():
     act = np.full((2, 12), 10.0)
     ev = np.full((2, 12), 5.0)
     ds = simulate_diversity_trajectory(act, ev, masked_updates=3, seed=4)
-    events = select_behavior(ds, "diversity:events")
-    actions = select_behavior(ds, "diversity:actions")
+    events = select_behaviour(ds, "diversity:events")
+    actions = select_behaviour(ds, "diversity:actions")
     assert not events.mask[:, :3].any() and events.mask[:, 3:].all()  # no finished episode: no event data
     assert (events.y[:, :3] == 0).all()
     assert actions.mask.all()  # actions are counted in every update
@@ -114,11 +114,11 @@ def diversity_fits(tmp_path_factory):
     fits = {}
     for behaviour in ("diversity:events", "diversity:actions"):
         out = folder / f"{behaviour.replace(':', '_')}.nc"
-        fit_trajectory(FitConfig(trajectory=str(path), model="logistic_onset", behavior=behaviour, out=str(out),
+        fit_trajectory(FitConfig(trajectory=str(path), model="logistic_onset", behaviour=behaviour, out=str(out),
                                  chains=2, warmup=400, draws=400, pooling="none", progress=False))
         fits[behaviour] = load_fit(out)
     # truths on the data's own time axis (env steps) and in the same population summary
-    env_step = select_behavior(open_trajectory(path), "diversity:events").env_step
+    env_step = select_behaviour(open_trajectory(path), "diversity:events").env_step
     time = env_step[0] + (env_step[-1] - env_step[0]) * np.linspace(0.0, 1.0, 200)
     fine = np.linspace(0.0, 1.0, 200)
     truth_fast = np.median(transition_times(time, _truth_curves(EVENTS_TRUTH, fine), "rise")[0])
@@ -162,7 +162,7 @@ def test_diversity_figure_draws_the_fitted_population_curves(diversity_fits, tmp
     fitted = [line for line in fig.axes[1].lines if line.get_label() == "logistic_onset (seed mean)"]
     assert len(fitted) == 1
     curve = fitted[0].get_ydata()
-    observed = select_behavior(trajectory, "diversity:events")
+    observed = select_behaviour(trajectory, "diversity:events")
     seed_mean = np.nanmean(np.where(observed.mask, observed.y, np.nan), axis=0)
     # the fitted seed-mean curve passes through the data: within 10 % at the end of the run
     assert abs(curve[-1] - seed_mean[-1]) < 0.1 * seed_mean[-1]
