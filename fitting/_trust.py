@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
-from valuedyn.fitting._store import fit_attrs, load_fit
+from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
 
 UNIDENTIFIED_SD_RATIO = 0.7
 HORIZON = 4.0
@@ -304,11 +304,12 @@ def mode_causes(modes: ModeReport) -> list[Cause]:
 
 
 # ---------------------------------------------------------------- the verdict
-def classify_fit(fit, name: str | None = None) -> Verdict:
+def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdict:
     """The verdict of a fit (a path or a loaded InferenceData); see the module docstring.
 
     Reads the diagnostics and checks stored in the fit file's attributes (the checks are
-    computed, not stored, when the file has none)."""
+    computed, not stored, when the file has none). With ``record`` (and a path) the
+    verdict is stored as JSON in the file's ``verdict`` attribute (atomic rewrite)."""
     from valuedyn.fitting._check import compute_checks
 
     idata = load_fit(fit) if isinstance(fit, (str, Path)) else fit
@@ -349,10 +350,14 @@ def classify_fit(fit, name: str | None = None) -> Verdict:
         causes.append(Cause(SAMPLER_FAILED, "; ".join(fixes), {"diagnostics": {
             k: diagnostics.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "treedepth_hits", "reasons")
         }}))
-    return Verdict(
+    verdict = Verdict(
         name=name, model=attrs["model"], behavior=attrs["behavior"], passes_gate=passes_gate, causes=causes,
         modes=modes, sd_ratio=sd_ratio, gate_reasons=list(diagnostics.get("reasons", [])),
     )
+    if record and isinstance(fit, (str, Path)):
+        idata.attrs["verdict"] = json.dumps(verdict.to_dict(), default=float)
+        save_fit(idata, fit)
+    return verdict
 
 
 # ---------------------------------------------------------------- ranking

@@ -53,7 +53,12 @@ def overshoot_fits(tmp_path_factory):
 
 
 def test_a_well_identified_fit_passes_the_gate_and_is_trustworthy(overshoot_fits):
-    verdict = classify_fit(overshoot_fits["overshoot"])
+    import json
+
+    from valuedyn.fitting import load_fit
+
+    verdict = classify_fit(overshoot_fits["overshoot"], record=True)
+    assert json.loads(load_fit(overshoot_fits["overshoot"]).attrs["verdict"])["label"] == "trustworthy"
     assert verdict.passes_gate, verdict.gate_reasons
     assert verdict.trustworthy and verdict.comparable and verdict.label == "trustworthy", verdict.format()
     assert not verdict.modes.multimodal
