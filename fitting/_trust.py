@@ -25,9 +25,10 @@ rankings name a winner only among trustworthy fits.
   and the setting that would fix it.
 
 A fit is ``trustworthy`` when it passes the gate and has no cause. It is ``comparable``
-(may enter a ranking) when trustworthy, or when its only problem is separate modes that
-each pass the gate on their own chains: it then enters through stacking of its modes
-(:func:`valuedyn.fitting._modes.stacked_fit`).
+(may enter a ranking) when trustworthy, or when its only problem is separate modes (of
+similar density or not) that each pass the gate on their own chains: it then enters
+through stacking of its modes (:func:`valuedyn.fitting._modes.stacked_fit`), which gives
+a mode that predicts worse a weight near 0.
 
 :func:`rank_fits` turns fits of the same data and their verdicts into a
 :class:`Ranking`: PSIS-LOO among comparable fits only; a winner is "clearly" ahead when
@@ -93,7 +94,8 @@ class Verdict:
         if self.trustworthy:
             return True
         modes_ok = self.modes.multimodal and all(m.diagnostics.get("trustworthy") for m in self.modes.modes)
-        only_modes = all(c.kind == NOT_IDENTIFIED and c.evidence.get("modes") for c in self.causes)
+        # separate modes, of similar density or not: stacking weighs them by how they predict
+        only_modes = all(c.evidence.get("modes") for c in self.causes)
         return bool(modes_ok and only_modes)
 
     @property
