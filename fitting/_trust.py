@@ -196,10 +196,12 @@ def where_informative(idata, model, spaces, parameter: str, step: float = 0.1) -
     response = np.where(np.isfinite(response), response, 0.0)
     tau = np.asarray(tau)
     total = response.sum()
-    if total <= 0 or not (bool(np.all(ok_base)) and bool(np.all(ok_shift))):
-        return {"inside_share": float("nan"), "tau_from": float("nan"), "tau_to": float("nan")}
+    solved = bool(np.all(ok_base)) and bool(np.all(ok_shift))
+    if total <= 0 or not solved:
+        return {"inside_share": float("nan"), "tau_from": float("nan"), "tau_to": float("nan"), "solved": solved}
     cumulative = np.cumsum(response) / total
     return {
+        "solved": True,
         "inside_share": float(response[tau <= 1.0].sum() / total),
         "tau_from": float(tau[np.searchsorted(cumulative, 0.1)]),
         "tau_to": float(tau[min(np.searchsorted(cumulative, 0.9), tau.size - 1)]),
@@ -211,8 +213,10 @@ def _env_step(attrs: dict, tau: float) -> float:
 
 
 def _what_would_pin(attrs: dict, parameter: str, doc: str, where: dict) -> str:
+    if not where.get("solved", True):
+        return f"{parameter} ({doc}): where its effect lies is unknown (the model's solution failed on tau in [0, {HORIZON}])"
     if not np.isfinite(where["inside_share"]):
-        return f"{parameter} ({doc}): the model's level barely responds to it; no data can pin it"
+        return f"{parameter} ({doc}): the model's level does not respond to it; no data can pin it"
     if where["inside_share"] < 0.5:
         return (
             f"{parameter} ({doc}): {100 * (1 - where['inside_share']):.0f}% of its effect on the level lies after the "
