@@ -81,9 +81,10 @@ def simulate_trajectory(
 
     if kind == "unlock":
         index = ACHIEVEMENTS.index(name)
-        probability = np.clip(level, 1e-6, 1.0 - 1e-6)
+        probability = np.clip(level, 0.0, 1.0)
         if observation == "betabinomial":  # the per-update rate scatters as a Beta around the level
-            probability = rng.beta(probability * concentration, (1.0 - probability) * concentration)
+            inside = np.clip(level, 1e-6, 1.0 - 1e-6)
+            probability = rng.beta(inside * concentration, (1.0 - inside) * concentration)
         unlocks[..., index] = rng.binomial(episodes, probability)
     elif kind == "event":
         index = EVENTS.index(name)

@@ -25,9 +25,10 @@ rankings name a winner only among trustworthy fits.
   and the setting that would fix it.
 
 A fit is ``trustworthy`` when it passes the gate and has no cause. It is ``comparable``
-(may enter a ranking) when trustworthy, or when its only problem is separate modes that
-each pass the gate on their own chains: it then enters through stacking of its modes
-(:func:`valuedyn.fitting._modes.stacked_fit`).
+(may enter a ranking) when trustworthy, or when its only problem is separate modes (of
+similar density or not) that each pass the gate on their own chains: it then enters
+through stacking of its modes (:func:`valuedyn.fitting._modes.stacked_fit`), which gives
+a mode that predicts worse a weight near 0.
 
 :func:`rank_fits` turns fits of the same data and their verdicts into a
 :class:`Ranking`: PSIS-LOO among comparable fits only; a winner is "clearly" ahead when
@@ -43,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
-from valuedyn.fitting._store import fit_attrs, load_fit
+from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
 
 UNIDENTIFIED_SD_RATIO = 0.7
 HORIZON = 4.0
@@ -93,7 +94,8 @@ class Verdict:
         if self.trustworthy:
             return True
         modes_ok = self.modes.multimodal and all(m.diagnostics.get("trustworthy") for m in self.modes.modes)
-        only_modes = all(c.kind == NOT_IDENTIFIED and c.evidence.get("modes") for c in self.causes)
+        # separate modes, of similar density or not: stacking weighs them by how they predict
+        only_modes = all(c.evidence.get("modes") for c in self.causes)
         return bool(modes_ok and only_modes)
 
     @property
@@ -194,10 +196,12 @@ def where_informative(idata, model, spaces, parameter: str, step: float = 0.1) -
     response = np.where(np.isfinite(response), response, 0.0)
     tau = np.asarray(tau)
     total = response.sum()
-    if total <= 0 or not (bool(np.all(ok_base)) and bool(np.all(ok_shift))):
-        return {"inside_share": float("nan"), "tau_from": float("nan"), "tau_to": float("nan")}
+    solved = bool(np.all(ok_base)) and bool(np.all(ok_shift))
+    if total <= 0 or not solved:
+        return {"inside_share": float("nan"), "tau_from": float("nan"), "tau_to": float("nan"), "solved": solved}
     cumulative = np.cumsum(response) / total
     return {
+        "solved": True,
         "inside_share": float(response[tau <= 1.0].sum() / total),
         "tau_from": float(tau[np.searchsorted(cumulative, 0.1)]),
         "tau_to": float(tau[min(np.searchsorted(cumulative, 0.9), tau.size - 1)]),
@@ -209,8 +213,10 @@ def _env_step(attrs: dict, tau: float) -> float:
 
 
 def _what_would_pin(attrs: dict, parameter: str, doc: str, where: dict) -> str:
+    if not where.get("solved", True):
+        return f"{parameter} ({doc}): where its effect lies is unknown (the model's solution failed on tau in [0, {HORIZON}])"
     if not np.isfinite(where["inside_share"]):
-        return f"{parameter} ({doc}): the model's level barely responds to it; no data can pin it"
+        return f"{parameter} ({doc}): the model's level does not respond to it; no data can pin it"
     if where["inside_share"] < 0.5:
         return (
             f"{parameter} ({doc}): {100 * (1 - where['inside_share']):.0f}% of its effect on the level lies after the "
@@ -304,11 +310,12 @@ def mode_causes(modes: ModeReport) -> list[Cause]:
 
 
 # ---------------------------------------------------------------- the verdict
-def classify_fit(fit, name: str | None = None) -> Verdict:
+def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdict:
     """The verdict of a fit (a path or a loaded InferenceData); see the module docstring.
 
     Reads the diagnostics and checks stored in the fit file's attributes (the checks are
-    computed, not stored, when the file has none)."""
+    computed, not stored, when the file has none). With ``record`` (and a path) the
+    verdict is stored as JSON in the file's ``verdict`` attribute (atomic rewrite)."""
     from valuedyn.fitting._check import compute_checks
 
     idata = load_fit(fit) if isinstance(fit, (str, Path)) else fit
@@ -349,10 +356,14 @@ def classify_fit(fit, name: str | None = None) -> Verdict:
         causes.append(Cause(SAMPLER_FAILED, "; ".join(fixes), {"diagnostics": {
             k: diagnostics.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "treedepth_hits", "reasons")
         }}))
-    return Verdict(
+    verdict = Verdict(
         name=name, model=attrs["model"], behavior=attrs["behavior"], passes_gate=passes_gate, causes=causes,
         modes=modes, sd_ratio=sd_ratio, gate_reasons=list(diagnostics.get("reasons", [])),
     )
+    if record and isinstance(fit, (str, Path)):
+        idata.attrs["verdict"] = json.dumps(verdict.to_dict(), default=float)
+        save_fit(idata, fit)
+    return verdict
 
 
 # ---------------------------------------------------------------- ranking

@@ -53,7 +53,12 @@ def overshoot_fits(tmp_path_factory):
 
 
 def test_a_well_identified_fit_passes_the_gate_and_is_trustworthy(overshoot_fits):
-    verdict = classify_fit(overshoot_fits["overshoot"])
+    import json
+
+    from valuedyn.fitting import load_fit
+
+    verdict = classify_fit(overshoot_fits["overshoot"], record=True)
+    assert json.loads(load_fit(overshoot_fits["overshoot"]).attrs["verdict"])["label"] == "trustworthy"
     assert verdict.passes_gate, verdict.gate_reasons
     assert verdict.trustworthy and verdict.comparable and verdict.label == "trustworthy", verdict.format()
     assert not verdict.modes.multimodal
@@ -199,3 +204,22 @@ def test_stacking_keeps_the_mode_that_predicts_and_drops_the_one_that_does_not(b
     assert sum(m.weight for m in report.modes) == pytest.approx(1.0)
     one_mode = symmetric.sel(chain=report.modes[0].chains)
     assert az.loo(stacked).elpd_loo == pytest.approx(az.loo(one_mode).elpd_loo, abs=1.0)
+
+
+def test_a_multimodal_fit_enters_the_ranking_through_its_stacked_modes(bimodal):
+    from valuedyn.fitting._trust import Verdict
+
+    symmetric, _ = bimodal
+    report = find_modes(symmetric, ["theta"])
+    verdict = Verdict(name="two_modes", model="toy", behavior="toy", passes_gate=False, causes=mode_causes(report),
+                      modes=report, sd_ratio={}, gate_reasons=["R-hat"])
+    assert not verdict.trustworthy
+    assert all(m.diagnostics["trustworthy"] for m in report.modes)  # 2 x 800 draws per mode pass the gate alone
+    assert verdict.comparable
+    one_mode = symmetric.sel(chain=report.modes[0].chains)
+    one_report = find_modes(one_mode, ["theta"])
+    single = Verdict(name="one_mode", model="toy", behavior="toy", passes_gate=True, causes=[], modes=one_report,
+                     sd_ratio={}, gate_reasons=[])
+    ranking = rank_fits({"two_modes": symmetric, "one_mode": one_mode}, {"two_modes": verdict, "one_mode": single})
+    assert set(ranking.table.index) == {"two_modes", "one_mode"} and not ranking.excluded
+    assert not ranking.clearly and "not clearly ahead" in ranking.text  # the stacked modes predict like one mode
