@@ -6,7 +6,7 @@ rise at rate 0.25 per update, slow decay at 0.02 per update, peak about 5.5x the
 level. No overdispersion: a negbin fit must find its way to "Poisson".
 
 Run: ``python benchmarks/core_case.py synth.nc [--seeds 4] [--updates 300]``, then
-``valuedyn fit synth.nc --model overshoot --behavior event:place_plant --out fit.nc``.
+``valuedyn fit synth.nc --model overshoot --behaviour event:place_plant --out fit.nc``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def core_case(n_seeds: int = 4, n_updates: int = 300, seed: int = 0):
 
     truth = core_truth(n_seeds, n_updates, seed)
     dataset = simulate_trajectory(
-        get_model("overshoot"), truth, behavior="event:place_plant", n_updates=n_updates,
+        get_model("overshoot"), truth, behaviour="event:place_plant", n_updates=n_updates,
         episodes_per_update=40.0, observation="poisson", level_scale=1.0, seed=seed,
         episodes_range=(30, 50),
     )

@@ -39,7 +39,7 @@ class Headline:
     """Numbers of the motif headline (env steps for times, observation units for levels;
     intervals are central 90%) and ``text``, one paragraph."""
 
-    behavior: str
+    behaviour: str
     model: str
     decay_probability: float
     decay_probability_per_seed: dict[str, float]
@@ -94,8 +94,8 @@ def motif_headline(fit, verdict=None, quantity: str | None = None) -> Headline:
     per episode")."""
     idata = load_fit(fit) if isinstance(fit, (str, Path)) else fit
     attrs = fit_attrs(idata)
-    behavior = attrs["behavior"]
-    kind, _, thing = behavior.partition(":")
+    behaviour = attrs["behaviour"]
+    kind, _, thing = behaviour.partition(":")
     if quantity is None:
         quantity = {
             "event": f"{thing} per episode",
@@ -120,7 +120,7 @@ def motif_headline(fit, verdict=None, quantity: str | None = None) -> Headline:
     else:
         can_tell = "yes"
 
-    opening = f"{behavior} ({len(seeds)} seeds, {attrs['model']} fit)"
+    opening = f"{behaviour} ({len(seeds)} seeds, {attrs['model']} fit)"
     if verdict is not None and not verdict.trustworthy:
         opening += f" [fit {verdict.label}: read with care]"
     rise = (
@@ -148,7 +148,7 @@ def motif_headline(fit, verdict=None, quantity: str | None = None) -> Headline:
         answer += " Per seed: " + ", ".join(f"{s}: {p:.2f}" for s, p in per_seed.items()) + "."
     text = f"{opening}: {rise}; {end}. {answer}"
     return Headline(
-        behavior=behavior, model=attrs["model"], decay_probability=decay, decay_probability_per_seed=per_seed,
+        behaviour=behaviour, model=attrs["model"], decay_probability=decay, decay_probability_per_seed=per_seed,
         peak_env_step=peak_step, peak_level=peak, final_level=final, final_over_peak=ratio,
         late_peak_probability=late, last_env_step=float(env_step[-1]), can_tell=can_tell, text=text,
     )

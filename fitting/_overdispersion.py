@@ -58,7 +58,7 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
         raise ValuedynError(f"choose_observation compares two fits (plain and overdispersed); received {len(paths)}")
     fits = [load_fit(p) for p in paths]
     attrs = [fit_attrs(f) for f in fits]
-    for key in ("model", "behavior", "trajectory_sha256", "selection"):
+    for key in ("model", "behaviour", "trajectory_sha256", "selection"):
         if attrs[0].get(key) != attrs[1].get(key):
             raise ValuedynError(
                 f"choose_observation needs fits of the same model and data; {paths[0]} and {paths[1]} differ in {key}; "

@@ -77,7 +77,7 @@ class Cause:
 class Verdict:
     name: str
     model: str
-    behavior: str
+    behaviour: str
     passes_gate: bool
     causes: list[Cause]
     modes: ModeReport
@@ -108,7 +108,7 @@ class Verdict:
         return {
             "name": self.name,
             "model": self.model,
-            "behavior": self.behavior,
+            "behaviour": self.behaviour,
             "trustworthy": self.trustworthy,
             "comparable": self.comparable,
             "label": self.label,
@@ -178,9 +178,9 @@ def where_informative(idata, model, spaces, parameter: str, step: float = 0.1) -
     import jax.numpy as jnp
 
     from valuedyn.fitting._model import observable_for
-    from valuedyn.fitting._select import parse_behavior
+    from valuedyn.fitting._select import parse_behaviour
 
-    kind, _ = parse_behavior(fit_attrs(idata)["behavior"])
+    kind, _ = parse_behaviour(fit_attrs(idata)["behaviour"])
     observable = observable_for(model, kind)
     tau = jnp.linspace(0.0, HORIZON, 401)
     median = {s.name: np.median(np.asarray(idata.posterior[s.name].values).reshape(-1, idata.posterior[s.name].shape[-1]), axis=0)
@@ -357,7 +357,7 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
             k: diagnostics.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "treedepth_hits", "reasons")
         }}))
     verdict = Verdict(
-        name=name, model=attrs["model"], behavior=attrs["behavior"], passes_gate=passes_gate, causes=causes,
+        name=name, model=attrs["model"], behaviour=attrs["behaviour"], passes_gate=passes_gate, causes=causes,
         modes=modes, sd_ratio=sd_ratio, gate_reasons=list(diagnostics.get("reasons", [])),
     )
     if record and isinstance(fit, (str, Path)):

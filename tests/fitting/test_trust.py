@@ -24,7 +24,7 @@ from valuedyn.fitting._trust import (
     rank_fits,
 )
 
-TRUST_SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behavior="unlock:place_table")
+TRUST_SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behaviour="unlock:place_table")
 
 
 def _same_for_every_seed(**values):
@@ -211,14 +211,14 @@ def test_a_multimodal_fit_enters_the_ranking_through_its_stacked_modes(bimodal):
 
     symmetric, _ = bimodal
     report = find_modes(symmetric, ["theta"])
-    verdict = Verdict(name="two_modes", model="toy", behavior="toy", passes_gate=False, causes=mode_causes(report),
+    verdict = Verdict(name="two_modes", model="toy", behaviour="toy", passes_gate=False, causes=mode_causes(report),
                       modes=report, sd_ratio={}, gate_reasons=["R-hat"])
     assert not verdict.trustworthy
     assert all(m.diagnostics["trustworthy"] for m in report.modes)  # 2 x 800 draws per mode pass the gate alone
     assert verdict.comparable
     one_mode = symmetric.sel(chain=report.modes[0].chains)
     one_report = find_modes(one_mode, ["theta"])
-    single = Verdict(name="one_mode", model="toy", behavior="toy", passes_gate=True, causes=[], modes=one_report,
+    single = Verdict(name="one_mode", model="toy", behaviour="toy", passes_gate=True, causes=[], modes=one_report,
                      sd_ratio={}, gate_reasons=[])
     ranking = rank_fits({"two_modes": symmetric, "one_mode": one_mode}, {"two_modes": verdict, "one_mode": single})
     assert set(ranking.table.index) == {"two_modes", "one_mode"} and not ranking.excluded

@@ -12,7 +12,7 @@ from valuedyn.fitting import FitConfig, check_fit, fit_attrs, fit_trajectory, lo
 from valuedyn.fitting._overdispersion import choose_observation
 from valuedyn.fitting._trust import MISSPECIFIED, classify_fit, rank_fits
 
-SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behavior="unlock:place_table")
+SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behaviour="unlock:place_table")
 TRUTH = {name: np.full(3, value) for name, value in
          dict(t0=0.15, alpha=40.0, ratio=0.12, floor=0.04, optimum=0.25, excess=0.45).items()}
 
