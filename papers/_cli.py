@@ -63,7 +63,7 @@ class ReportConfig:
                                    "(--no-diversity: leave them out)")
     learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
     seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
-    max_seeds: int = option(4, "without --seeds, fit the first this many seeds (0 = all)")
+    max_seeds: int = option(0, "without --seeds, fit the first this many seeds (0 = all)")
     chains: int = option(2, "NUTS chains per fit")
     draws: int = option(300, "NUTS draws per chain")
     warmup: int = option(300, "NUTS warmup steps per chain")

@@ -43,6 +43,7 @@ def run_report(config) -> dict:
     from valuedyn.papers._report_figures import figure_plan
     from valuedyn.papers._report_markdown import render_markdown
     from valuedyn.papers._report_results import result_tables, results_json, sections_from
+    from valuedyn.papers._report_trust import judge_sections, motif_headlines
 
     prepare_jax(config.chains)  # one CPU device per core for the chains, if JAX is not yet running
     timing: dict[str, float] = {}
@@ -60,6 +61,8 @@ def run_report(config) -> dict:
     result = run_plan(jobs, Path(config.fits_dir) if config.fits_dir else out / "fits", scheduler=config.scheduler,
                       workers=config.workers, time_budget=config.time_budget, lfo=config.lfo)
     sections, skipped = sections_from(result)
+    judge_sections(sections, progress=progress_bar)  # verdicts and trust-aware rankings from the saved fits
+    motif = motif_headlines(sections, loaded)
     if skipped:
         notes.append(
             f"left out for time (--time-budget {config.time_budget} s; rerun with a larger budget or 0, fits made "
@@ -91,7 +94,7 @@ def run_report(config) -> dict:
         mine = [s for s in sections if s.trajectory == path]
         seeds = mine[0].seeds if mine else ()
         trajectories.append({
-            "path": str(path), "sha256": file_sha256(path), "n_seeds": int(ds.sizes["seed"]),
+            "path": path.name, "sha256": file_sha256(path), "n_seeds": int(ds.sizes["seed"]),
             "seeds_fitted": list(seeds) if seeds else [int(s) for s in ds["seed"].values],
             "n_updates": int(ds.sizes["update"]), "env_steps": float(ds["env_step"].values[-1]),
         })
@@ -109,7 +112,8 @@ def run_report(config) -> dict:
         "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
         "notes": notes,
         "trajectories": trajectories,
-        "results": results_json(sections),
+        "motif": {path.name: text for path, text in motif.items()},
+        "results": results_json(sections, out),
         "diversity": [
             {"trajectory": path.name, "chosen_fits": view.chosen, "not_stated": view.untrusted,
              "probe": view.probe.name if view.probe else None, **view.headline.as_dict()}

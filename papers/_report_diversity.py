@@ -27,14 +27,11 @@ class DiversityResult:
 
 def chosen_fit(section) -> tuple[str | None, str]:
     """``(model, "")`` of the fit that speaks for a section, or ``(None, why not)``."""
-    trusted = [m for m in section.fitted if section.diagnostics[m]["trustworthy"]]
+    trusted = [m for m in section.fitted if section.trustworthy(m)]
     if not trusted:
         if not section.fitted:
             return None, "none of its fits succeeded"
-        reasons = "; ".join(
-            f"{m}: {', '.join(map(str, section.diagnostics[m].get('reasons', []))) or 'untrustworthy'}"
-            for m in section.fitted
-        )
+        reasons = "; ".join(f"{m}: {section.why_not(m)}" for m in section.fitted)
         return None, f"none of its {len(section.fitted)} fits is trustworthy ({reasons})"
     winner = section.verdict.get("winner")
     if winner in trusted:

@@ -34,8 +34,9 @@ def figure_plan(sections, loaded: dict[Path, object], diversity: dict | None = N
         placements = [str(p) for p in ds["placement"].values] if "placement" in ds.coords else []
         if any(p in ("place_plant", "plant") for p in placements):
             specs.append(FigureSpec(f"{stem}_fig4_plant_histogram", "placement_histogram", {"placement": "plant"}))
+        # the analysis of a winner only: an undecided comparison names no model to analyse
         specs += [FigureSpec(f"{stem}_fig6_analysis_{slug(t.behaviour)}", "analysis",
-                             {"behaviour": t.behaviour, "model": t.verdict["winner"]}) for t in mine]
+                             {"behaviour": t.behaviour, "model": t.verdict["winner"]}) for t in mine if t.verdict["winner"]]
         if diversity and path in diversity:
             view = diversity[path]
             options = {"models": {b: [m] for b, m in view.chosen.items()}}

@@ -27,6 +27,9 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
         f"device {prov.get('device')}. Fit settings: {report['fit_settings_text']}. "
         f"Run time {report['timing_s']['total']:.0f} s ({report['n_fits_run']} fits run, {report['n_fits_cached']} reused from the cache).",
         "",
+        "## The motif: does plants-per-episode rise and then decay?",
+        "",
+        *[f"**{name}.** {text}\n" for name, text in report.get("motif", {}).items()],
         "## Data",
         "",
         "| trajectory | sha256 | seeds fitted | updates | env steps per seed |",
@@ -40,23 +43,31 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
         "",
         "## Which model wins",
         "",
-        "Winner = best expected log predictive density (PSIS-LOO). *Clearly* when the runner-up's "
-        "ELPD difference exceeds twice its standard error (d_elpd > 2 dse), otherwise *not clearly*. "
-        "Weights are stacking weights.",
+        "A winner is named only among trustworthy fits (or fits whose separate modes each pass the gate, "
+        "entered through their stacked modes): best expected log predictive density (PSIS-LOO). *Clearly* when "
+        "the runner-up's ELPD difference exceeds twice its standard error (d_elpd > 2 dse) and PSIS is reliable "
+        "for both (no Pareto k > 0.7), otherwise *not clearly*; with no trustworthy fit the comparison is "
+        "*undecided*. Weights are stacking weights of the ranked fits.",
         "",
         "| trajectory | behaviour | winner | how clearly | d_elpd ± dse (vs runner-up) | stacking weights | untrustworthy fits | failed checks |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for task in sections:
         v = task.verdict
-        how = "only model" if v["clearly"] is None else ("clearly" if v["clearly"] else "not clearly")
+        if v["winner"] is None:
+            how = "undecided"
+        elif v["clearly"] is None:
+            how = "only trustworthy fit" if "text" in v else "only model"
+        else:
+            how = "clearly" if v["clearly"] else "not clearly"
         diff = "-" if v["d_elpd"] is None else f"{v['d_elpd']:.1f} ± {v['dse']:.1f} ({v['runner_up']})"
         weights = ", ".join(f"{m} {w:.2f}" for m, w in v["weights"].items())
-        bad = [m for m in task.fitted if not task.diagnostics[m]["trustworthy"]]
+        bad = [f"{m} ({task.verdicts[m].label})" if m in task.verdicts else m
+               for m in task.fitted if not task.trustworthy(m)]
         bad += [f"{m} (fit failed)" for m in task.errors]
         failing = [f"{m} ({len(task.failures[m])})" for m in task.fitted if task.failures[m]]
         lines.append(
-            f"| {task.trajectory.name} | {task.behaviour} | **{v['winner']}** | {how} | {diff} | {weights} | "
+            f"| {task.trajectory.name} | {task.behaviour} | {'**' + v['winner'] + '**' if v['winner'] else '-'} | {how} | {diff} | {weights} | "
             f"{', '.join(bad) or 'none'} | {', '.join(failing) or 'none'} |"
         )
     for path, rendered_specs in figures.items():
@@ -64,7 +75,9 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
         for task in [t for t in sections if t.trajectory == path]:
             lines += [f"### {task.behaviour}", ""]
             v = task.verdict
-            if v["winner"] is None:
+            if "text" in v:  # the trust-aware ranking says it in one paragraph
+                lines.append(v["text"])
+            elif v["winner"] is None:
                 lines.append("No fit of this behaviour succeeded; nothing to compare.")
             elif v["clearly"] is None:
                 lines.append(f"Only {v['winner']} was fitted to this behaviour; nothing to compare.")
@@ -74,7 +87,7 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
                     f"d_elpd = {v['d_elpd']:.1f} ± {v['dse']:.1f}; stacking weight of {v['winner']} "
                     f"{v['weights'].get(v['winner'], 0):.2f}."
                 )
-            if v["winner"] is not None and not task.diagnostics[v["winner"]]["trustworthy"]:
+            if v["winner"] is not None and not task.trustworthy(v["winner"]):
                 lines[-1] += " Caution: the winning fit is untrustworthy (see below); do not rely on this ranking."
             lines += ["", "| model | elpd_loo | se | d_elpd | dse | weight | trustworthy | diagnostics | fails checks at |",
                       "|---|---|---|---|---|---|---|---|---|"]
@@ -84,7 +97,7 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
                 row = task.table.loc[model] if task.table is not None else None
                 d = task.diagnostics[model]
                 diag = ", ".join(f"{k} {_fmt(d.get(k), 3)}" for k in ("rhat_max", "ess_bulk_min", "divergences") if k in d)
-                trust = "yes" if d["trustworthy"] else "**no**: " + "; ".join(map(str, d.get("reasons", []))) or "no"
+                trust = "yes" if task.trustworthy(model) else f"**{task.verdicts[model].label if model in task.verdicts else 'no'}**: {task.why_not(model)}"
                 lines.append(
                     f"| {model} | {_fmt(None if row is None else float(row['elpd_loo']))} | {_fmt(None if row is None else float(row['se']))} | "
                     f"{_fmt(None if row is None else float(row['d_elpd']))} | {_fmt(None if row is None else float(row['dse']))} | "
@@ -111,15 +124,14 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
             if "behaviour" not in spec.options and spec.kind != "diversity":
                 lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
                           f"([PDF](figures/{spec.name}.pdf))", ""]
-    untrustworthy = [(t, m) for t in sections for m in t.fitted if not t.diagnostics[m]["trustworthy"]]
+    untrustworthy = [(t, m) for t in sections for m in t.fitted if not t.trustworthy(m)]
     failed = [(t, m, e) for t in sections for m, e in t.errors.items()]
     lines += ["## Untrustworthy fits", ""]
     if untrustworthy:
         lines.append("Do not read these fits' posteriors or comparisons at face value:")
-        lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {'; '.join(map(str, t.diagnostics[m].get('reasons', []))) or 'flagged by the sampler diagnostics'}"
-                  for t, m in untrustworthy]
+        lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {t.why_not(m)}" for t, m in untrustworthy]
     else:
-        lines.append("None: every fit passed the sampler diagnostics.")
+        lines.append("None: every fit passed the sampler diagnostics and has no named cause.")
     if failed:
         lines += ["", "These fits raised an error and are missing from the comparison:"]
         lines += [f"- {t.trajectory.name} {t.behaviour} {m}: {e}" for t, m, e in failed]

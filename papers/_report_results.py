@@ -33,6 +33,21 @@ class Section:
     table: object = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     verdict: dict = dataclasses.field(default_factory=dict)
+    verdicts: dict = dataclasses.field(default_factory=dict)  # model -> valuedyn.fitting Verdict
+    ranking: object = None  # valuedyn.fitting Ranking (trust-aware), once judged
+
+    def trustworthy(self, model: str) -> bool:
+        """The fit's verdict when judged (gate and causes), else the sampler gate alone."""
+        if model in self.verdicts:
+            return bool(self.verdicts[model].trustworthy)
+        return bool(self.diagnostics[model]["trustworthy"])
+
+    def why_not(self, model: str) -> str:
+        """Why a fit is not trustworthy: its verdict's causes, else the gate's reasons."""
+        if model in self.verdicts:
+            v = self.verdicts[model]
+            return "; ".join(f"{c.kind}: {c.summary}" for c in v.causes) or "; ".join(map(str, v.gate_reasons)) or v.label
+        return "; ".join(map(str, self.diagnostics[model].get("reasons", []))) or "flagged by the sampler diagnostics"
 
     @property
     def fitted(self) -> list[str]:
@@ -108,7 +123,8 @@ def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
             "trajectory": section.trajectory.name, "behaviour": section.behaviour, "winner": v["winner"],
             "runner_up": v["runner_up"], "d_elpd": v["d_elpd"], "dse": v["dse"], "clearly": v["clearly"],
             "winner_weight": v["weights"].get(v["winner"]), "n_models": len(section.fitted),
-            "untrustworthy": ";".join(m for m in section.fitted if not section.diagnostics[m]["trustworthy"]),
+            "untrustworthy": ";".join(m for m in section.fitted if not section.trustworthy(m)),
+            "ranking": v.get("text", ""),
             "failed_fits": ";".join(section.errors),
         })
         for model in section.fitted:
@@ -117,10 +133,12 @@ def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
             path = section.fits[model]
             model_rows.append({
                 "trajectory": section.trajectory.name, "behaviour": section.behaviour, "model": model,
-                "fit_file": str(path.relative_to(out) if path.is_relative_to(out) else path),
+                "fit_file": shown_path(path, out),
                 "cached": section.cached[model],
                 **{k: (None if row is None else float(row[k])) for k in ("elpd_loo", "se", "d_elpd", "dse", "weight")},
-                "trustworthy": d["trustworthy"], "reasons": "; ".join(map(str, d.get("reasons", []))),
+                "trustworthy": section.trustworthy(model),
+                "verdict": section.verdicts[model].label if model in section.verdicts else None,
+                "reasons": "" if section.trustworthy(model) else section.why_not(model),
                 **{k: d.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences")},
                 "check_failures": "; ".join(section.failures[model]),
             })
@@ -128,16 +146,24 @@ def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
             "tables/models.csv": pd.DataFrame(model_rows).to_csv(index=False)}
 
 
-def results_json(sections: list[Section]) -> list[dict]:
-    """The ``results`` of report.json: every claim of the report, per behaviour."""
+def shown_path(path: Path, out: Path) -> str:
+    """A file as the report names it: relative to the report folder when inside it (a fit
+    cache elsewhere, chosen with --fits-dir, keeps the path it was given)."""
+    return str(path.relative_to(out) if path.is_relative_to(out) else path)
+
+
+def results_json(sections: list[Section], out: Path) -> list[dict]:
+    """The ``results`` of report.json: every claim of the report, per behaviour; fit files
+    are named relative to the report folder (see :func:`shown_path`)."""
     return [
         {
-            "trajectory": str(section.trajectory), "behaviour": section.behaviour, **section.verdict,
+            "trajectory": section.trajectory.name, "behaviour": section.behaviour, **section.verdict,
             "comparison_warnings": section.warnings,
             "fits": {
                 m: {
-                    "file": str(section.fits[m]), "cached": section.cached[m],
-                    "trustworthy": section.diagnostics[m]["trustworthy"], "diagnostics": section.diagnostics[m],
+                    "file": shown_path(section.fits[m], out), "cached": section.cached[m],
+                    "trustworthy": section.trustworthy(m), "diagnostics": section.diagnostics[m],
+                    "verdict": section.verdicts[m].to_dict() if m in section.verdicts else None,
                     "check_failures": section.failures[m],
                 }
                 for m in section.fitted

@@ -1,0 +1,69 @@
+"""Report step 2b, trust: every fit's verdict, the rankings and the motif headline, read
+from the saved fit files (the fitting room's :func:`~valuedyn.fitting.classify_fit`,
+:func:`~valuedyn.fitting.rank_fits` and :func:`~valuedyn.fitting.motif_headline`).
+
+Rules the report follows from here on:
+- a fit is trustworthy (passes the gate, no cause) or carries its named causes
+  (*not identified*, *misspecified*, *sampler failed*), shown next to it;
+- a winner is named only among comparable fits (trustworthy, or separate modes that each
+  pass the gate, entered through their stacked modes); otherwise the comparison is
+  *undecided* and the report says why; *clearly* needs d_elpd > 2 dse and reliable PSIS;
+- the motif headline of a trajectory comes from the overshoot fit of
+  ``event:place_plant`` (a model that can both rise and decay: a monotone model's "no
+  decay" would be built in, not found), with its verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: the behaviour and model of the motif headline
+MOTIF_BEHAVIOUR = "event:place_plant"
+MOTIF_MODEL = "overshoot"
+
+
+def ranking_verdict(ranking) -> dict:
+    """The report's per-behaviour verdict dict from a :class:`~valuedyn.fitting.Ranking`.
+
+    ``clearly`` is None when there is nothing to compare (no or one comparable fit)."""
+    table = ranking.table
+    verdict = {"winner": ranking.winner, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None,
+               "weights": {}, "text": ranking.text, "excluded": dict(ranking.excluded)}
+    if ranking.winner is not None and table is None:
+        verdict["weights"] = {ranking.winner: 1.0}
+    if table is not None and len(table) >= 2:
+        runner = table.index[1]
+        verdict.update(runner_up=str(runner), d_elpd=abs(float(table.loc[runner, "d_elpd"])),
+                       dse=float(table.loc[runner, "dse"]), clearly=bool(ranking.clearly),
+                       weights={str(m): float(w) for m, w in zip(table.index, table["weight"])})
+    return verdict
+
+
+def judge_sections(sections, progress=None) -> None:
+    """Attach ``verdicts`` (model -> Verdict) and ``ranking`` to every section and replace
+    its ``verdict`` by the trust-aware one (in place)."""
+    from valuedyn.fitting import classify_fit, rank_fits
+
+    iterator = sections if progress is None else progress(sections, desc="verdicts", unit="behaviour")
+    for section in iterator:
+        section.verdicts = {m: classify_fit(section.fits[m], name=m) for m in section.fitted}
+        if not section.fitted:
+            continue
+        section.ranking = rank_fits({m: section.fits[m] for m in section.fitted}, section.verdicts)
+        section.verdict = ranking_verdict(section.ranking)
+
+
+def motif_headlines(sections, loaded: dict[Path, object]) -> dict[Path, str]:
+    """Trajectory -> the motif paragraph (or why there is none)."""
+    from valuedyn.fitting import motif_headline
+
+    texts = {}
+    for path in loaded:
+        section = next((s for s in sections if s.trajectory == path and s.behaviour == MOTIF_BEHAVIOUR), None)
+        if section is None or MOTIF_MODEL not in section.fitted:
+            texts[path] = (f"No {MOTIF_MODEL} fit of {MOTIF_BEHAVIOUR} in this report, so the motif question "
+                           f"(does it rise and then decay?) is not answered here; fit it with --behaviours "
+                           f"{MOTIF_BEHAVIOUR} --models {MOTIF_MODEL} ...")
+            continue
+        texts[path] = motif_headline(section.fits[MOTIF_MODEL], section.verdicts.get(MOTIF_MODEL)).text
+    return texts
