@@ -1,6 +1,8 @@
 """The inference core, piece by piece: observation densities, the centring maths, the
 pooled mass matrix, and a small fit of every registered model on data simulated from it."""
 
+import os
+
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -166,3 +168,81 @@ def test_pooled_mass_matrix_is_the_mean_within_chain_covariance():
     np.testing.assert_allclose(pooled, covariance, atol=0.1)
     diagonal = pooled_inverse_mass(draws, dense=False)
     np.testing.assert_allclose(diagonal, np.diag(pooled), rtol=1e-4)
+
+
+# ------------------------------------------------------------------ every registered model
+FIT_SEEDS, FIT_UPDATES = 2, 40
+EVENT_LEVEL_SCALE = 2.0
+
+
+def fit_error_on_own_data(model_name: str) -> tuple[int, float]:
+    """Simulate a small data set from ``model_name`` at the median of its prior, fit it
+    (2 chains, short) and return (devices the chains ran on, mean absolute error of the
+    posterior mean level against the true level, as a fraction of the largest true level)."""
+    from valuedyn.fitting._fit import infer
+    from valuedyn.fitting._nuts import SamplerSettings
+    from valuedyn.fitting._observation import observation_for
+    from valuedyn.fitting._select import KIND_FAMILY, select_behavior
+    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.models import get_model
+
+    model = get_model(model_name)
+    kind = next(k for k in ("unlock", "action", "event") if k in model.applies_to)
+    behavior = {"unlock": "unlock:place_table", "action": "action:place_plant", "event": "event:place_plant"}[kind]
+    key = jax.random.PRNGKey(0)
+    truth = {p.name: np.full(FIT_SEEDS, float(np.median(np.asarray(p.prior.sample(jax.random.fold_in(key, i), (2001,))))))
+             for i, p in enumerate(model.parameters)}
+    dataset = simulate_trajectory(model, truth, behavior=behavior, n_updates=FIT_UPDATES, episodes_per_update=200.0,
+                                  observation="poisson", level_scale=EVENT_LEVEL_SCALE, seed=5)
+    selection = select_behavior(dataset, behavior)
+    settings = SamplerSettings(num_warmup=150, num_draws=100, num_chains=2, max_tree_depth=6, map_steps=300, map_starts=4)
+    observation = observation_for(KIND_FAMILY[kind], "poisson" if kind == "event" else None)
+    inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
+    level = inference.idata.posterior["level"].values.mean(axis=(0, 1))  # observation units
+    outputs, _ = jax.vmap(lambda p: model.solve(p, jnp.asarray(selection.tau, jnp.float32)))(
+        {k: jnp.asarray(v, jnp.float32) for k, v in truth.items()})
+    # observation units: a probability, or (events) counts per episode = simulated level_scale x level
+    true_level = np.asarray(outputs[model.applies_to[kind]]) * (EVENT_LEVEL_SCALE if kind == "event" else 1.0)
+    error = float(np.mean(np.abs(level - true_level)[selection.mask]) / np.max(true_level))
+    return inference.compiled.n_devices, error
+
+
+def _closed_form_models():
+    from valuedyn.models import get_model, list_models
+
+    return [name for name in list_models() if get_model(name).closed_form]
+
+
+@pytest.mark.parametrize("model_name", _closed_form_models())
+def test_closed_form_model_fits_its_own_data(model_name):
+    _, error = fit_error_on_own_data(model_name)
+    assert error < 0.1, error
+
+
+@pytest.mark.skipif(os.environ.get("VALUEDYN_SLOW_TESTS") != "1",
+                    reason="compiles every ODE model's sampler in a fresh 2-device process (minutes); "
+                    "VALUEDYN_SLOW_TESTS=1 runs it")
+def test_ode_models_fit_their_own_data_with_chains_on_two_devices():
+    """In a fresh process with 2 CPU devices (JAX fixes its device count at start-up): every
+    ODE model samples its 2 chains on 2 devices (diffrax's default adjoint used to fail under
+    pmap) and recovers the level it was simulated from."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from valuedyn.models import get_model, list_models
+
+    names = [name for name in list_models() if not get_model(name).closed_form]
+    script = (
+        "import jax, json, sys; jax.config.update('jax_num_cpu_devices', 2); "
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from test_inference_core import fit_error_on_own_data; "
+        f"print('RESULT', json.dumps({{n: fit_error_on_own_data(n) for n in {names!r}}}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1500)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stderr[-3000:]
+    for name, (devices, error) in json.loads(lines[-1][7:]).items():
+        assert devices == 2, name
+        assert error < 0.1, (name, error)
