@@ -86,7 +86,6 @@ def compile_for(model, observation, pooling: str, observable: str, data: FitData
         observation=observation,
         spaces=parameter_spaces(model),
         pooling=pooling,
-        one_device=not model.closed_form,
     )
 
 

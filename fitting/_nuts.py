@@ -122,10 +122,7 @@ class CompiledPosterior:
     """Jitted pieces of inference for one numpyro model and one data shape."""
 
     def __init__(self, numpyro_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                 spaces=(), pooling: str = "none", one_device: bool = False):
-        # one_device: all chains on one device (lax.map), for ODE models: under pmap the
-        # gradient of diffrax's checkpointed adjoint raises equinox's "closure-converted
-        # function called with different dynamic arguments" (seen with 2 CPU devices)
+                 spaces=(), pooling: str = "none"):
         self.model = numpyro_model
         self.observation = observation
         self.settings = settings
@@ -137,7 +134,7 @@ class CompiledPosterior:
         self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {"count_failures": True})
         n_seeds = int(example_data.y.shape[0])
         self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
-        self.n_devices = 1 if one_device else _device_split(settings.num_chains)
+        self.n_devices = _device_split(settings.num_chains)
         self.per_device = settings.num_chains // self.n_devices
         total = settings.num_warmup + settings.num_draws
         self.chunk = int(min(max(total // 25, 10), 200))
@@ -205,8 +202,8 @@ class CompiledPosterior:
 
         def hessian(u, data):
             """Hessian of the potential over the flattened coordinates, by central
-            differences of the reverse-mode gradient (forward mode cannot pass through
-            diffrax's custom_vjp adjoint, so jax.hessian would crash on ODE models)."""
+            differences of the reverse-mode gradient (one reverse pass per direction; it
+            needs nothing of a model's solver beyond the gradient NUTS uses anyway)."""
             flat, unravel = ravel_pytree(u)
             gradient = jax.grad(lambda f: potential_gen(data)(unravel(f)))
             step = 1e-2 * jnp.maximum(1.0, jnp.abs(flat))
@@ -498,10 +495,10 @@ _CACHE: dict[tuple, CompiledPosterior] = {}
 
 
 def compiled_posterior(key: tuple, build_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                       spaces=(), pooling: str = "none", one_device: bool = False) -> CompiledPosterior:
+                       spaces=(), pooling: str = "none") -> CompiledPosterior:
     """Cached :class:`CompiledPosterior`; ``key`` names the model structure, shapes are added here."""
     full_key = key + (tuple(example_data.y.shape), dataclasses.astuple(settings), len(jax.devices()))
     if full_key not in _CACHE:
         _CACHE[full_key] = CompiledPosterior(build_model(), example_data, settings, observation=observation,
-                                             spaces=spaces, pooling=pooling, one_device=one_device)
+                                             spaces=spaces, pooling=pooling)
     return _CACHE[full_key]

@@ -455,6 +455,15 @@ class Model:
                 make_term(fn), solver, start, stop, None, y_start, args=tuple(ps),
                 saveat=diffrax.SaveAt(ts=ts, t1=True), stepsize_controller=controller,
                 max_steps=max_steps, throw=False,
+                # DirectAdjoint, not the default RecursiveCheckpointAdjoint: the latter's
+                # checkpointed while loop closure-converts its body with example values traced
+                # outside pmap/shard_map (no sharding) and, in the backward pass, compares them
+                # with values traced inside (sharding over the manual device mesh); equinox's
+                # strict comparison raised "closure-converted function called with different
+                # dynamic arguments", so ODE models could not run chains over devices. The
+                # bounded loop of DirectAdjoint uses no closure conversion and also supports
+                # forward mode.
+                adjoint=diffrax.DirectAdjoint(),
             )
 
         tt = jnp.maximum(t, zero)

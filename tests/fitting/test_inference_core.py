@@ -1,0 +1,248 @@
+"""The inference core, piece by piece: observation densities, the centring maths, the
+pooled mass matrix, and a small fit of every registered model on data simulated from it."""
+
+import os
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer.util import potential_energy
+
+from valuedyn.fitting._model import (
+    FitData,
+    build_numpyro_model,
+    centring_weights,
+    parameter_spaces,
+    recentre,
+)
+from valuedyn.fitting._nuts import pooled_inverse_mass
+from valuedyn.fitting._observation import OBSERVATION_MODELS
+
+N_SEEDS, N_UPDATES = 3, 25
+
+
+def _cells(rng, family):
+    mask = rng.random((N_SEEDS, N_UPDATES)) > 0.2
+    exposure = rng.integers(20, 60, (N_SEEDS, N_UPDATES)).astype(np.float64)
+    mean = rng.uniform(0.05, 0.9, (N_SEEDS, N_UPDATES)) if family != "count" else rng.uniform(0.02, 6.0, (N_SEEDS, N_UPDATES))
+    if family == "binomial":
+        y = rng.binomial(exposure.astype(int), mean).astype(np.float64)
+    elif family == "count":
+        y = rng.poisson(exposure * mean * rng.gamma(2.0, 0.5, mean.shape)).astype(np.float64)
+    else:
+        y = np.exp(np.log(mean) + 0.3 * rng.standard_normal(mean.shape))
+    return y, exposure, mask
+
+
+def _random_params(rng, name):
+    if name == "negbin":
+        return {"dispersion": float(np.exp(rng.uniform(np.log(1e-4), np.log(3.0))))}
+    if name == "lognormal":
+        return {"sigma": float(rng.uniform(0.1, 1.0))}
+    return {}
+
+
+@pytest.mark.parametrize("name", sorted(OBSERVATION_MODELS))
+def test_log_kernel_differences_match_numpyro_log_prob(name):
+    """The sampler's log kernel drops data-only constants, so between two random parameter
+    settings its masked sum must change exactly as numpyro's ``log_prob`` does (computed in
+    float64, where the textbook negbin form is accurate)."""
+    observation = OBSERVATION_MODELS[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    y, exposure, mask = _cells(rng, observation.family)
+    for _ in range(5):
+        settings = [(rng.uniform(0.02, 0.9, y.shape) if observation.family != "count" else rng.uniform(0.02, 6.0, y.shape),
+                     _random_params(rng, name)) for _ in range(2)]
+        kernel = [float(jnp.sum(observation.log_kernel(jnp.asarray(y, jnp.float32), jnp.asarray(m, jnp.float32),
+                                                       jnp.asarray(exposure, jnp.float32), jnp.asarray(mask),
+                                                       {k: jnp.float32(v) for k, v in p.items()})))
+                  for m, p in settings]
+        with jax.enable_x64(True):
+            reference = []
+            for m, p in settings:
+                d = observation.distribution(jnp.asarray(m), jnp.asarray(exposure), jnp.asarray(mask),
+                                             {k: jnp.float64(v) for k, v in p.items()})
+                log_prob = d.log_prob(observation.fill(jnp.asarray(y), jnp.asarray(mask)))
+                reference.append(float(jnp.sum(jnp.where(jnp.asarray(mask), log_prob, 0.0))))
+        expected = reference[0] - reference[1]
+        assert kernel[0] - kernel[1] == pytest.approx(expected, abs=2e-3 + 1e-5 * abs(expected)), settings
+
+
+def test_negbin_kernel_is_smooth_and_tends_to_poisson():
+    """At nearly Poisson dispersions the negbin kernel must stay a smooth function of the
+    dispersion (float32 noise here is what stalled the sampler) and reach the Poisson kernel."""
+    rng = np.random.default_rng(0)
+    _, exposure, mask = _cells(rng, "count")
+    mean = rng.uniform(0.5, 6.0, exposure.shape)
+    y = rng.poisson(exposure * mean).astype(np.float64)  # Poisson data: the dispersion wanders towards 0
+    args = (jnp.asarray(y, jnp.float32), jnp.asarray(mean, jnp.float32), jnp.asarray(exposure, jnp.float32), jnp.asarray(mask))
+    negbin, poisson = OBSERVATION_MODELS["negbin"], OBSERVATION_MODELS["poisson"]
+
+    def total(log_dispersion):
+        return jnp.sum(negbin.log_kernel(*args, {"dispersion": jnp.exp(log_dispersion)}))
+
+    grid = np.linspace(np.log(1e-5), np.log(1e-1), 100)
+    values = np.asarray(jax.vmap(total)(jnp.asarray(grid, jnp.float32)), np.float64)
+    with jax.enable_x64(True):
+        y64 = negbin.fill(jnp.asarray(y), jnp.asarray(mask))
+        exact = np.array([
+            float(jnp.sum(jnp.where(jnp.asarray(mask), negbin.distribution(
+                jnp.asarray(mean, jnp.float64), jnp.asarray(exposure), jnp.asarray(mask), {"dispersion": np.exp(g)}
+            ).log_prob(y64), 0.0)))
+            for g in grid
+        ])
+    # kernel and density differ by a data-only constant; what is left is float32 rounding
+    # of a sum near 1e4 (~1e-3), not the 1-50 nats of noise of the textbook form
+    offset = values - exact
+    assert np.max(np.abs(offset - np.median(offset))) < 1e-2, np.ptp(offset)
+    assert float(total(jnp.log(1e-9))) == pytest.approx(float(jnp.sum(poisson.log_kernel(*args, {}))), abs=1e-2)
+
+
+# ------------------------------------------------------------------ centring
+def _hierarchy_data(centring):
+    rng = np.random.default_rng(1)
+    y = rng.binomial(40, 0.3, (N_SEEDS, N_UPDATES)).astype(np.float32)
+    return FitData(
+        y=jnp.asarray(y), exposure=jnp.full(y.shape, 40.0, jnp.float32), mask=jnp.ones(y.shape, bool),
+        tau=jnp.linspace(0.0, 1.0, N_UPDATES, dtype=jnp.float32), level_scale=jnp.float32(1.0),
+        centring=jnp.asarray(centring, jnp.float32),
+    )
+
+
+def test_centring_changes_coordinates_not_the_posterior():
+    """For every centring weight w the log density of the same hierarchical values u,
+    corrected by the Jacobian of z_w -> u (scale^(1 - w) per parameter and seed), is the
+    same; and recentre moves a point between weights without changing u."""
+    from valuedyn.models import get_model
+
+    model = get_model("logistic_onset")
+    spaces = parameter_spaces(model)
+    numpyro_model = build_numpyro_model(model, OBSERVATION_MODELS["binomial"], "hierarchical", "level")
+    rng = np.random.default_rng(2)
+    n_params = len(spaces)
+    zero = np.zeros((n_params, N_SEEDS), np.float32)
+    point = {}
+    for s in spaces:
+        point[f"{s.name}_loc"] = jnp.float32(s.loc_mean + 0.3 * rng.standard_normal())
+        point[f"{s.name}_scale"] = jnp.float32(np.log(0.3 * s.loc_sd) + 0.3 * rng.standard_normal())
+        point[f"{s.name}_z"] = jnp.asarray(rng.standard_normal(N_SEEDS), jnp.float32)
+    adjusted = []
+    for weight in (0.0, 0.4, 1.0):
+        weights = np.full((n_params, N_SEEDS), weight, np.float32)
+        weights[0, 0] = 0.7  # weights differ between parameters and seeds
+        moved = recentre(spaces, point, zero, weights)
+        back = recentre(spaces, moved, weights, zero)
+        for name in point:
+            np.testing.assert_allclose(np.asarray(back[name]), np.asarray(point[name]), rtol=1e-5, atol=1e-5)
+        energy = float(potential_energy(numpyro_model, (_hierarchy_data(weights),), {}, moved))
+        log_jacobian = sum(float(np.sum((1.0 - weights[i]) * point[f"{s.name}_scale"])) for i, s in enumerate(spaces))
+        adjusted.append(energy + log_jacobian)
+    np.testing.assert_allclose(adjusted, adjusted[0], rtol=1e-5, atol=1e-3)
+
+
+def test_centring_weights_are_the_normal_hierarchy_optimum():
+    sigma2 = np.array([[0.01, 1.0, 100.0]])
+    tau = 0.5
+    fixed = centring_weights(sigma2, np.full((1, 64), np.log(tau)))  # a known scale
+    np.testing.assert_allclose(fixed[0], tau**2 / (tau**2 + sigma2[0]), rtol=1e-5)
+    # an uncertain scale: the regression slope of log(sigma2 + tau^2) on log tau, halved
+    log_tau = np.random.default_rng(3).normal(np.log(tau), 0.5, (1, 4000))
+    weights = centring_weights(sigma2, log_tau)
+    for seed, s2 in enumerate(sigma2[0]):
+        slope = np.polyfit(log_tau[0], np.log(s2 + np.exp(2 * log_tau[0])), 1)[0]
+        assert weights[0, seed] == pytest.approx(np.clip(slope / 2, 0, 1), abs=1e-4)
+    assert weights[0, 0] > 0.9 and weights[0, 2] < 0.05  # pinned-down seeds centred, vague ones not
+
+
+def test_pooled_mass_matrix_is_the_mean_within_chain_covariance():
+    rng = np.random.default_rng(4)
+    covariance = np.array([[1.0, 0.6, 0.0], [0.6, 2.0, -0.3], [0.0, -0.3, 0.5]])
+    draws = rng.multivariate_normal(np.zeros(3), covariance, (4, 2000))
+    draws += rng.normal(0.0, 50.0, (4, 1, 3))  # chains sitting far apart must not inflate it
+    pooled = pooled_inverse_mass(draws, dense=True)
+    within = np.mean([np.cov(chain, rowvar=False) for chain in draws], axis=0)
+    n = draws.shape[0] * draws.shape[1]
+    np.testing.assert_allclose(pooled, n / (n + 5) * within + 1e-3 * 5 / (n + 5) * np.eye(3), rtol=1e-4)
+    np.testing.assert_allclose(pooled, covariance, atol=0.1)
+    diagonal = pooled_inverse_mass(draws, dense=False)
+    np.testing.assert_allclose(diagonal, np.diag(pooled), rtol=1e-4)
+
+
+# ------------------------------------------------------------------ every registered model
+FIT_SEEDS, FIT_UPDATES = 2, 40
+EVENT_LEVEL_SCALE = 2.0
+
+
+def fit_error_on_own_data(model_name: str) -> tuple[int, float]:
+    """Simulate a small data set from ``model_name`` at the median of its prior, fit it
+    (2 chains, short) and return (devices the chains ran on, mean absolute error of the
+    posterior mean level against the true level, as a fraction of the largest true level)."""
+    from valuedyn.fitting._fit import infer
+    from valuedyn.fitting._nuts import SamplerSettings
+    from valuedyn.fitting._observation import observation_for
+    from valuedyn.fitting._select import KIND_FAMILY, select_behaviour
+    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.models import get_model
+
+    model = get_model(model_name)
+    kind = next(k for k in ("unlock", "action", "event") if k in model.applies_to)
+    behaviour = {"unlock": "unlock:place_table", "action": "action:place_plant", "event": "event:place_plant"}[kind]
+    key = jax.random.PRNGKey(0)
+    truth = {p.name: np.full(FIT_SEEDS, float(np.median(np.asarray(p.prior.sample(jax.random.fold_in(key, i), (2001,))))))
+             for i, p in enumerate(model.parameters)}
+    dataset = simulate_trajectory(model, truth, behaviour=behaviour, n_updates=FIT_UPDATES, episodes_per_update=200.0,
+                                  observation="poisson", level_scale=EVENT_LEVEL_SCALE, seed=5)
+    selection = select_behaviour(dataset, behaviour)
+    settings = SamplerSettings(num_warmup=150, num_draws=100, num_chains=2, max_tree_depth=6, map_steps=300, map_starts=4)
+    observation = observation_for(KIND_FAMILY[kind], "poisson" if kind == "event" else None)
+    inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
+    level = inference.idata.posterior["level"].values.mean(axis=(0, 1))  # observation units
+    outputs, _ = jax.vmap(lambda p: model.solve(p, jnp.asarray(selection.tau, jnp.float32)))(
+        {k: jnp.asarray(v, jnp.float32) for k, v in truth.items()})
+    # observation units: a probability, or (events) counts per episode = simulated level_scale x level
+    true_level = np.asarray(outputs[model.applies_to[kind]]) * (EVENT_LEVEL_SCALE if kind == "event" else 1.0)
+    error = float(np.mean(np.abs(level - true_level)[selection.mask]) / np.max(true_level))
+    return inference.compiled.n_devices, error
+
+
+def _closed_form_models():
+    from valuedyn.models import get_model, list_models
+
+    return [name for name in list_models() if get_model(name).closed_form]
+
+
+@pytest.mark.parametrize("model_name", _closed_form_models())
+def test_closed_form_model_fits_its_own_data(model_name):
+    _, error = fit_error_on_own_data(model_name)
+    assert error < 0.1, error
+
+
+@pytest.mark.skipif(os.environ.get("VALUEDYN_SLOW_TESTS") != "1",
+                    reason="compiles every ODE model's sampler in a fresh 2-device process (minutes); "
+                    "VALUEDYN_SLOW_TESTS=1 runs it")
+def test_ode_models_fit_their_own_data_with_chains_on_two_devices():
+    """In a fresh process with 2 CPU devices (JAX fixes its device count at start-up): every
+    ODE model samples its 2 chains on 2 devices (diffrax's default adjoint used to fail under
+    pmap) and recovers the level it was simulated from."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from valuedyn.models import get_model, list_models
+
+    names = [name for name in list_models() if not get_model(name).closed_form]
+    script = (
+        "import jax, json, sys; jax.config.update('jax_num_cpu_devices', 2); "
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from test_inference_core import fit_error_on_own_data; "
+        f"print('RESULT', json.dumps({{n: fit_error_on_own_data(n) for n in {names!r}}}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1500)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stderr[-3000:]
+    for name, (devices, error) in json.loads(lines[-1][7:]).items():
+        assert devices == 2, name
+        assert error < 0.1, (name, error)
