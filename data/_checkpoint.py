@@ -3,12 +3,16 @@
 A run writing ``<out>`` keeps its checkpoints in the folder ``<out>.ckpt/``, one file
 per checkpointed update, ``update_00000123.ckpt``. A file is::
 
-    b"VALUEDYN-CHECKPOINT 1\\n" + header (one JSON line) + b"\\n" + payload
+    b"VALUEDYN-CHECKPOINT 2\\n" + header (one JSON line) + b"\\n" + payload
 
 The header holds the config JSON, the update and env step reached, the payload's
-length and its sha256; the payload is the whole runner state (parameters, optimizer
-state, environment states, observations, per-episode running counts, PRNG keys; every
-leaf with a leading ``seed`` axis) as flax msgpack. Files are written atomically.
+length and its sha256; the payload is flax msgpack of ``{"runner": ..., "metrics": ...}``:
+the whole runner state (parameters, optimizer state, environment states, observations,
+per-episode running counts, PRNG keys; every leaf with a leading ``seed`` axis) and the
+recorded metrics of every update up to the checkpoint (``[seed, update, ...]``, the
+trajectory file's variables). A checkpoint alone therefore continues a run: the
+trajectory file may be behind it or missing after a kill. Version 1 files (runner only)
+still load, with ``metrics`` None. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import numpy as np
 from valuedyn._errors import ValuedynError
 from valuedyn._io import atomic_path
 
-MAGIC = b"VALUEDYN-CHECKPOINT 1\n"
+MAGIC = b"VALUEDYN-CHECKPOINT 2\n"
+#: Version 1 held the runner state alone (no metrics).
+MAGIC_V1 = b"VALUEDYN-CHECKPOINT 1\n"
 _NAME = re.compile(r"^update_(\d{8})\.ckpt$")
 
 
@@ -38,6 +44,7 @@ class Checkpoint:
     update: int  # PPO updates completed
     env_step: int  # env steps per seed completed (= update x num_envs x num_steps)
     runner: dict  # the whole runner state (see valuedyn.data._train)
+    metrics: dict | None = None  # name -> [seed, update, ...] for updates 1..update; None in version 1 files
 
     @property
     def params(self) -> dict:
@@ -104,13 +111,18 @@ def refuse_run_outputs(outputs, force: bool, *, flag: str = "--force", inputs=()
             )
 
 
-def save_checkpoint(trajectory_path: str | Path, config, update: int, env_step: int, runner_host) -> Path:
-    """Write the runner state (already on the host, numpy leaves) atomically; return the path."""
+def save_checkpoint(trajectory_path: str | Path, config, update: int, env_step: int, runner_host, metrics_host) -> Path:
+    """Write the runner state and the metrics of updates 1..``update`` (already on the host,
+    numpy leaves) atomically; return the path."""
     from flax import serialization
 
     from valuedyn._config import config_to_json
 
-    payload = serialization.msgpack_serialize(serialization.to_state_dict(runner_host))
+    metrics = {name: np.asarray(values) for name, values in metrics_host.items()}
+    if any(values.shape[1] != update for values in metrics.values()):
+        raise ValueError(f"checkpoint at update {update} given metrics of {[v.shape[1] for v in metrics.values()]} updates")
+    state = {"runner": serialization.to_state_dict(runner_host), "metrics": metrics}
+    payload = serialization.msgpack_serialize(state)
     header = {
         "config": config_to_json(config),
         "update": int(update),
@@ -128,17 +140,20 @@ def save_checkpoint(trajectory_path: str | Path, config, update: int, env_step: 
 
 
 def read_checkpoint_header(path: str | Path) -> tuple[dict, bytes]:
-    """``(header, payload)`` of a checkpoint file; checks magic, length and checksum."""
+    """``(header, payload)`` of a checkpoint file; checks magic, length and checksum.
+
+    ``header["version"]`` is the file's format version (1 or 2)."""
     path = Path(path)
     if not path.is_file():
         raise ValuedynError(f"checkpoint {path} does not exist; check the path (checkpoints live in <out>.ckpt/)")
     data = path.read_bytes()
     fix = "delete it to resume from the previous checkpoint, or start again with --force"
-    if not data.startswith(MAGIC):
+    version = 2 if data.startswith(MAGIC) else 1 if data.startswith(MAGIC_V1) else None
+    if version is None:
         raise ValuedynError(f"checkpoint {path} is corrupt (not a valuedyn checkpoint); {fix}")
     head_end = data.find(b"\n", len(MAGIC))
     try:
-        header = json.loads(data[len(MAGIC) : head_end])
+        header = {**json.loads(data[len(MAGIC) : head_end]), "version": version}
         expected_bytes, expected_sha = int(header["payload_bytes"]), header["sha256"]
     except (ValueError, KeyError, TypeError):
         raise ValuedynError(f"checkpoint {path} is corrupt (unreadable header); {fix}") from None
@@ -169,6 +184,18 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state = serialization.msgpack_restore(payload)
     except Exception as err:  # msgpack raises several types
         raise ValuedynError(f"checkpoint {path} is corrupt ({type(err).__name__}); delete it or start again with --force") from None
+    metrics = None
+    if header["version"] >= 2:
+        if not isinstance(state, dict) or set(state) != {"runner", "metrics"}:
+            raise ValuedynError(f"checkpoint {path} is corrupt (no runner state and metrics); delete it or start again with --force")
+        state, metrics = state["runner"], {name: np.asarray(values) for name, values in state["metrics"].items()}
+        from valuedyn.data._train import METRIC_DIMS
+
+        update = int(header["update"])
+        if set(metrics) != set(METRIC_DIMS) or any(v.shape[1] != update for v in metrics.values()):
+            raise ValuedynError(
+                f"checkpoint {path} holds metrics that do not cover updates 1..{update}; it was written by another valuedyn version"
+            )
     template = runner_template(config)
     try:
         runner = serialization.from_state_dict(template, state)
@@ -187,4 +214,4 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     import jax
 
     runner = jax.tree.map(check, template, runner)
-    return Checkpoint(Path(path), config, int(header["update"]), int(header["env_step"]), runner)
+    return Checkpoint(Path(path), config, int(header["update"]), int(header["env_step"]), runner, metrics)

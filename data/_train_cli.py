@@ -26,7 +26,9 @@ from valuedyn._config import config_to_json, option
 from valuedyn._errors import ValuedynError
 
 #: Fields that change how a run is driven, not what it computes: they may differ on --resume.
-RUN_ONLY_FIELDS = ("out", "resume", "force", "progress", "distributed", "checkpoint_every")
+RUN_ONLY_FIELDS = (
+    "out", "resume", "force", "progress", "distributed", "coordinator_address", "num_processes", "process_id", "checkpoint_every",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +80,14 @@ Defaults are the public Craftax PPO baseline. A tiny CPU demo:
     resume: bool = option(False, "continue the run from the latest checkpoint in <out>.ckpt/ (same config required)")
     force: bool = option(False, "replace an existing --out (and its checkpoints) instead of refusing")
     progress: bool = option(True, "show a progress bar with steps/s and ETA on stderr")
-    distributed: bool = option(False, "call jax.distributed.initialize() first (multi-host runs; the seed axis spans all devices)")
+    distributed: bool = option(
+        False, "multi-host run: call jax.distributed.initialize() first; the seed axis spans the devices of all processes"
+    )
+    coordinator_address: str = option(
+        "", "with --distributed: HOST:PORT of process 0's coordinator (empty: detected, e.g. under SLURM)", metavar="HOST:PORT"
+    )
+    num_processes: int = option(0, "with --distributed: number of processes (0: detected, e.g. under SLURM)")
+    process_id: int = option(-1, "with --distributed: this process's id, 0..num_processes-1 (-1: detected, e.g. under SLURM)")
 
 
 # ---------------------------------------------------------------------------
@@ -117,6 +126,53 @@ def validate_config(config: TrainConfig) -> None:
             raise ValuedynError(f"--{name.replace('_', '-')} must be > 0, received {getattr(config, name)}")
     if config.resume and config.force:
         raise ValuedynError("--resume and --force contradict each other; pass one of them")
+    cluster = {"coordinator_address": config.coordinator_address != "", "num_processes": config.num_processes != 0,
+               "process_id": config.process_id != -1}
+    if any(cluster.values()) and not config.distributed:
+        given = ", ".join("--" + name.replace("_", "-") for name, set_ in cluster.items() if set_)
+        raise ValuedynError(f"{given} only apply to a multi-host run; add --distributed or drop them")
+    if config.num_processes < 0:
+        raise ValuedynError(f"--num-processes must be >= 1 (0: detected), received {config.num_processes}")
+    if config.process_id < -1 or (config.num_processes and config.process_id >= config.num_processes):
+        raise ValuedynError(
+            f"--process-id must be in 0..{max(config.num_processes - 1, 0)} (-1: detected), received {config.process_id}"
+        )
+
+
+def start_distributed(config: TrainConfig) -> None:
+    """``jax.distributed.initialize`` with the cluster flags (unset ones are detected by JAX,
+    e.g. from SLURM's environment). On CPU the processes exchange arrays with JAX's default
+    CPU collectives (gloo over TCP). Must run before anything touches a JAX device."""
+    import jax
+
+    try:
+        jax.distributed.initialize(
+            coordinator_address=config.coordinator_address or None,
+            num_processes=config.num_processes or None,
+            process_id=None if config.process_id == -1 else config.process_id,
+        )
+    except (RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValuedynError(
+            f"--distributed: jax.distributed.initialize failed ({reason}); pass --coordinator-address HOST:PORT, "
+            "--num-processes and --process-id, or run under a cluster manager JAX detects (SLURM, Open MPI)"
+        ) from None
+
+
+def to_seed_sharding(tree, sharding):
+    """Host arrays (the whole seed axis, the same on every process) -> device arrays laid out
+    by ``sharding`` (each process places the slices its devices hold); ``sharding`` None:
+    the default device."""
+    import jax
+
+    if sharding is None:
+        return jax.tree.map(jax.device_put, tree)
+
+    def place(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(place, tree)
 
 
 def check_devices(config: TrainConfig) -> int:
@@ -212,8 +268,9 @@ def chunk_schedule(num_updates: int, chunk_updates: int) -> list[int]:
 
 
 def checkpoint_due(previous_end: int, end: int, num_updates: int, every: int) -> bool:
-    """Checkpoint at this chunk end? (a target update in (previous_end, end], or the last)."""
-    if end == num_updates:
+    """Checkpoint at this chunk end? (a target update in (previous_end, end], the first chunk
+    end of a fresh run, so that a killed run can always be resumed, or the last)."""
+    if end == num_updates or previous_end == 0:
         return True
     if every > 0:
         return end // every > previous_end // every
@@ -241,9 +298,18 @@ def _to_host(tree):
 
 
 def _prepare_outputs(config: TrainConfig):
-    """Decide fresh start vs resume; returns (checkpoint or None, prior metrics, prior attrs)."""
+    """Decide fresh start vs resume; returns (checkpoint or None, prior metrics, prior attrs).
+
+    A resume continues from the latest checkpoint, which holds the metrics of every update
+    up to it; the trajectory file may be ahead of it (the checkpoint after it was not yet
+    written when the run was killed) or, right after the first chunk, not yet written.
+    ``--resume`` refuses, before anything is written, a trajectory file whose checkpoint
+    folder is missing or empty: there is no state to continue from, and starting again
+    would overwrite it. With neither file nor checkpoints it starts the run (a requeued job
+    killed before its first chunk).
+    """
     from valuedyn._config import config_from_json
-    from valuedyn.data._checkpoint import list_checkpoints, load_checkpoint, refuse_run_outputs
+    from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint, refuse_run_outputs
     from valuedyn.data._record import metrics_from_dataset
     from valuedyn.data._schema import open_trajectory
 
@@ -259,6 +325,11 @@ def _prepare_outputs(config: TrainConfig):
         if differences:
             raise ValuedynError(f"--resume with a config that differs from the stored one in {out} ({'; '.join(differences)}); pass the same flags")
     if not checkpoints:
+        if stored_ds is not None:
+            raise ValuedynError(
+                f"--resume: {out} exists but its checkpoint folder {checkpoint_dir(out)} is missing or holds no checkpoint, "
+                f"so there is no state to continue from; start again with --force (replaces {out}) or choose another --out"
+            )
         return None, None, {}
     checkpoint = load_checkpoint(checkpoints[-1])
     differences = config_differences(checkpoint.config, config)
@@ -266,13 +337,16 @@ def _prepare_outputs(config: TrainConfig):
         raise ValuedynError(
             f"--resume with a config that differs from the checkpoint {checkpoints[-1]} ({'; '.join(differences)}); pass the same flags"
         )
+    prior_attrs = {} if stored_ds is None else {k: stored_ds.attrs[k] for k in ("wall_time_s", "compile_time_s") if k in stored_ds.attrs}
+    if checkpoint.metrics is not None:
+        return checkpoint, checkpoint.metrics, prior_attrs
+    # a version 1 checkpoint holds no metrics: they come from the trajectory file
     if stored_ds is None or stored_ds.sizes["update"] < checkpoint.update:
         have = 0 if stored_ds is None else stored_ds.sizes["update"]
         raise ValuedynError(
             f"--resume: {out} holds {have} updates but the latest checkpoint is at update {checkpoint.update}; "
             "the trajectory file was replaced or removed; start again with --force"
         )
-    prior_attrs = {k: stored_ds.attrs[k] for k in ("wall_time_s", "compile_time_s") if k in stored_ds.attrs}
     return checkpoint, metrics_from_dataset(stored_ds, checkpoint.update), prior_attrs
 
 
@@ -284,9 +358,7 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
     """
     validate_config(config)
     if config.distributed:
-        import jax
-
-        jax.distributed.initialize()
+        start_distributed(config)
     import jax
 
     from valuedyn._io import provenance, write_dataset_atomic
@@ -304,7 +376,7 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
     program, init_jit, chunk_jit, sharding = _compiled_functions(program_key(config), num_devices)
     num_updates, steps_per_update = program.num_updates, program.steps_per_update
     if checkpoint is not None:
-        runner = jax.tree.map(lambda x: jax.device_put(x, sharding) if sharding is not None else jax.device_put(x), checkpoint.runner)
+        runner = to_seed_sharding(checkpoint.runner, sharding)
         start_update = checkpoint.update
         parts = [prior_metrics]
         if start_update >= num_updates:
@@ -314,9 +386,7 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
         if config.force and is_writer:
             for stale in list_checkpoints(out):
                 stale.unlink()
-        keys = seed_keys(config)
-        if sharding is not None:
-            keys = jax.device_put(keys, sharding)
+        keys = to_seed_sharding(seed_keys(config), sharding)
         runner = init_jit.lower(keys).compile(compiler_options(config))(keys)
         start_update = 0
         parts = []
@@ -370,6 +440,7 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
     # checkpoints are serialised and written by one background thread while training goes on
     saver = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     saving = None
+    has_checkpoint = checkpoint is not None
     pending = compiled_chunk(sizes[0])(runner)
     try:
         for index, end in enumerate(ends):
@@ -387,16 +458,22 @@ def run_train(config: TrainConfig, *, stop_after_chunks: int | None = None) -> i
                 "updates_completed": end,
                 "complete": int(end == num_updates),
             }
-            if is_writer:
-                write_dataset_atomic(
-                    build_trajectory(concat_metrics(parts), program.names, steps_per_update, config.placement_bins, attrs), out
-                )
+            metrics_so_far = concat_metrics(parts)
             if checkpoint_due(previous_end, end, num_updates, config.checkpoint_every):
                 runner_host = _to_host(runner)
                 if saving is not None:
                     saving.result()  # one checkpoint in flight at a time; re-raises its errors
                 if is_writer:
-                    saving = saver.submit(save_checkpoint, out, config, end, end * steps_per_update, runner_host)
+                    saving = saver.submit(save_checkpoint, out, config, end, end * steps_per_update, runner_host, metrics_so_far)
+                    if not has_checkpoint:
+                        # the run's first checkpoint lands before its first trajectory file, so a
+                        # trajectory file always has a checkpoint to resume from
+                        saving.result()
+                        has_checkpoint = True
+            if is_writer:
+                write_dataset_atomic(
+                    build_trajectory(metrics_so_far, program.names, steps_per_update, config.placement_bins, attrs), out
+                )
             bar.update((end - previous_end) * steps_per_update * config.seeds)
             previous_end = end
             if stop_after_chunks is not None and index + 1 >= stop_after_chunks:

@@ -225,6 +225,8 @@ def prepare(config):
         raise ValuedynError("--out is required: the fit file to write")
     refuse_overwrite(config.out, config.force)
     trajectory = require_file(config.trajectory, "trajectory file")
+    if Path(config.out).resolve() == trajectory.resolve():  # --force cannot make this right
+        raise ValuedynError(f"--out {config.out} is the trajectory file being fitted; choose another --out")
     model = get_model(config.model)
     dataset = open_trajectory(trajectory)
     selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)

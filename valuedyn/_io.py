@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import os
 import platform
@@ -20,19 +21,41 @@ from typing import Iterator
 from valuedyn._errors import ValuedynError
 
 
+#: Write failures the user fixes by freeing space or choosing another folder.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
+def _storage_error(path: Path, err: OSError) -> ValuedynError:
+    return ValuedynError(
+        f"cannot write {path} ({err.strerror or err}); free space or choose a writable folder for the output "
+        "(nothing was replaced)"
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path`` atomically.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched. A full or
+    read-only folder becomes a one-line :class:`ValuedynError`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in _STORAGE_ERRORS:
+            raise _storage_error(path, err) from None
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):  # others may come from reading an input
+                raise
+            raise _storage_error(path, err) from None
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         # mkstemp creates 0600; give the file the permissions a plain open() would.
@@ -65,9 +88,15 @@ def write_dataset_atomic(dataset, path: str | os.PathLike) -> None:
 
 
 def refuse_overwrite(path: str | os.PathLike, force: bool, *, flag: str = "--force") -> None:
-    """Refuse to replace an existing output unless the user asked for it."""
+    """Refuse, before any work, an output that exists (unless the user asked to replace it)
+    or that cannot be written (its nearest existing folder is read-only or not ours)."""
     if Path(path).exists() and not force:
         raise ValuedynError(f"output {path} already exists; pass {flag} to replace it, or choose another --out")
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValuedynError(f"cannot write {path}: the folder {folder} is read-only or not writable; choose another --out")
 
 
 def require_file(path: str | os.PathLike, what: str = "input file") -> Path:

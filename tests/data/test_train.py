@@ -12,8 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -54,9 +58,36 @@ def sharded_process(tmp_path_factory, tiny_args):
         process.kill()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def tiny_run(tiny_run, sharded_process):
-    """The shared tiny run, asked for only once the sharded process has started."""
+def distributed_processes(tmp_path_factory, tiny_args):
+    """The tiny run as a two-process ``jax.distributed`` job on this machine: one CPU device
+    per process, CPU collectives over localhost; process 0 writes the trajectory."""
+    out = tmp_path_factory.mktemp("distributed") / "distributed.nc"
+    cluster = ["--distributed", "--coordinator-address", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "valuedyn", "train", *tiny_args, "--out", str(out), *cluster, "--process-id", str(rank)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in range(2)
+    ]
+    yield processes, out
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_run, sharded_process, distributed_processes):
+    """The shared tiny run, asked for only once the sharded and distributed processes have started."""
     return tiny_run
 
 
@@ -135,6 +166,80 @@ def test_sharded_run_matches_unsharded(tiny_run, sharded_process):
             np.testing.assert_array_equal(sharded[name].values, single[name].values, err_msg=name)
         else:
             np.testing.assert_allclose(sharded[name].values, single[name].values, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_distributed_run_matches_single_process(tiny_run, distributed_processes):
+    processes, out = distributed_processes
+    for rank, process in enumerate(processes):
+        output, _ = process.communicate(timeout=540)
+        assert process.returncode == 0, f"process {rank}: {output[-2000:]}"
+    distributed, single = open_trajectory(out), open_trajectory(tiny_run)
+    assert distributed.attrs["device"].endswith("x2") and single.attrs["device"].endswith("x1")
+    for name in single.data_vars:
+        if name in COUNT_VARIABLES:
+            np.testing.assert_array_equal(distributed[name].values, single[name].values, err_msg=name)
+        else:
+            np.testing.assert_allclose(distributed[name].values, single[name].values, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert not list(out.parent.glob(".*.tmp")), "a process other than 0 wrote files"
+
+
+def test_killed_run_loses_nothing_and_resumes_to_the_uninterrupted_run(tiny_run, tiny_args, tmp_path):
+    """SIGKILL at a random moment after the first chunk was written; the leftover trajectory is
+    valid and ``--resume`` gives exactly the uninterrupted run."""
+    out = tmp_path / "killed.nc"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
+    env.pop("XLA_FLAGS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "valuedyn", "train", *tiny_args, "--out", str(out)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 480
+        while not out.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert out.exists(), f"the run wrote no trajectory: {process.communicate(timeout=60)[0][-2000:] if process.poll() is not None else 'timed out'}"
+        delay = np.random.default_rng().uniform(0.0, 0.5)  # a random moment after the first chunk
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    left = open_trajectory(out)  # the file left behind passes the schema
+    checkpoints = list_checkpoints(out)
+    context = f"killed {delay:.2f} s after the first chunk (exit {process.returncode}): {left.sizes['update']} updates, checkpoints {[p.name for p in checkpoints]}"
+    assert checkpoints, f"a trajectory file without a checkpoint to resume from; {context}"
+    assert main(["train", *tiny_args, "--out", str(out), "--resume"]) == 0, context
+    resumed, uninterrupted = open_trajectory(out), open_trajectory(tiny_run)
+    assert resumed.sizes["update"] == uninterrupted.sizes["update"], context
+    for name in uninterrupted.data_vars:
+        np.testing.assert_array_equal(resumed[name].values, uninterrupted[name].values, err_msg=f"{name}; {context}")
+
+
+@pytest.mark.parametrize("damage", ["folder removed", "folder emptied"])
+def test_resume_without_checkpoints_is_refused_and_changes_nothing(run_copy, capsys, tiny_args, damage):
+    folder = checkpoint_dir(run_copy)
+    if damage == "folder removed":
+        shutil.rmtree(folder)
+    else:
+        for path in folder.iterdir():
+            path.unlink()
+    before = sorted(p.relative_to(run_copy.parent) for p in run_copy.parent.rglob("*"))
+    _expect_error(capsys, [*tiny_args, "--out", str(run_copy), "--resume"], "missing or holds no checkpoint", [run_copy.parent])
+    assert sorted(p.relative_to(run_copy.parent) for p in run_copy.parent.rglob("*")) == before
+
+
+def test_resume_from_a_checkpoint_ahead_of_the_trajectory(run_copy, tiny_run, tiny_args):
+    """Killed after a checkpoint landed but before the trajectory file was rewritten (or
+    before the first one was written): the checkpoint's metrics rebuild the run."""
+    for path in list_checkpoints(run_copy)[1:]:
+        path.unlink()  # latest checkpoint: update 2
+    run_copy.unlink()
+    assert main(["train", *tiny_args, "--out", str(run_copy), "--resume"]) == 0
+    resumed, uninterrupted = open_trajectory(run_copy), open_trajectory(tiny_run)
+    for name in uninterrupted.data_vars:
+        np.testing.assert_array_equal(resumed[name].values, uninterrupted[name].values, err_msg=name)
 
 
 # ---------------------------------------------------------------------------
