@@ -189,10 +189,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if not isinstance(state, dict) or set(state) != {"runner", "metrics"}:
             raise ValuedynError(f"checkpoint {path} is corrupt (no runner state and metrics); delete it or start again with --force")
         state, metrics = state["runner"], {name: np.asarray(values) for name, values in state["metrics"].items()}
-        from valuedyn.data._train import METRIC_DIMS
+        from valuedyn.data._schema import METRIC_TRAILING_DIMS
 
         update = int(header["update"])
-        if set(metrics) != set(METRIC_DIMS) or any(v.shape[1] != update for v in metrics.values()):
+        if set(metrics) != set(METRIC_TRAILING_DIMS) or any(v.shape[1] != update for v in metrics.values()):
             raise ValuedynError(
                 f"checkpoint {path} holds metrics that do not cover updates 1..{update}; it was written by another valuedyn version"
             )

@@ -41,6 +41,8 @@ def _random_params(rng, name):
         return {"dispersion": float(np.exp(rng.uniform(np.log(1e-4), np.log(3.0))))}
     if name == "lognormal":
         return {"sigma": float(rng.uniform(0.1, 1.0))}
+    if name == "betabinomial":
+        return {"concentration": float(np.exp(rng.uniform(np.log(2.0), np.log(200.0))))}
     return {}
 
 
