@@ -62,7 +62,8 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     return float(median), float(lo), float(hi)
 
 
-def _steps(value: float) -> str:
+def format_env_steps(value: float) -> str:
+    """An env-step count for report text: 1.23M, 450k or 812."""
     if abs(value) >= 1e6:
         return f"{value / 1e6:.2f}M"
     if abs(value) >= 1e3:
@@ -124,11 +125,11 @@ def motif_headline(fit, verdict=None, quantity: str | None = None) -> Headline:
     if verdict is not None and not verdict.trustworthy:
         opening += f" [fit {verdict.label}: read with care]"
     rise = (
-        f"{quantity} peaks at {peak[0]:.3g} [{peak[1]:.3g}, {peak[2]:.3g}] around env step {_steps(peak_step[0])} "
-        f"[{_steps(peak_step[1])}, {_steps(peak_step[2])}]"
+        f"{quantity} peaks at {peak[0]:.3g} [{peak[1]:.3g}, {peak[2]:.3g}] around env step {format_env_steps(peak_step[0])} "
+        f"[{format_env_steps(peak_step[1])}, {format_env_steps(peak_step[2])}]"
     )
     end = (
-        f"at the end of the run (env step {_steps(env_step[-1])}) it is {final[0]:.3g} [{final[1]:.3g}, {final[2]:.3g}], "
+        f"at the end of the run (env step {format_env_steps(env_step[-1])}) it is {final[0]:.3g} [{final[1]:.3g}, {final[2]:.3g}], "
         f"{ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}] of the peak"
     )
     probability = f"P(decay after the peak) = {decay:.2f}"

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from valuedyn.fitting._headline import format_env_steps
 from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
 from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
 
@@ -220,22 +221,14 @@ def _what_would_pin(attrs: dict, parameter: str, doc: str, where: dict) -> str:
     if where["inside_share"] < 0.5:
         return (
             f"{parameter} ({doc}): {100 * (1 - where['inside_share']):.0f}% of its effect on the level lies after the "
-            f"end of the run; it needs updates past env step {_format_steps(_env_step(attrs, 1.0))}, up to about "
-            f"{_format_steps(_env_step(attrs, where['tau_to']))}"
+            f"end of the run; it needs updates past env step {format_env_steps(_env_step(attrs, 1.0))}, up to about "
+            f"{format_env_steps(_env_step(attrs, where['tau_to']))}"
         )
     return (
-        f"{parameter} ({doc}): its effect lies in env steps {_format_steps(_env_step(attrs, where['tau_from']))}-"
-        f"{_format_steps(_env_step(attrs, min(where['tau_to'], 1.0)))}; it needs more finished episodes per update or "
+        f"{parameter} ({doc}): its effect lies in env steps {format_env_steps(_env_step(attrs, where['tau_from']))}-"
+        f"{format_env_steps(_env_step(attrs, min(where['tau_to'], 1.0)))}; it needs more finished episodes per update or "
         "more seeds there"
     )
-
-
-def _format_steps(steps: float) -> str:
-    if abs(steps) >= 1e6:
-        return f"{steps / 1e6:.2f}M"
-    if abs(steps) >= 1e3:
-        return f"{steps / 1e3:.0f}k"
-    return f"{steps:.0f}"
 
 
 # ---------------------------------------------------------------- misspecification
