@@ -48,16 +48,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
-from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
+from valuedyn._io import file_sha256, refuse_overwrite, require_file
 
 #: training settings that do not define a condition (see the module docstring)
 IGNORED_SETTINGS = ("config_class", "out", "resume", "force", "progress", "distributed", "checkpoint_every",
@@ -235,12 +233,10 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
     """``numpyro_model(data: ConditionData, observe=True, count_failures=False)``, the
     hierarchy of the module docstring; sites ``p_loc`` [C], ``p_scale``, ``p_z`` [S],
     deterministics ``p`` [S] and ``level`` [S, U]; likelihood as in single fits."""
-    import jax
-    import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
-    from valuedyn.fitting._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD, _record_failure, parameter_spaces
+    from valuedyn.fitting._model import observe_solution, parameter_spaces, seed_parameter
 
     spaces = parameter_spaces(model)
 
@@ -250,49 +246,10 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
         for index, space in enumerate(spaces):
             with numpyro.plate("condition", n_conditions):
                 loc = numpyro.sample(f"{space.name}_loc", dist.Normal(space.loc_mean, space.loc_sd))
-            scale = numpyro.sample(
-                f"{space.name}_scale", dist.LogNormal(math.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD)
-            )
-            seed_loc = loc[data.condition]
-            weight = data.centring[index]
-            log_scale = jnp.log(jnp.maximum(scale, jnp.finfo(jnp.float32).tiny))
-            with numpyro.plate("seed", n_seeds):
-                z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * seed_loc, jnp.exp(weight * log_scale)))
-            unconstrained = seed_loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * seed_loc)
-            params[space.name] = numpyro.deterministic(space.name, space.transform(unconstrained))
-        obs_params = {name: numpyro.sample(name, prior) for name, prior in observation.parameters}
-
-        outputs, ok = jax.vmap(lambda p: model.solve(p, data.tau))(params)
-        mean = outputs[observable] * data.level_scale
-        ok = jnp.all(ok) & jnp.all(jnp.isfinite(mean))
-        mean = jnp.where(ok, mean, 0.5 * data.level_scale)
-        numpyro.deterministic("level", mean)
-        if count_failures:
-            jax.lax.cond(ok, lambda: None, lambda: jax.debug.callback(_record_failure, ok))
-        numpyro.factor("solve_ok", jnp.where(ok, 0.0, -jnp.inf))
-        if observe:
-            numpyro.factor("y_loglik", jnp.sum(observation.log_kernel(data.y, mean, data.exposure, data.mask, obs_params)))
-        else:
-            distribution = observation.distribution(mean, data.exposure, data.mask, obs_params)
-            with numpyro.plate("seed_obs", n_seeds, dim=-2), numpyro.plate("update", data.y.shape[1], dim=-1):
-                numpyro.sample("y", distribution.mask(data.mask))
+            params[space.name] = seed_parameter(space, loc[data.condition], data.centring[index], n_seeds)
+        observe_solution(model, observation, observable, params, data, observe, count_failures)
 
     return numpyro_model
-
-
-def _recentre(spaces, point: dict, old: np.ndarray, new: np.ndarray, condition_index: np.ndarray) -> dict:
-    """Move a point between the coordinates of centring weights ``old`` and ``new`` [P, S]
-    (keeps ``u``; the conditions version of :func:`valuedyn.fitting._model.recentre`)."""
-    import jax.numpy as jnp
-
-    out = dict(point)
-    for index, s in enumerate(spaces):
-        loc = point[f"{s.name}_loc"][..., condition_index]
-        log_scale = point[f"{s.name}_scale"][..., None]  # unconstrained: the log of the scale
-        w_old, w_new = jnp.asarray(old[index], jnp.float32), jnp.asarray(new[index], jnp.float32)
-        u = loc + jnp.exp((1.0 - w_old) * log_scale) * (point[f"{s.name}_z"] - w_old * loc)
-        out[f"{s.name}_z"] = w_new * loc + jnp.exp((w_new - 1.0) * log_scale) * (u - loc)
-    return out
 
 
 # ---------------------------------------------------------------- sampling (the one place)
@@ -303,7 +260,7 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
     Returns (compiled sampler, data with the centring weights, sampler result)."""
     import jax
 
-    from valuedyn.fitting._model import centring_weights, fixed_centring, likelihood_variances, parameter_spaces
+    from valuedyn.fitting._model import centring_weights, fixed_centring, likelihood_variances, parameter_spaces, recentre
     from valuedyn.fitting._nuts import compiled_posterior
 
     spaces = parameter_spaces(model)
@@ -324,7 +281,7 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
         weights = centring_weights(sigma2, mean[:, None] + np.sqrt(variance)[:, None] * normal)
     else:
         weights = fixed_centring(parameterization, n_params, n_seeds)
-    start = _recentre(spaces, start, zeros, weights, np.asarray(data.condition))
+    start = recentre(spaces, start, zeros, weights, condition_index=np.asarray(data.condition))
     data = data._replace(centring=jax.numpy.asarray(weights))
     data, result = compiled.sample(data, key_nuts, start, progress=progress, desc=desc)
     return compiled, data, result
@@ -342,10 +299,10 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     """Sample the conditions model and build its InferenceData (every group of the fit-file
     contract, plus ``p_loc`` [condition], ``p_typical`` [condition], ``p_difference`` and
     ``p_ratio`` [pair]); returns (idata, diagnostics)."""
-    import arviz as az
     import jax
 
     from valuedyn.fitting._diagnostics import diagnose
+    from valuedyn.fitting._fit import flat_draws, inference_data
     from valuedyn.fitting._model import observable_for, parameter_spaces
 
     selection = pooled.selection
@@ -358,12 +315,11 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
         progress=progress, desc=f"conditions {model.name} {selection.behaviour}",
     )
     chains, draws = settings.num_chains, settings.num_draws
-    flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in result["z"].items()}
-    constrained, log_lik, y_rep = compiled.outputs(data, flat, jax.random.PRNGKey(seed + 1))
+    constrained, log_lik, y_rep = compiled.outputs(data, flat_draws(result, chains, draws), jax.random.PRNGKey(seed + 1))
 
-    n_seeds, n_updates = selection.y.shape
+    n_seeds = selection.y.shape[0]
     pairs = pair_names(pooled.conditions)
-    posterior = {}
+    posterior, dims = {}, {}
     for space in spaces:
         name = space.name
         posterior[name] = np.asarray(constrained[name], np.float64).reshape(chains, draws, n_seeds)
@@ -375,45 +331,15 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
         posterior[f"{name}_difference"] = np.stack([typical[..., b] - typical[..., a] for a, b, _ in pairs], axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
             posterior[f"{name}_ratio"] = np.stack([typical[..., b] / typical[..., a] for a, b, _ in pairs], axis=-1)
-    for name, _ in observation.parameters:
-        posterior[name] = np.asarray(constrained[name]).reshape(chains, draws)
-    posterior["level"] = np.asarray(constrained["level"], np.float32).reshape(chains, draws, n_seeds, n_updates)
-
-    mask = selection.mask
-    obs_seed_index, obs_update_index = np.nonzero(mask)
-    log_lik_obs = log_lik[:, obs_seed_index, obs_update_index].reshape(chains, draws, -1).astype(np.float32)
-    is_count = selection.family != "continuous"
-    y_obs = selection.y.astype(np.int64) if is_count else selection.y.astype(np.float64)
-    y_rep = y_rep.reshape(chains, draws, n_seeds, n_updates)
-    y_rep = y_rep.astype(np.int32) if is_count else y_rep.astype(np.float32)
-    names = [s.name for s in spaces]
-    dims = {name: ["seed"] for name in names}
-    for name in names:
+        dims[name] = ["seed"]
         dims[f"{name}_loc"] = dims[f"{name}_typical"] = ["condition"]
         dims[f"{name}_difference"] = dims[f"{name}_ratio"] = ["pair"]
-    idata = az.from_dict(
-        posterior=posterior,
-        posterior_predictive={"y": y_rep},
-        log_likelihood={"y": log_lik_obs},
-        observed_data={"y": y_obs},
-        constant_data={
-            "exposure": selection.exposure, "mask": mask, "env_step": selection.env_step, "tau": selection.tau,
-            "level_scale": np.asarray(selection.level_scale), "condition_index": pooled.condition_index,
-        },
-        sample_stats={
-            "diverging": result["diverging"], "tree_depth": result["tree_depth"], "n_steps": result["n_steps"],
-            "acceptance_rate": result["acceptance_rate"], "energy": result["energy"],
-            "lp": -result["potential_energy"], "step_size": result["step_size"],
-        },
-        coords={
-            "seed": np.arange(n_seeds), "update": selection.updates,
-            "condition": [c.name for c in pooled.conditions], "pair": [p[2] for p in pairs],
-        },
-        dims={**dims, "level": ["seed", "update"], "y": ["seed", "update"], "exposure": ["seed", "update"],
-              "mask": ["seed", "update"], "env_step": ["update"], "tau": ["update"], "condition_index": ["seed"]},
+    idata = inference_data(
+        selection, observation, constrained, log_lik, y_rep, result, posterior, {**dims, "condition_index": ["seed"]},
+        chains=chains, draws=draws, constant_data={"condition_index": pooled.condition_index},
+        coords={"condition": [c.name for c in pooled.conditions], "pair": [p[2] for p in pairs]},
     )
-    ll = idata.log_likelihood.rename({"y_dim_0": "obs"})
-    idata.log_likelihood = ll.assign_coords(obs_seed=("obs", obs_seed_index), obs_update=("obs", selection.updates[obs_update_index]))
+    names = [s.name for s in spaces]
     diagnosed = [n + s for n in names for s in ("", "_loc", "_scale")] + [n for n, _ in observation.parameters]
     diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"])
     diagnostics["centring"] = np.asarray(data.centring).round(3).tolist()
@@ -502,7 +428,7 @@ def fit_conditions(config) -> Path:
     sampling."""
     from valuedyn.fitting._check import compute_checks
     from valuedyn.fitting._diagnostics import format_diagnostics
-    from valuedyn.fitting._fit import get_model, settings_from, validate_sampler_config
+    from valuedyn.fitting._fit import fit_file_attrs, get_model, settings_from, validate_sampler_config
     from valuedyn.fitting._model import observable_for, parameter_spaces
     from valuedyn.fitting._observation import observation_for
     from valuedyn.fitting._select import parse_behaviour, parse_updates
@@ -533,35 +459,18 @@ def fit_conditions(config) -> Path:
         }
         for index, c in enumerate(pooled.conditions)
     ]
-    idata.attrs.update({
-        "model": model.name,
-        "behaviour": selection.behaviour,
-        "observation_model": observation.name,
-        "pooling": "conditions",
-        "parameterization": config.parameterization,
-        "trajectory": json.dumps(list(pooled.sha256)),
-        "trajectory_sha256": json.dumps(pooled.sha256),
-        "selection": json.dumps({
+    idata.attrs.update(fit_file_attrs(
+        config, model, observation, selection, diagnostics, spaces, pooling="conditions",
+        trajectory=json.dumps(list(pooled.sha256)), trajectory_sha256=json.dumps(pooled.sha256),
+        selection_json=json.dumps({
             "seeds": [int(s) for s in selection.seeds],
             "seed_file": pooled.seed_file,
             "seed_label": pooled.seed_label,
             "updates": [int(selection.updates[0]), int(selection.updates[-1])],
             "n_updates": int(len(selection.updates)),
         }),
-        "config": config_to_json(config),
-        "conditions": json.dumps(conditions),
-        "differing_settings": json.dumps(list(pooled.differing)),
-        "diagnostics": json.dumps(diagnostics, default=float),
-        "trustworthy": int(diagnostics["trustworthy"]),
-        "failed_solves": int(diagnostics["failed_solves"]),
-        "time_scale_env_steps": float(selection.time_scale),
-        "time_origin_env_step": float(selection.time_origin),
-        "level_scale": float(selection.level_scale),
-        "parameters": json.dumps([s.name for s in spaces]),
-        "parameter_transforms": json.dumps({s.name: s.transform_name for s in spaces}),
-        "observation_parameters": json.dumps([n for n, _ in observation.parameters]),
-    })
-    idata.attrs.update(provenance())
+    ))
+    idata.attrs.update({"conditions": json.dumps(conditions), "differing_settings": json.dumps(list(pooled.differing))})
     # the same posterior predictive checks as a single fit (coverage, LOO-PIT, p-values per seed)
     checks = compute_checks(idata, seed=config.seed)
     checks.update(model=model.name, behaviour=selection.behaviour)

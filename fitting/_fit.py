@@ -89,44 +89,25 @@ def compile_for(model, observation, pooling: str, observable: str, data: FitData
     )
 
 
-def infer(
-    model,
-    observation,
-    pooling: str,
-    selection: Selection,
-    settings: SamplerSettings,
-    *,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "NUTS",
-    parameterization: str = "auto",
-) -> Inference:
-    """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O)."""
-    import arviz as az
-    import jax
+def flat_draws(result: dict, chains: int, draws: int) -> dict:
+    """The sampler's draws of every latent site (``result["z"]``, [chain, draw, ...]) with
+    chains and draws flattened into one axis, as :meth:`compiled.outputs` takes them."""
+    return {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in result["z"].items()}
 
-    observable = observable_for(model, selection.kind)
-    data = fit_data(selection, len(parameter_spaces(model)))
-    compiled = compile_for(model, observation, pooling, observable, data, settings)
-    key = jax.random.PRNGKey(seed)
-    key_run, key_pp = jax.random.split(key)
-    data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc)
-    chains, draws = settings.num_chains, settings.num_draws
-    flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in result["z"].items()}
-    constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
+
+def inference_data(selection: Selection, observation, constrained: dict, log_lik, y_rep, result: dict, posterior: dict,
+                   dims: dict, *, chains: int, draws: int, coords: dict | None = None, constant_data: dict | None = None):
+    """The InferenceData of a fit (every group of the fit-file contract) from the sampler's
+    ``result`` and the compiled model's outputs (``constrained``, ``log_lik``, ``y_rep``,
+    each over the flattened draws). ``posterior``: the model-parameter variables, shaped
+    [chain, draw, ...], with their ``dims``; the observation parameters and ``level``
+    [seed, update] are added here. ``coords`` and ``constant_data`` add to the selection's
+    (seed, update; exposure, mask, env_step, tau, level_scale). Single fits and conditions
+    fits share it."""
+    import arviz as az
 
     n_seeds, n_updates = selection.y.shape
-    spaces = parameter_spaces(model)
-    names = [s.name for s in spaces]
-    posterior = {}
-    for name in names:
-        value = np.asarray(constrained[name], np.float64)
-        if value.ndim == 1:  # complete pooling: one value, the same for every seed
-            value = np.repeat(value[:, None], n_seeds, axis=1)
-        posterior[name] = value.reshape(chains, draws, n_seeds)
-        if pooling == "hierarchical":
-            for suffix in ("_loc", "_scale"):
-                posterior[name + suffix] = np.asarray(constrained[name + suffix]).reshape(chains, draws)
+    posterior = dict(posterior)
     for name, _ in observation.parameters:
         posterior[name] = np.asarray(constrained[name]).reshape(chains, draws)
     posterior["level"] = np.asarray(constrained["level"], np.float32).reshape(chains, draws, n_seeds, n_updates)
@@ -139,9 +120,6 @@ def infer(
     y_rep = y_rep.reshape(chains, draws, n_seeds, n_updates)
     y_rep = y_rep.astype(np.int32) if is_count else y_rep.astype(np.float32)
 
-    coords = {"seed": selection.seeds, "update": selection.updates}
-    dims = {name: ["seed"] for name in names}
-    dims["level"] = ["seed", "update"]
     idata = az.from_dict(
         posterior=posterior,
         posterior_predictive={"y": y_rep},
@@ -153,6 +131,7 @@ def infer(
             "env_step": selection.env_step,
             "tau": selection.tau,
             "level_scale": np.asarray(selection.level_scale),
+            **(constant_data or {}),
         },
         sample_stats={
             "diverging": result["diverging"],
@@ -163,9 +142,10 @@ def infer(
             "lp": -result["potential_energy"],
             "step_size": result["step_size"],
         },
-        coords=coords,
+        coords={"seed": selection.seeds, "update": selection.updates, **(coords or {})},
         dims={
             **dims,
+            "level": ["seed", "update"],
             "y": ["seed", "update"],
             "exposure": ["seed", "update"],
             "mask": ["seed", "update"],
@@ -180,6 +160,48 @@ def infer(
         obs_update=("obs", np.asarray(selection.updates)[obs_update_index]),
     )
     idata.log_likelihood = ll
+    return idata
+
+
+def infer(
+    model,
+    observation,
+    pooling: str,
+    selection: Selection,
+    settings: SamplerSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "NUTS",
+    parameterization: str = "auto",
+) -> Inference:
+    """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O)."""
+    import jax
+
+    observable = observable_for(model, selection.kind)
+    data = fit_data(selection, len(parameter_spaces(model)))
+    compiled = compile_for(model, observation, pooling, observable, data, settings)
+    key = jax.random.PRNGKey(seed)
+    key_run, key_pp = jax.random.split(key)
+    data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc)
+    chains, draws = settings.num_chains, settings.num_draws
+    flat = flat_draws(result, chains, draws)
+    constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
+
+    n_seeds = selection.y.shape[0]
+    spaces = parameter_spaces(model)
+    names = [s.name for s in spaces]
+    posterior = {}
+    for name in names:
+        value = np.asarray(constrained[name], np.float64)
+        if value.ndim == 1:  # complete pooling: one value, the same for every seed
+            value = np.repeat(value[:, None], n_seeds, axis=1)
+        posterior[name] = value.reshape(chains, draws, n_seeds)
+        if pooling == "hierarchical":
+            for suffix in ("_loc", "_scale"):
+                posterior[name + suffix] = np.asarray(constrained[name + suffix]).reshape(chains, draws)
+    idata = inference_data(selection, observation, constrained, log_lik, y_rep, result, posterior,
+                           {name: ["seed"] for name in names}, chains=chains, draws=draws)
     diagnosed = names + [n + s for n in names for s in ("_loc", "_scale")] + [n for n, _ in observation.parameters]
     if pooling != "hierarchical":
         diagnosed = names + [n for n, _ in observation.parameters]
@@ -188,16 +210,19 @@ def infer(
     return Inference(idata, diagnostics, compiled, data, names, flat)
 
 
-def _attrs(config, model, observation, selection: Selection, trajectory: Path, sha: str, diagnostics: dict, spaces) -> dict:
+def fit_file_attrs(config, model, observation, selection: Selection, diagnostics: dict, spaces, *, pooling: str,
+                   trajectory: str, trajectory_sha256: str, selection_json: str) -> dict:
+    """The top-level attributes of a fit file (the contract of :mod:`valuedyn.fitting._store`)
+    that single fits and conditions fits share, provenance included."""
     attrs = {
         "model": model.name,
         "behaviour": selection.behaviour,
         "observation_model": observation.name,
-        "pooling": config.pooling,
+        "pooling": pooling,
         "parameterization": config.parameterization,
-        "trajectory": str(trajectory),
-        "trajectory_sha256": sha,
-        "selection": selection.selection_json(),
+        "trajectory": trajectory,
+        "trajectory_sha256": trajectory_sha256,
+        "selection": selection_json,
         "config": config_to_json(config),
         "diagnostics": json.dumps(diagnostics, default=float),
         "trustworthy": int(diagnostics["trustworthy"]),
@@ -249,9 +274,10 @@ def fit_trajectory(config) -> Path:
         parameterization=config.parameterization,
     )
     idata = inference.idata
-    idata.attrs.update(
-        _attrs(config, model, observation, selection, trajectory, sha, inference.diagnostics, parameter_spaces(model))
-    )
+    idata.attrs.update(fit_file_attrs(
+        config, model, observation, selection, inference.diagnostics, parameter_spaces(model), pooling=config.pooling,
+        trajectory=str(trajectory), trajectory_sha256=sha, selection_json=selection.selection_json(),
+    ))
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
     save_fit(idata, out)

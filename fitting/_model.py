@@ -158,6 +158,21 @@ def observable_for(model, kind: str) -> str:
 
 
 # ---------------------------------------------------------------- the numpyro model
+def seed_parameter(space: ParameterSpace, seed_loc, weight, n_seeds: int):
+    """The seeds' values of one hierarchical parameter: samples ``{name}_scale`` (the
+    between-seed scale, its prior as in the module docstring) and ``{name}_z`` [S] (the
+    partially centred coordinates of weight ``weight`` [S]) and records ``{name}`` [S] =
+    ``T(u)``. ``seed_loc``: the population location of each seed in the unconstrained
+    space, a scalar or [S] (a conditions fit gives each seed its condition's location).
+    Single fits and conditions fits both build their hierarchy with this."""
+    scale = numpyro.sample(f"{space.name}_scale", dist.LogNormal(math.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD))
+    log_scale = jnp.log(jnp.maximum(scale, jnp.finfo(jnp.float32).tiny))
+    with numpyro.plate("seed", n_seeds):
+        z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * seed_loc, jnp.exp(weight * log_scale)))
+    unconstrained = seed_loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * seed_loc)
+    return numpyro.deterministic(space.name, space.transform(unconstrained))
+
+
 #: coordinates of hierarchical pooling: ``auto`` chooses the centring weight per parameter
 #: and seed from the MAP (see the module docstring); the others fix it at 0 or 1.
 PARAMETERIZATIONS = ("auto", "noncentred", "centred")
@@ -181,41 +196,42 @@ def build_numpyro_model(model, observation, pooling: str, observable: str):
         for index, space in enumerate(spaces):
             if pooling == "hierarchical":
                 loc = numpyro.sample(f"{space.name}_loc", dist.Normal(space.loc_mean, space.loc_sd))
-                scale = numpyro.sample(f"{space.name}_scale", dist.LogNormal(math.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD))
-                weight = data.centring[index]
-                log_scale = jnp.log(jnp.maximum(scale, jnp.finfo(jnp.float32).tiny))
-                with numpyro.plate("seed", n_seeds):
-                    z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * loc, jnp.exp(weight * log_scale)))
-                unconstrained = loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * loc)
-                params[space.name] = numpyro.deterministic(space.name, space.transform(unconstrained))
+                params[space.name] = seed_parameter(space, loc, data.centring[index], n_seeds)
             elif pooling == "complete":
                 value = numpyro.sample(space.name, space.prior)
                 params[space.name] = jnp.broadcast_to(value, (n_seeds,))
             else:
                 with numpyro.plate("seed", n_seeds):
                     params[space.name] = numpyro.sample(space.name, space.prior)
-        obs_params = {name: numpyro.sample(name, prior) for name, prior in observation.parameters}
-
-        outputs, ok = jax.vmap(lambda p: model.solve(p, data.tau))(params)
-        ok = jnp.all(ok)
-        level_units = outputs[observable]
-        mean = level_units * data.level_scale
-        finite = jnp.all(jnp.isfinite(mean))
-        ok = ok & finite
-        mean = jnp.where(ok, mean, 0.5 * data.level_scale)
-        numpyro.deterministic("level", mean)
-        if count_failures:
-            jax.lax.cond(ok, lambda: None, lambda: jax.debug.callback(_record_failure, ok))
-        numpyro.factor("solve_ok", jnp.where(ok, 0.0, -jnp.inf))
-        if observe:
-            # the sampler's likelihood: the same density without data-only constants
-            numpyro.factor("y_loglik", jnp.sum(observation.log_kernel(data.y, mean, data.exposure, data.mask, obs_params)))
-        else:
-            distribution = observation.distribution(mean, data.exposure, data.mask, obs_params)
-            with numpyro.plate("seed_obs", n_seeds, dim=-2), numpyro.plate("update", data.y.shape[1], dim=-1):
-                numpyro.sample("y", distribution.mask(data.mask))
+        observe_solution(model, observation, observable, params, data, observe, count_failures)
 
     return numpyro_model
+
+
+def observe_solution(model, observation, observable: str, params: dict, data, observe: bool, count_failures: bool) -> None:
+    """The part of a numpyro model after its parameters (single fits and conditions fits
+    share it): samples the observation parameters, solves the model for every seed
+    (``params``: name -> [S]), records ``level`` [S, U] and adds the likelihood (see
+    :func:`build_numpyro_model`). ``data``: :class:`FitData` or any tuple with its fields."""
+    obs_params = {name: numpyro.sample(name, prior) for name, prior in observation.parameters}
+    outputs, ok = jax.vmap(lambda p: model.solve(p, data.tau))(params)
+    ok = jnp.all(ok)
+    level_units = outputs[observable]
+    mean = level_units * data.level_scale
+    finite = jnp.all(jnp.isfinite(mean))
+    ok = ok & finite
+    mean = jnp.where(ok, mean, 0.5 * data.level_scale)
+    numpyro.deterministic("level", mean)
+    if count_failures:
+        jax.lax.cond(ok, lambda: None, lambda: jax.debug.callback(_record_failure, ok))
+    numpyro.factor("solve_ok", jnp.where(ok, 0.0, -jnp.inf))
+    if observe:
+        # the sampler's likelihood: the same density without data-only constants
+        numpyro.factor("y_loglik", jnp.sum(observation.log_kernel(data.y, mean, data.exposure, data.mask, obs_params)))
+    else:
+        distribution = observation.distribution(mean, data.exposure, data.mask, obs_params)
+        with numpyro.plate("seed_obs", data.y.shape[0], dim=-2), numpyro.plate("update", data.y.shape[1], dim=-1):
+            numpyro.sample("y", distribution.mask(data.mask))
 
 
 # ---------------------------------------------------------------- centring of the hierarchy
@@ -280,12 +296,15 @@ def fixed_centring(parameterization: str, n_params: int, n_seeds: int) -> np.nda
     return np.full((n_params, n_seeds), 1.0 if parameterization == "centred" else 0.0, np.float32)
 
 
-def recentre(spaces, z: dict, old: np.ndarray, new: np.ndarray, xp=jnp) -> dict:
+def recentre(spaces, z: dict, old: np.ndarray, new: np.ndarray, xp=jnp, condition_index=None) -> dict:
     """Move points (any leading batch axes) between the coordinates of centring weights
-    ``old`` and ``new`` [P, S]: ``u = loc + scale^(1-w) (z_w - w loc)`` is kept."""
+    ``old`` and ``new`` [P, S]: ``u = loc + scale^(1-w) (z_w - w loc)`` is kept.
+    ``condition_index`` [S] (a conditions fit): ``{name}_loc`` holds one location per
+    condition and seed ``s`` uses ``loc[condition_index[s]]``."""
     out = dict(z)
     for index, s in enumerate(spaces):
-        loc = z[f"{s.name}_loc"][..., None]
+        loc = z[f"{s.name}_loc"]
+        loc = loc[..., None] if condition_index is None else loc[..., condition_index]
         log_scale = z[f"{s.name}_scale"][..., None]  # unconstrained: the log of the scale
         w_old = xp.asarray(old[index], xp.float32)
         w_new = xp.asarray(new[index], xp.float32)
