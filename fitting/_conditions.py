@@ -37,7 +37,10 @@ difference ``T(p_loc[b]) - T(p_loc[a])`` and of the ratio ``T(p_loc[b]) / T(p_lo
 stored in the fit file (posterior variables ``p_difference[pair]``, ``p_ratio[pair]``) and
 summarised (median, 90 % interval, probability of each sign). An effect is *clear* when
 its 90 % interval excludes 0 (equivalently the probability of its sign exceeds 0.95) and
-the fit passes the diagnostics gate; an untrustworthy fit declares no effect.
+the fit is trustworthy by the same verdict as a single fit
+(:func:`valuedyn.fitting._trust.classify_fit`: the diagnostics gate, and no cause such as a
+parameter not identified or failed predictive checks); an untrustworthy fit declares no
+effect. The verdict is stored in the fit file (attribute ``verdict``).
 
 Levels of count behaviours are normalised by one ``level_scale`` over the pooled data of
 all conditions, so level parameters (floor, optimum, excess) are comparable across
@@ -129,13 +132,21 @@ def find_conditions(paths, configs: list[dict] | None = None) -> tuple[list[Cond
         twice = sorted({p for p in paths if resolved.count(str(Path(p).resolve())) > 1})
         raise ValuedynError(f"trajectory files {twice} are named more than once; name each file once")
     configs = configs if configs is not None else [read_config(p) for p in paths]
-    keys = sorted({k for c in configs for k in c} - set(IGNORED_SETTINGS))
-    differing = tuple(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1)
+    conditions, differing = group_conditions(paths, configs)
     if not differing:
         raise ValuedynError(
             f"the {len(paths)} trajectory files were trained with the same settings (ignoring {', '.join(IGNORED_SETTINGS[1:])}); "
             "a comparison needs files that differ in a setting such as --reward-every or --recurrent"
         )
+    return conditions, differing
+
+
+def group_conditions(paths, configs: list[dict]) -> tuple[list[Condition], tuple[str, ...]]:
+    """:func:`find_conditions` without its refusals: files whose configs differ in no
+    setting form one condition (named ``""``, no differing settings)."""
+    paths = [str(p) for p in paths]
+    keys = sorted({k for c in configs for k in c} - set(IGNORED_SETTINGS))
+    differing = tuple(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1)
     groups: dict[str, list] = {}
     for path, config in zip(paths, configs):
         settings = {k: config.get(k) for k in differing}
@@ -162,10 +173,13 @@ class ConditionsSelection:
     sha256: dict
 
 
-def pool_conditions(paths, behaviour: str, updates=None) -> ConditionsSelection:
+def pool_conditions(paths, behaviour: str, updates=None, seeds=(), max_seeds: int = 0) -> ConditionsSelection:
     """Read the files, find the conditions, select ``behaviour`` in each file and pool the
-    seeds. All files must share one update grid (the same ``env_step`` coordinate)."""
+    seeds (``seeds``: the labels to keep in every file, else the first ``max_seeds`` of
+    each, 0 = all; :func:`valuedyn.fitting._plan.chosen_seeds`). All files must share one
+    update grid (the same ``env_step`` coordinate)."""
     from valuedyn.data import open_trajectory
+    from valuedyn.fitting._plan import chosen_seeds
     from valuedyn.fitting._select import _level_scale, select_behaviour
 
     paths = [str(require_file(p, "trajectory file")) for p in paths]
@@ -181,7 +195,7 @@ def pool_conditions(paths, behaviour: str, updates=None) -> ConditionsSelection:
         configs.append(config)
     conditions, differing = find_conditions(paths, configs)
     condition_of = {f: i for i, c in enumerate(conditions) for f in c.files}
-    selections = [select_behaviour(ds, behaviour, None, updates) for ds in datasets]
+    selections = [select_behaviour(ds, behaviour, chosen_seeds(ds, seeds, max_seeds) or None, updates) for ds in datasets]
     first = selections[0]
     for path, sel in zip(paths[1:], selections[1:]):
         if sel.env_step.shape != first.env_step.shape or not np.array_equal(sel.env_step, first.env_step):
@@ -372,9 +386,9 @@ def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
     ``parameter``, ``pair``, ``difference`` and ``ratio`` (each median, ``low``/``high``: the
     90 % interval), ``p_positive`` (P(difference > 0)), ``sign_probability`` (of the more
     probable sign), ``sign`` (+1/-1) and ``clear`` (interval excludes 0 and the fit is
-    trustworthy). ``trustworthy`` defaults to the fit file's verdict."""
+    trustworthy). ``trustworthy`` defaults to the fit file's verdict (:func:`fit_trust`)."""
     if trustworthy is None:
-        trustworthy = bool(int(idata.attrs.get("trustworthy", 0)))
+        trustworthy, _ = fit_trust(idata.attrs)
     parameters = json.loads(idata.attrs["parameters"]) if "parameters" in idata.attrs else [
         v[: -len("_difference")] for v in idata.posterior.data_vars if v.endswith("_difference")
     ]
@@ -388,10 +402,24 @@ def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
     return out
 
 
+def fit_trust(attrs) -> tuple[bool, list[str]]:
+    """Whether a conditions fit is trustworthy, and why not (one line per cause), from its
+    attributes: the stored verdict of :func:`valuedyn.fitting._trust.classify_fit` (gate and
+    causes), or the diagnostics gate alone in a file written before verdicts were stored."""
+    verdict = attrs.get("verdict")
+    if verdict is not None:
+        verdict = json.loads(verdict) if isinstance(verdict, str) else verdict
+        reasons = [f"{c['kind']}: {c['summary']}" for c in verdict.get("causes", [])]
+        return bool(verdict["trustworthy"]), reasons or list(verdict.get("gate_reasons", []))
+    diagnostics = attrs.get("diagnostics", "{}")
+    diagnostics = json.loads(diagnostics) if isinstance(diagnostics, str) else dict(diagnostics)
+    return bool(int(attrs.get("trustworthy", 0))), list(diagnostics.get("reasons", []))
+
+
 def conditions_attrs(idata) -> dict:
     """The conditions-specific attributes of a conditions fit, JSON decoded: ``conditions``
     (name, settings, files, seeds), ``differing_settings``, ``effects``, ``diagnostics``,
-    ``trustworthy``. :class:`ValuedynError` for a file that is not a conditions fit."""
+    ``verdict`` (when stored), ``trustworthy`` and ``why_not`` (:func:`fit_trust`). :class:`ValuedynError` for a file that is not a conditions fit."""
     attrs = dict(idata.attrs)
     if attrs.get("pooling") != "conditions" or "conditions" not in attrs:
         raise ValuedynError(
@@ -399,14 +427,14 @@ def conditions_attrs(idata) -> dict:
             "`valuedyn conditions`"
         )
     out = {}
-    for key in ("conditions", "differing_settings", "effects", "diagnostics", "checks"):
+    for key in ("conditions", "differing_settings", "effects", "diagnostics", "checks", "verdict"):
         if key in attrs:
             out[key] = json.loads(attrs[key])
-    out["trustworthy"] = bool(int(attrs.get("trustworthy", 0)))
+    out["trustworthy"], out["why_not"] = fit_trust(attrs)
     return out
 
 
-def format_effects(effects: list[dict], trustworthy: bool) -> str:
+def format_effects(effects: list[dict], trustworthy: bool, why_not: list[str] = ()) -> str:
     lines = [f"{'parameter':<10} {'pair':<44} {'difference [90% interval]':>32} {'ratio [90% interval]':>26} {'P(sign)':>8}"]
     for e in effects:
         d, r = e["difference"], e["ratio"]
@@ -416,7 +444,8 @@ def format_effects(effects: list[dict], trustworthy: bool) -> str:
             f" {r['median']:>8.3g} [{r['low']:>6.3g}, {r['high']:>6.3g}] {e['sign_probability']:>8.3f}{mark}"
         )
     if not trustworthy:
-        lines.append("the fit misses the diagnostics gate: no effect is reported as a finding")
+        lines.append("the fit is not trustworthy" + (f" ({'; '.join(why_not)})" if why_not else "")
+                     + ": no effect is reported as a finding")
     return "\n".join(lines)
 
 
@@ -433,6 +462,7 @@ def fit_conditions(config) -> Path:
     from valuedyn.fitting._observation import observation_for
     from valuedyn.fitting._select import parse_behaviour, parse_updates
     from valuedyn.fitting._store import save_fit
+    from valuedyn.fitting._trust import classify_fit
 
     validate_sampler_config(config)
     parse_behaviour(config.behaviour)
@@ -441,7 +471,9 @@ def fit_conditions(config) -> Path:
         raise ValuedynError("--out is required: the conditions fit file to write")
     refuse_overwrite(config.out, config.force)
     model = get_model(config.model)
-    pooled = pool_conditions(config.trajectories, config.behaviour, updates)
+    if config.max_seeds < 0:
+        raise ValuedynError(f"--max-seeds must be >= 0 (0 = all seeds); received {config.max_seeds}")
+    pooled = pool_conditions(config.trajectories, config.behaviour, updates, config.seeds, config.max_seeds)
     selection = pooled.selection
     observation = observation_for(selection.family, config.observation)
     observable_for(model, selection.kind)
@@ -475,7 +507,11 @@ def fit_conditions(config) -> Path:
     checks = compute_checks(idata, seed=config.seed)
     checks.update(model=model.name, behaviour=selection.behaviour)
     idata.attrs["checks"] = json.dumps(checks)
-    effects = condition_effects(idata, trustworthy=bool(diagnostics["trustworthy"]))
+    # the verdict of a single fit (gate and named causes) decides whether effects are findings
+    verdict = classify_fit(idata, name=f"conditions {model.name}")
+    idata.attrs["verdict"] = json.dumps(verdict.to_dict(), default=float)
+    trustworthy, why_not = fit_trust(idata.attrs)
+    effects = condition_effects(idata, trustworthy=trustworthy)
     idata.attrs["effects"] = json.dumps(effects)
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
@@ -483,5 +519,64 @@ def fit_conditions(config) -> Path:
     summary = "; ".join(f"{c['name']}: {len(c['files'])} files, {len(c['seeds'])} seeds" for c in conditions)
     print(f"conditions fit {model.name} to {selection.behaviour} ({summary}; {observation.name}) -> {out}", file=sys.stdout)
     print(format_diagnostics(diagnostics), file=sys.stdout)
-    print(format_effects(effects, bool(diagnostics["trustworthy"])), file=sys.stdout)
+    print(format_effects(effects, trustworthy, why_not), file=sys.stdout)
     return out
+
+
+# ---------------------------------------------------------------- a cached fit (what `valuedyn report` runs)
+#: ConditionsConfig fields that name where the data come from or how the fit is shown, not
+#: what is fitted: left out of the cache key (as :data:`valuedyn.fitting._plan.VOLATILE_FIT_FIELDS`)
+VOLATILE_CONDITIONS_FIELDS = ("out", "trajectories", "force", "progress", "strict")
+
+
+def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
+    stored = {k: v for k, v in config.items() if k not in VOLATILE_CONDITIONS_FIELDS + ("config_class",)}
+    return json.dumps({"trajectory_sha256": list(trajectory_sha256), "config": stored}, sort_keys=True)
+
+
+def conditions_cache_key(trajectory_sha256: list[str], config) -> str:
+    """sha256 of what determines a conditions fit: the trajectories' bytes (in order) and the
+    :class:`~valuedyn.fitting._conditions_cli.ConditionsConfig` without its paths."""
+    import hashlib
+
+    from valuedyn._config import config_to_dict
+
+    return hashlib.sha256(_cache_identity(trajectory_sha256, config_to_dict(config)).encode()).hexdigest()
+
+
+def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *, settings, seeds=(), max_seeds: int = 0,
+                          progress: bool = True) -> tuple[Path, bool]:
+    """The conditions fit of ``behaviour`` with ``model`` over ``trajectories`` at the
+    sampler ``settings`` of a plan (:class:`~valuedyn.fitting.FitSettings`; other fields at
+    their defaults), written into ``fits_dir`` as
+    ``conditions__<behaviour>__<model>__<key>.nc``; returns (path, reused). A file under
+    that name is reused only when it loads and names the same trajectory bytes and
+    settings (a half-written or foreign file is refitted). Prints to stderr."""
+    import contextlib
+
+    from valuedyn._config import config_to_dict
+    from valuedyn.fitting._conditions_cli import ConditionsConfig
+    from valuedyn.fitting._plan import slug
+    from valuedyn.fitting._store import load_fit
+
+    config = ConditionsConfig(
+        trajectories=tuple(str(p) for p in trajectories), model=model, behaviour=behaviour, out="unused.nc",
+        seeds=tuple(seeds), max_seeds=int(max_seeds), chains=settings.chains, draws=settings.draws,
+        warmup=settings.warmup, seed=settings.rng_seed, max_tree_depth=settings.max_tree_depth,
+        force=True, progress=progress,
+    )
+    shas = [file_sha256(p) for p in config.trajectories]
+    key = conditions_cache_key(shas, config)
+    out = Path(fits_dir) / f"conditions__{slug(behaviour)}__{slug(model)}__{key[:12]}.nc"
+    if out.is_file():
+        try:
+            attrs = load_fit(out).attrs
+            stored = (list(json.loads(attrs["trajectory_sha256"]).values()), json.loads(attrs["config"]))
+            if _cache_identity(*stored) == _cache_identity(shas, config_to_dict(config)):
+                return out, True
+        except (ValuedynError, KeyError, TypeError, json.JSONDecodeError):
+            pass
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):  # the command's summary; stdout belongs to the caller
+        fit_conditions(dataclasses.replace(config, out=str(out)))
+    return out, False

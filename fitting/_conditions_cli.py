@@ -23,6 +23,8 @@ Example: valuedyn conditions default.nc every_plant.nc --model overshoot --behav
     behaviour: str = option(help="KIND:NAME with KIND unlock, event, action or diversity (e.g. event:place_plant)",
                             aliases=("--behavior",))
     out: str = option(help="conditions fit file to write (ArviZ InferenceData netCDF)")
+    seeds: tuple[int, ...] = option((), help="seed labels to fit in every file (default: all)")
+    max_seeds: int = option(0, help="without --seeds, fit the first this many seeds of each file (0 = all)")
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")
     observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)
     parameterization: str = option(
@@ -39,7 +41,7 @@ Example: valuedyn conditions default.nc every_plant.nc --model overshoot --behav
         0.95, help="NUTS target acceptance probability (0.95: on simulated 2-condition overshoot data 0.9 gave 1, 7 and 11 divergences per 2000 draws, 0.95 gave 0, 0, 1 and 5 per 2000-4000 draws)", static=True
     )
     dense_mass: bool = option(True, help="adapt a dense mass matrix (started from the Laplace approximation at the MAP)", static=True)
-    strict: bool = option(False, help="exit 1 when the fit misses the diagnostic thresholds")
+    strict: bool = option(False, help="exit 1 when the fit is not trustworthy (diagnostic thresholds or a named cause)")
     force: bool = option(False, help="replace an existing --out")
     progress: bool = option(True, help="progress bar on stderr while sampling")
 
@@ -57,6 +59,6 @@ def run_conditions(config: ConditionsConfig) -> int:
 
     path = fit_conditions(config)
     if config.strict and not conditions_attrs(load_fit(path))["trustworthy"]:
-        print(f"valuedyn conditions: {path} misses the diagnostic thresholds (--strict)", file=sys.stderr)
+        print(f"valuedyn conditions: {path} is not trustworthy (--strict)", file=sys.stderr)
         return 1
     return 0

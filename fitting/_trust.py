@@ -140,11 +140,12 @@ def _model_and_spaces(model_name: str):
 def prior_sd_unconstrained(space, pooling: str, seed: int = 0) -> float:
     """Prior sd of one seed's parameter in the unconstrained space: the prior itself
     (``none`` / ``complete``), or the population prior ``loc + scale z`` (``hierarchical``,
-    the priors of :func:`valuedyn.fitting._model.build_numpyro_model`)."""
+    the priors of :func:`valuedyn.fitting._model.build_numpyro_model`; a ``conditions`` fit
+    has the same prior per condition)."""
     from valuedyn.fitting._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD
 
     rng = np.random.default_rng(seed)
-    if pooling == "hierarchical":
+    if pooling in ("hierarchical", "conditions"):
         loc = rng.normal(space.loc_mean, space.loc_sd, PRIOR_DRAWS)
         scale = np.exp(rng.normal(np.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD, PRIOR_DRAWS))
         return float(np.std(loc + scale * rng.standard_normal(PRIOR_DRAWS)))

@@ -8,9 +8,9 @@
 - :func:`effect_sentences`: one sentence per clear effect; none from an untrustworthy fit
   (one sentence says why instead).
 - :func:`conditions_section`: a markdown section of one behaviour (both figures written
-  beside it, the table of conditions, the sentences).
-
-Not yet wired into the report (``papers/_report.py`` calls nothing here).
+  beside it, the table of conditions, the sentences); :func:`render_conditions_figures`
+  and :func:`conditions_markdown` are its two halves, for a caller that writes files
+  itself (``valuedyn report``, :mod:`valuedyn.papers._report_conditions`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def plot_condition_effects(idata):
     interval per pair of conditions: the 90 % interval (line) and median (dot) of the
     difference of the typical values (model units: tau for times, 1/tau for rates,
     normalised level units for levels; timescales in env steps); dashed zero line; a clear effect is drawn
-    solid, the others hollow. Title states whether the fit passed the diagnostics gate."""
+    solid, the others hollow. Title states whether the fit is trustworthy (its stored verdict)."""
     attrs = _attrs(idata)
     effects = attrs["effects"] + timescale_effects(idata)
     parameters = list(dict.fromkeys(e["parameter"] for e in effects))
@@ -87,7 +87,7 @@ def plot_condition_effects(idata):
             label = parameter.replace("timescale ", "timescale\n") + ("\n(env steps)" if parameter.startswith("timescale") else "")
             ax.set_ylabel(label, rotation=0, ha="right", va="center")
         axes[-1, 0].set_xlabel("difference of the typical values (90% interval and median; filled: clear effect)")
-        verdict = "passes the diagnostics gate" if attrs["trustworthy"] else "misses the diagnostics gate: no findings"
+        verdict = "trustworthy" if attrs["trustworthy"] else "not trustworthy: no findings"
         fig.suptitle(f"{idata.attrs['model']} on {idata.attrs['behaviour']}: effects between conditions\n(fit {verdict})")
         fig.tight_layout()
         fig.legend(loc="lower center", ncol=1, bbox_to_anchor=(0.5, 0.0))
@@ -140,8 +140,8 @@ def effect_sentences(idata) -> list[str]:
     attrs = _attrs(idata)
     model, behaviour = idata.attrs["model"], idata.attrs["behaviour"]
     if not attrs["trustworthy"]:
-        reasons = "; ".join(attrs.get("diagnostics", {}).get("reasons", [])) or "diagnostics missing"
-        return [f"The {model} fit to {behaviour} across conditions misses the diagnostics gate ({reasons}); "
+        reasons = "; ".join(attrs["why_not"]) or "diagnostics missing"
+        return [f"The {model} fit to {behaviour} across conditions is not trustworthy ({reasons}); "
                 "its effects are not reported as findings."]
     effects = attrs["effects"] + timescale_effects(idata)
     clear = sorted((e for e in effects if e["clear"]), key=lambda e: -e["sign_probability"])
@@ -172,22 +172,29 @@ def effect_sentences(idata) -> list[str]:
     return sentences
 
 
-def conditions_section(idata, figure_folder, *, stem: str | None = None, level: int = 2) -> str:
-    """A markdown section for one behaviour's conditions fit: writes the two figures
-    (PNG and PDF) into ``figure_folder`` as ``<stem>_effects`` and ``<stem>_fits`` and returns
-    the section text (heading, conditions table, diagnostics verdict, figures, sentences).
-    Figure links are relative to ``figure_folder``'s parent."""
-    from valuedyn.papers._style import render_figure, write_rendered
+def conditions_stem(idata) -> str:
+    """The default stem of a conditions fit's figures: ``conditions_<model>_<kind>_<name>``."""
+    return f"conditions_{idata.attrs['model']}_{str(idata.attrs['behaviour']).replace(':', '_')}"
 
+
+def render_conditions_figures(idata, stem: str | None = None) -> dict[str, dict[str, bytes]]:
+    """Both figures of a conditions fit rendered in memory: ``{"<stem>_effects": {"png":
+    bytes, "pdf": bytes}, "<stem>_fits": {...}}``; writes nothing."""
+    from valuedyn.papers._style import render_figure
+
+    stem = stem or conditions_stem(idata)
+    return {f"{stem}_{name}": render_figure(fn(idata))
+            for name, fn in (("effects", plot_condition_effects), ("fits", plot_condition_fits))}
+
+
+def conditions_markdown(idata, *, stem: str | None = None, folder: str = "figures", level: int = 2) -> str:
+    """The markdown of one behaviour's conditions fit (heading, conditions table, verdict,
+    the two figures as ``folder/<stem>_effects.png`` and ``folder/<stem>_fits.png``, one
+    sentence per clear effect); files are named without their folders."""
     attrs = _attrs(idata)
     behaviour = str(idata.attrs["behaviour"])
-    stem = stem or f"conditions_{idata.attrs['model']}_{behaviour.replace(':', '_')}"
-    folder = Path(figure_folder)
-    rendered = {name: render_figure(fn(idata)) for name, fn in (("effects", plot_condition_effects), ("fits", plot_condition_fits))}
-    for name, payload in rendered.items():
-        write_rendered(payload, folder / f"{stem}_{name}")
-    diagnostics = attrs.get("diagnostics", {})
-    verdict = "trustworthy" if attrs["trustworthy"] else "untrustworthy: " + "; ".join(diagnostics.get("reasons", []))
+    stem = stem or conditions_stem(idata)
+    verdict = "trustworthy" if attrs["trustworthy"] else "untrustworthy: " + "; ".join(attrs["why_not"])
     lines = [
         f"{'#' * level} {behaviour}: {idata.attrs['model']} across conditions",
         "",
@@ -198,6 +205,19 @@ def conditions_section(idata, figure_folder, *, stem: str | None = None, level: 
     ]
     for c in attrs["conditions"]:
         lines.append(f"| {c['name']} | {', '.join(Path(f).name for f in c['files'])} | {len(c['seeds'])} |")
-    lines += ["", f"![effects]({folder.name}/{stem}_effects.png)", "", f"![fits]({folder.name}/{stem}_fits.png)", ""]
+    lines += ["", f"![effects]({folder}/{stem}_effects.png)", "", f"![fits]({folder}/{stem}_fits.png)", ""]
     lines += effect_sentences(idata)
     return "\n".join(lines) + "\n"
+
+
+def conditions_section(idata, figure_folder, *, stem: str | None = None, level: int = 2) -> str:
+    """A markdown section for one behaviour's conditions fit: writes the two figures
+    (PNG and PDF) into ``figure_folder`` as ``<stem>_effects`` and ``<stem>_fits`` and returns
+    the section text (:func:`conditions_markdown`). Figure links are relative to
+    ``figure_folder``'s parent."""
+    from valuedyn.papers._style import write_rendered
+
+    folder = Path(figure_folder)
+    for name, payload in render_conditions_figures(idata, stem).items():
+        write_rendered(payload, folder / name)
+    return conditions_markdown(idata, stem=stem, folder=folder.name, level=level)

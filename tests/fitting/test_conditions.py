@@ -175,6 +175,9 @@ def test_the_fit_file_stores_conditions_effects_and_checks(effect_fit, simulated
     assert posterior["excess"].dims == ("chain", "draw", "seed") and posterior.sizes["seed"] == 6
     assert list(effect_fit.constant_data["condition_index"].values) == [0, 0, 0, 1, 1, 1]
     assert effect_fit.attrs["pooling"] == "conditions" and len(json.loads(effect_fit.attrs["trajectory_sha256"])) == 2
+    # trustworthy by the single fits' verdict (gate and named causes), stored with the fit
+    assert attrs["trustworthy"] == attrs["verdict"]["trustworthy"]
+    assert attrs["trustworthy"] <= bool(attrs["diagnostics"]["trustworthy"])
 
 
 # ---------------------------------------------------------------- end to end on real training runs
@@ -229,7 +232,9 @@ def test_report_section_has_both_figures_and_one_sentence_per_clear_effect(effec
     assert len(null_sentences) == 1 and ("No parameter" in null_sentences[0] or "not reported" in null_sentences[0])
     # the sentence of a finding, from the same posterior marked trustworthy
     trusted = effect_fit.copy()
-    trusted.attrs["trustworthy"] = 1
+    verdict = json.loads(trusted.attrs["verdict"])
+    verdict.update(trustworthy=True, causes=[])
+    trusted.attrs["verdict"] = json.dumps(verdict)
     trusted.attrs["effects"] = json.dumps(condition_effects(effect_fit, trustworthy=True))
     (finding,) = [s for s in effect_sentences(trusted) if "typical excess " in s]
     assert "lower than under reward_every=[]" in finding and "normalised level units" in finding
