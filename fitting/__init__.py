@@ -29,6 +29,9 @@ Conditions of training compared (``valuedyn conditions``)::
     # conditions: files whose training settings differ; effects with posteriors
     path = fit_conditions(ConditionsConfig(trajectories=("default.nc", "every_plant.nc"), model="overshoot",
                                            behaviour="event:place_plant", out="conditions.nc"))
+    # what `valuedyn report` runs: the same fit at a plan's settings, cached in a fits folder
+    path, reused = fit_conditions_cached(["default.nc", "every_plant.nc"], "event:place_plant", "overshoot", "fits",
+                                         settings=FitSettings(chains=2, draws=300, warmup=300))
 """
 
 from valuedyn.fitting._batch_cli import FitBatchConfig
@@ -72,6 +75,8 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "prepare_jax": ("valuedyn.fitting._cli", "prepare_jax"),
         "fit_conditions": ("valuedyn.fitting._conditions", "fit_conditions"),
         "find_conditions": ("valuedyn.fitting._conditions", "find_conditions"),
+        "group_conditions": ("valuedyn.fitting._conditions", "group_conditions"),
+        "fit_conditions_cached": ("valuedyn.fitting._conditions", "fit_conditions_cached"),
         "condition_effects": ("valuedyn.fitting._conditions", "condition_effects"),
         "conditions_attrs": ("valuedyn.fitting._conditions", "conditions_attrs"),
         "classify_fit": ("valuedyn.fitting._trust", "classify_fit"),
@@ -125,6 +130,8 @@ __all__ = [
     "conditions_attrs",
     "find_conditions",
     "fit_conditions",
+    "fit_conditions_cached",
+    "group_conditions",
     "FitConfig",
     "SBCConfig",
     "check_fit",

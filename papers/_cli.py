@@ -50,7 +50,12 @@ class ReportConfig:
     the first tenth of updates and at or above it over the last tenth), in the order they
     are learned, at most --max-behaviours per trajectory. Default models: every registered
     model that applies to the behaviour's kind. The default fit settings keep the whole
-    run under 10 minutes on a 2-core CPU."""
+    run under 10 minutes on a 2-core CPU.
+
+    Trajectories trained with different settings (read from their stored configs; seeds
+    and run-only settings aside) are conditions: the motif is then also fitted across them
+    (overshoot on each plant-motif behaviour the report fits, one fit per behaviour, cached
+    in the fits folder) and a section compares them; with one condition one line says so."""
 
     trajectories: tuple[str, ...] = option((), "trajectory files (default: the runs shipped in data/)",
                                            positional=True, metavar="TRAJECTORY")

@@ -7,7 +7,9 @@ Steps (each shows progress on stderr), one module each:
    written; the plan is :func:`valuedyn.fitting.plan_fits`'s;
 2. fits, checks and comparisons: :func:`valuedyn.fitting.run_plan` (cached by content
    hash in ``DIR/fits/``, a local process pool or a Dask cluster with ``--scheduler``);
-   :mod:`._report_results` reads its result as one section per behaviour;
+   :mod:`._report_results` reads its result as one section per behaviour; with
+   trajectories of two or more training conditions, fitting also fits the motif across
+   conditions (:mod:`._report_conditions`; one line says so when there is one condition);
 3. figures (:mod:`._report_figures`): rendered in memory from the saved files;
 4. report (:mod:`._report_markdown`): figures, tables, ``report.md`` and
    ``report.json`` written atomically, only once everything is rendered.
@@ -39,6 +41,9 @@ def run_report(config) -> dict:
     check_options(config)
     from valuedyn.fitting import prepare_jax, run_plan
     from valuedyn.papers._paper import render_figures, write_figures
+    from valuedyn.papers._report_conditions import (
+        conditions_figures, conditions_json, conditions_markdown_section, report_conditions,
+    )
     from valuedyn.papers._report_diversity import diversity_results
     from valuedyn.papers._report_figures import figure_plan
     from valuedyn.papers._report_markdown import render_markdown
@@ -58,7 +63,8 @@ def run_report(config) -> dict:
 
     mark = time.perf_counter()
     log("[2/4] fits, checks and comparisons")
-    result = run_plan(jobs, Path(config.fits_dir) if config.fits_dir else out / "fits", scheduler=config.scheduler,
+    fits_dir = Path(config.fits_dir) if config.fits_dir else out / "fits"
+    result = run_plan(jobs, fits_dir, scheduler=config.scheduler,
                       workers=config.workers, time_budget=config.time_budget, lfo=config.lfo)
     sections, skipped = sections_from(result)
     judge_sections(sections, progress=progress_bar)  # verdicts and trust-aware rankings from the saved fits
@@ -75,6 +81,9 @@ def run_report(config) -> dict:
                          f"out for time (--time-budget {config.time_budget} s); rerun to add them, fits made so far "
                          "are reused")
             log(notes[-1])
+    conditions = report_conditions(sections, loaded, config, fits_dir, started=mark, log=log)
+    for behaviour, error in conditions.errors.items():
+        log(f"  conditions: {behaviour}: {error}")
     timing["fit"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -85,6 +94,7 @@ def run_report(config) -> dict:
     for path, specs, inputs in figure_plan(sections, loaded, diversity):
         rendered.update(render_figures(specs, inputs, progress=progress_bar))
         figures[path] = specs
+    rendered.update(conditions_figures(conditions))
     timing["figures"] = time.perf_counter() - mark
 
     log("[4/4] report")
@@ -119,6 +129,7 @@ def run_report(config) -> dict:
              "probe": view.probe.name if view.probe else None, **view.headline.as_dict()}
             for path, view in diversity.items()
         ],
+        "conditions": conditions_json(conditions, out),
         "figures": sorted(f"figures/{name}.{fmt}" for name, r in rendered.items() for fmt in r),
         "tables": sorted(tables),
         "n_fits_run": n_run,
@@ -126,7 +137,7 @@ def run_report(config) -> dict:
         "n_fits_failed": sum(len(s.errors) for s in sections),
         "timing_s": timing,
     }
-    markdown = render_markdown(sections, figures, notes, report, diversity)
+    markdown = render_markdown(sections, figures, notes, report, diversity, conditions_markdown_section(conditions))
     # everything is rendered: now write (each file atomically)
     write_figures(rendered, out / "figures")
     for name, text in tables.items():

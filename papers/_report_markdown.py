@@ -16,9 +16,10 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 def render_markdown(sections: list, figures: dict[Path, list], notes: list[str], report: dict,
-                    diversity: dict | None = None) -> str:
+                    diversity: dict | None = None, conditions: list[str] | None = None) -> str:
     """report.md: summary table, per-behaviour sections with figures and tables, the
-    diversity view per trajectory (``diversity``: path -> DiversityResult), flags."""
+    diversity view per trajectory (``diversity``: path -> DiversityResult), the comparison
+    of training conditions (``conditions``: its lines), flags."""
     diversity = diversity or {}
     lines = ["# valuedyn report", ""]
     prov = report["provenance"]
@@ -124,6 +125,7 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
             if "behaviour" not in spec.options and spec.kind != "diversity":
                 lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "
                           f"([PDF](figures/{spec.name}.pdf))", ""]
+    lines += [""] + list(conditions or [])
     untrustworthy = [(t, m) for t in sections for m in t.fitted if not t.trustworthy(m)]
     failed = [(t, m, e) for t in sections for m, e in t.errors.items()]
     lines += ["## Untrustworthy fits", ""]

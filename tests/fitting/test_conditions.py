@@ -4,7 +4,9 @@ Simulated data (schema-valid trajectory files whose ``config`` attribute is a re
 TrainConfig): condition A is the overshoot of the recovery tests; condition B differs only
 in the excess (half of A's, per seed), as a reward change would; condition A2 is A simulated
 again with other noise under another setting label. Both fits share one data shape and
-sampler settings, so the sampler compiles once.
+sampler settings, so the sampler compiles once. They are made as ``valuedyn report`` makes
+them (:func:`fit_conditions_cached` at a plan's settings), so the report's conditions step is
+tested on the effect fit without sampling again.
 """
 
 import dataclasses
@@ -17,15 +19,16 @@ from fitting_helpers import N_UPDATES, OVERSHOOT_TRUTH
 from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn.data import TrainConfig
-from valuedyn.fitting import load_fit
-from valuedyn.fitting._conditions import condition_effects, conditions_attrs, find_conditions, fit_conditions
-from valuedyn.fitting._conditions_cli import ConditionsConfig
+from valuedyn.fitting import FitSettings, load_fit
+from valuedyn.fitting._conditions import condition_effects, conditions_attrs, find_conditions, fit_conditions_cached
 from valuedyn.fitting._simulate import simulate_trajectory, write_trajectory
 
 TRUTH_A = OVERSHOOT_TRUTH
 EXCESS_RATIO = 0.5
 TRUTH_B = dict(OVERSHOOT_TRUTH, excess=OVERSHOOT_TRUTH["excess"] * EXCESS_RATIO)
 SETTINGS = dict(chains=4, warmup=1000, draws=1000)
+PLAN_SETTINGS = FitSettings(chains=4, draws=1000, warmup=1000, rng_seed=5, max_tree_depth=10)  # SETTINGS as a plan's
+BEHAVIOUR = "unlock:place_plant"  # a behaviour of the plant motif, so the report compares it
 DEFAULT = TrainConfig()
 EVERY_PLANT = dataclasses.replace(DEFAULT, reward_every=("place_plant",))
 NO_HEALTH = dataclasses.replace(DEFAULT, health_reward=False)
@@ -34,7 +37,7 @@ NO_HEALTH = dataclasses.replace(DEFAULT, health_reward=False)
 def _simulated(path, truth, config, noise_seed):
     from valuedyn.models import get_model
 
-    dataset = simulate_trajectory(get_model("overshoot"), truth, behaviour="unlock:place_table", n_updates=N_UPDATES,
+    dataset = simulate_trajectory(get_model("overshoot"), truth, behaviour=BEHAVIOUR, n_updates=N_UPDATES,
                                   episodes_per_update=150.0, seed=noise_seed)
     dataset.attrs["config"] = config_to_json(config)
     write_trajectory(dataset, path)
@@ -51,20 +54,26 @@ def simulated_files(tmp_path_factory):
     }
 
 
-def _fit(files, out):
-    config = ConditionsConfig(trajectories=tuple(files), model="overshoot", behaviour="unlock:place_table", out=str(out),
-                              seed=5, progress=False, **SETTINGS)
-    return load_fit(fit_conditions(config))
+@pytest.fixture(scope="module")
+def fits_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fits")
+
+
+def _fit(files, fits_dir):
+    path, reused = fit_conditions_cached(files, BEHAVIOUR, "overshoot", fits_dir, settings=PLAN_SETTINGS, progress=False)
+    assert not reused
+    assert fit_conditions_cached(files, BEHAVIOUR, "overshoot", fits_dir, settings=PLAN_SETTINGS) == (path, True)
+    return load_fit(path)
 
 
 @pytest.fixture(scope="module")
-def effect_fit(simulated_files, tmp_path_factory):
-    return _fit([simulated_files["a"], simulated_files["b"]], tmp_path_factory.mktemp("fits") / "effect.nc")
+def effect_fit(simulated_files, fits_dir):
+    return _fit([simulated_files["a"], simulated_files["b"]], fits_dir)
 
 
 @pytest.fixture(scope="module")
-def null_fit(simulated_files, tmp_path_factory):
-    return _fit([simulated_files["a"], simulated_files["a2"]], tmp_path_factory.mktemp("fits") / "null.nc")
+def null_fit(simulated_files, fits_dir):
+    return _fit([simulated_files["a"], simulated_files["a2"]], fits_dir)
 
 
 # ---------------------------------------------------------------- conditions from files
@@ -104,13 +113,13 @@ def test_command_refuses_another_update_grid_in_one_line(simulated_files, tmp_pa
 
     from valuedyn.models import get_model
 
-    short = simulate_trajectory(get_model("overshoot"), TRUTH_B, behaviour="unlock:place_table", n_updates=N_UPDATES // 2,
+    short = simulate_trajectory(get_model("overshoot"), TRUTH_B, behaviour=BEHAVIOUR, n_updates=N_UPDATES // 2,
                                 episodes_per_update=150.0, seed=3)
     short.attrs["config"] = config_to_json(EVERY_PLANT)
     write_trajectory(short, tmp_path / "short.nc")
     out = tmp_path / "never.nc"
     status = main(["conditions", simulated_files["a"], str(tmp_path / "short.nc"), "--model", "overshoot",
-                   "--behaviour", "unlock:place_table", "--out", str(out)])
+                   "--behaviour", BEHAVIOUR, "--out", str(out)])
     error = capsys.readouterr().err.strip()
     assert status == 2 and not out.exists()
     assert error.count("\n") == 0 and "another update grid" in error and "--updates" in error
@@ -217,7 +226,7 @@ def test_report_section_has_both_figures_and_one_sentence_per_clear_effect(effec
     text = conditions_section(effect_fit, tmp_path / "figures")
     for name in ("effects", "fits"):
         for fmt in ("png", "pdf"):
-            assert (tmp_path / "figures" / f"conditions_overshoot_unlock_place_table_{name}.{fmt}").stat().st_size > 0
+            assert (tmp_path / "figures" / f"conditions_overshoot_unlock_place_plant_{name}.{fmt}").stat().st_size > 0
     assert "| reward_every=[place_plant] | b.nc | 3 |" in text
     attrs = conditions_attrs(effect_fit)
     sentences = effect_sentences(effect_fit)
@@ -238,3 +247,50 @@ def test_report_section_has_both_figures_and_one_sentence_per_clear_effect(effec
     trusted.attrs["effects"] = json.dumps(condition_effects(effect_fit, trustworthy=True))
     (finding,) = [s for s in effect_sentences(trusted) if "typical excess " in s]
     assert "lower than under reward_every=[]" in finding and "normalised level units" in finding
+
+
+def test_the_report_compares_conditions_from_the_fit_it_would_make(effect_fit, simulated_files, fits_dir):
+    """`valuedyn report`'s conditions step on the two simulated runs, at the report settings
+    the effect fit was made with: it finds that fit in the fits folder (no sampling), and its
+    section, figures and report.json entry state effects only from a trustworthy fit, name
+    files relative to the report folder and no absolute path."""
+    from pathlib import Path
+
+    from valuedyn.data import open_trajectory
+    from valuedyn.papers._cli import ReportConfig
+    from valuedyn.papers._report_conditions import (
+        conditions_figures, conditions_json, conditions_markdown_section, report_conditions,
+    )
+    from valuedyn.papers._report_results import Section
+
+    paths = [Path(simulated_files["a"]), Path(simulated_files["b"])]
+    loaded = {p: open_trajectory(p) for p in paths}
+    sections = [Section(p, BEHAVIOUR, ["overshoot", "logistic_onset"], ()) for p in paths]
+    config = ReportConfig(trajectories=tuple(map(str, paths)), out=str(fits_dir.parent), chains=4, draws=1000,
+                          warmup=1000, rng_seed=5, max_tree_depth=10)
+    result = report_conditions(sections, loaded, config, fits_dir)
+    assert result.compared and result.differing == ("reward_every",) and not result.errors and not result.text
+    assert [c["trajectories"] for c in result.conditions] == [["a.nc"], ["b.nc"]]
+    assert result.cached == {BEHAVIOUR: True}  # the report's settings make the same fit: reused
+    attrs = conditions_attrs(load_fit(result.fits[BEHAVIOUR]))
+    conditions = conditions_json(result, fits_dir.parent)
+    fit = conditions["fits"][BEHAVIOUR]
+    assert fit["file"] == f"{fits_dir.name}/{result.fits[BEHAVIOUR].name}"  # relative to the report folder
+    assert fit["trustworthy"] == attrs["trustworthy"] == attrs["verdict"]["trustworthy"]
+    assert fit["seeds_per_condition"] == {"reward_every=[]": 3, "reward_every=[place_plant]": 3}
+    if fit["trustworthy"]:
+        assert "excess: reward_every=[place_plant] vs reward_every=[]" in fit["clear_effects"]
+    else:
+        assert not fit["clear_effects"] and "not reported as findings" in fit["sentences"][0]
+    markdown = "\n".join(conditions_markdown_section(result))
+    assert markdown.startswith("## Across conditions") and "| reward_every=[place_plant] | b.nc |" in markdown
+    assert all(sentence in markdown for sentence in fit["sentences"])
+    figures = conditions_figures(result)
+    for name in ("effects", "fits"):
+        stem = f"conditions_overshoot_unlock_place_plant_{name}"
+        assert figures[stem]["png"].startswith(b"\x89PNG") and f"](figures/{stem}.png)" in markdown
+    assert str(fits_dir.parent) not in json.dumps(conditions) + markdown  # no absolute paths
+    # the motif model planned in only one run: nothing compared, said in one line
+    partial = report_conditions([sections[0], Section(paths[1], BEHAVIOUR, ["logistic_onset"], ())], loaded, config,
+                                fits_dir)
+    assert not partial.fits and "nothing to compare" in partial.text
