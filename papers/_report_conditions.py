@@ -66,7 +66,8 @@ def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Pa
     paths = list(loaded)
     configs = [_training_config(loaded[p]) for p in paths]
     if len(paths) < 2:
-        return ConditionsResult([], (), MOTIF_MODEL, text=(
+        one = [{"name": "", "settings": {}, "trajectories": [p.name for p in paths]}]
+        return ConditionsResult(one, (), MOTIF_MODEL, text=(
             "One trajectory, so one condition of training: no comparison of conditions (pass trajectories trained "
             "with different settings, e.g. --reward-every, to compare them)."))
     missing = [p.name for p, c in zip(paths, configs) if c is None]

@@ -246,7 +246,7 @@ def test_notebook_runs_top_to_bottom(report_dir, synthetic_trajectory, tmp_path)
 # ---------------------------------------------------------------- conditions of training (issue 16)
 def test_one_trajectory_is_one_condition_said_in_one_line(report_dir, report_json):
     conditions = report_json["conditions"]
-    assert conditions["n_conditions"] == 0 and not conditions["fits"] and not conditions["failed_fits"]
+    assert conditions["n_conditions"] == 1 and not conditions["fits"] and not conditions["failed_fits"]
     assert "one condition" in conditions["text"] and "\n" not in conditions["text"]
     markdown = (report_dir / "report.md").read_text()
     assert f"## Across conditions\n\n{conditions['text']}\n" in markdown
