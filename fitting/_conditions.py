@@ -262,7 +262,7 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
             params[space.name] = numpyro.deterministic(space.name, space.transform(unconstrained))
         obs_params = {name: numpyro.sample(name, prior) for name, prior in observation.parameters}
 
-        outputs, ok = jax.vmap(lambda p: model.solve(p, data.tau))(params)
+        outputs, ok = jax.vmap(lambda p: model.solve_binned(p, data.tau))(params)
         mean = outputs[observable] * data.level_scale
         ok = jnp.all(ok) & jnp.all(jnp.isfinite(mean))
         mean = jnp.where(ok, mean, 0.5 * data.level_scale)

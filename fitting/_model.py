@@ -69,7 +69,9 @@ class FitData(NamedTuple):
     """Arrays of one fit (float32 unless stated). ``y``, ``exposure``, ``mask`` [S, U];
     ``tau`` [U]; ``level_scale`` scalar (observation units per model level unit);
     ``centring`` [P, S]: the centring weight of each model parameter and seed (used by
-    hierarchical pooling only; 0 = non-centred)."""
+    hierarchical pooling only; 0 = non-centred); ``location`` [P, 2]: the centre ``c``
+    and weight ``v`` of each population location's coordinate (hierarchical pooling;
+    zeros: the location itself; see the module docstring)."""
 
     y: jax.Array
     exposure: jax.Array
@@ -77,6 +79,7 @@ class FitData(NamedTuple):
     tau: jax.Array
     level_scale: jax.Array
     centring: jax.Array
+    location: jax.Array | None = None
 
 
 def fit_data(selection, n_parameters: int) -> FitData:
@@ -88,6 +91,7 @@ def fit_data(selection, n_parameters: int) -> FitData:
         tau=jnp.asarray(selection.tau, jnp.float32),
         level_scale=jnp.asarray(selection.level_scale, jnp.float32),
         centring=jnp.zeros((n_parameters, n_seeds), jnp.float32),
+        location=jnp.zeros((n_parameters, 2), jnp.float32),
     )
 
 
@@ -180,10 +184,14 @@ def build_numpyro_model(model, observation, pooling: str, observable: str):
         params = {}
         for index, space in enumerate(spaces):
             if pooling == "hierarchical":
-                loc = numpyro.sample(f"{space.name}_loc", dist.Normal(space.loc_mean, space.loc_sd))
                 scale = numpyro.sample(f"{space.name}_scale", dist.LogNormal(math.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD))
-                weight = data.centring[index]
                 log_scale = jnp.log(jnp.maximum(scale, jnp.finfo(jnp.float32).tiny))
+                centre, loc_weight = data.location[index, 0], data.location[index, 1]
+                stretch = jnp.exp(loc_weight * log_scale)
+                # loc = centre + scale^v loc_c has the prior Normal(m, s) for every (centre, v)
+                loc_c = numpyro.sample(f"{space.name}_locc", dist.Normal((space.loc_mean - centre) / stretch, space.loc_sd / stretch))
+                loc = numpyro.deterministic(f"{space.name}_loc", centre + stretch * loc_c)
+                weight = data.centring[index]
                 with numpyro.plate("seed", n_seeds):
                     z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * loc, jnp.exp(weight * log_scale)))
                 unconstrained = loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * loc)
@@ -196,7 +204,7 @@ def build_numpyro_model(model, observation, pooling: str, observable: str):
                     params[space.name] = numpyro.sample(space.name, space.prior)
         obs_params = {name: numpyro.sample(name, prior) for name, prior in observation.parameters}
 
-        outputs, ok = jax.vmap(lambda p: model.solve(p, data.tau))(params)
+        outputs, ok = jax.vmap(lambda p: model.solve_binned(p, data.tau))(params)
         ok = jnp.all(ok)
         level_units = outputs[observable]
         mean = level_units * data.level_scale
@@ -280,18 +288,53 @@ def fixed_centring(parameterization: str, n_params: int, n_seeds: int) -> np.nda
     return np.full((n_params, n_seeds), 1.0 if parameterization == "centred" else 0.0, np.float32)
 
 
-def recentre(spaces, z: dict, old: np.ndarray, new: np.ndarray, xp=jnp) -> dict:
+def recentre(spaces, z: dict, old: np.ndarray, new: np.ndarray, xp=jnp, *,
+             old_location: np.ndarray | None = None, new_location: np.ndarray | None = None) -> dict:
     """Move points (any leading batch axes) between the coordinates of centring weights
-    ``old`` and ``new`` [P, S]: ``u = loc + scale^(1-w) (z_w - w loc)`` is kept."""
+    ``old`` and ``new`` [P, S] and population-location coordinates ``old_location`` and
+    ``new_location`` [P, 2] (centre, weight; None: zeros): ``loc = c + scale^v loc_c``
+    and ``u = loc + scale^(1-w) (z_w - w loc)`` are kept."""
     out = dict(z)
+    n_params = len(spaces)
+    old_location = np.zeros((n_params, 2)) if old_location is None else np.asarray(old_location)
+    new_location = np.zeros((n_params, 2)) if new_location is None else np.asarray(new_location)
     for index, s in enumerate(spaces):
-        loc = z[f"{s.name}_loc"][..., None]
-        log_scale = z[f"{s.name}_scale"][..., None]  # unconstrained: the log of the scale
+        log_scale = z[f"{s.name}_scale"]  # unconstrained: the log of the scale
+        c_old, v_old = (float(x) for x in old_location[index])
+        c_new, v_new = (float(x) for x in new_location[index])
+        loc = c_old + xp.exp(v_old * log_scale) * z[f"{s.name}_locc"]
+        out[f"{s.name}_locc"] = (loc - c_new) * xp.exp(-v_new * log_scale)
+        loc, log_scale = loc[..., None], log_scale[..., None]
         w_old = xp.asarray(old[index], xp.float32)
         w_new = xp.asarray(new[index], xp.float32)
         u = loc + xp.exp((1.0 - w_old) * log_scale) * (z[f"{s.name}_z"] - w_old * loc)
         out[f"{s.name}_z"] = w_new * loc + xp.exp((w_new - 1.0) * log_scale) * (u - loc)
     return out
+
+
+def location_weights(sigma2: np.ndarray, log_scale_draws: np.ndarray, loc_sd: np.ndarray) -> np.ndarray:
+    """Weights ``v`` [P] of the population locations' coordinates ``loc = c + scale^v loc_c``
+    from likelihood variances ``sigma2`` [P, S], draws of ``log scale`` [P, n] and the
+    prior sd of each location [P].
+
+    Given the scale ``tau``, the location's conditional variance is
+    ``1 / (1/s^2 + sum_s 1/(sigma2_s + tau^2))``: ``tau^2/S`` when every seed's data pin
+    its value (a funnel: the location's width follows the scale, which 2-8 seeds leave
+    uncertain by a factor of several) and nearly constant when they say little. The
+    ``v`` that keeps ``loc_c``'s variance most nearly constant over the posterior of
+    ``tau`` is, as for :func:`centring_weights`, a regression slope of half the log
+    variance on ``log tau``."""
+    log_tau = np.asarray(log_scale_draws, np.float64)  # [P, n]
+    sigma2 = np.minimum(np.asarray(sigma2, np.float64), 1e30)  # [P, S]
+    prior_precision = 1.0 / np.square(np.asarray(loc_sd, np.float64))[:, None]  # [P, 1]
+    precision = prior_precision + (1.0 / (sigma2[:, :, None] + np.exp(2.0 * log_tau)[:, None, :])).sum(axis=1)  # [P, n]
+    target = -0.5 * np.log(precision)
+    centred = log_tau - log_tau.mean(axis=1, keepdims=True)
+    variance = (centred**2).mean(axis=1)
+    covariance = (centred * (target - target.mean(axis=1, keepdims=True))).mean(axis=1)
+    weights = np.where(variance > 1e-8, covariance / np.maximum(variance, 1e-8), 0.0)
+    weights = np.where(np.isfinite(weights), weights, 0.0)
+    return np.clip(weights, 0.0, 1.0)
 
 
 def initial_point(spaces, observation, pooling: str, n_seeds: int) -> dict:
@@ -302,7 +345,7 @@ def initial_point(spaces, observation, pooling: str, n_seeds: int) -> dict:
     point = {}
     for space in spaces:
         if pooling == "hierarchical":
-            point[f"{space.name}_loc"] = jnp.asarray(space.loc_mean, jnp.float32)
+            point[f"{space.name}_locc"] = jnp.asarray(space.loc_mean, jnp.float32)
             point[f"{space.name}_scale"] = jnp.asarray(math.log(SCALE_PRIOR_MEAN * space.loc_sd), jnp.float32)
             point[f"{space.name}_z"] = jnp.zeros((n_seeds,), jnp.float32)
         elif pooling == "complete":
