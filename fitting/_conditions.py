@@ -219,6 +219,7 @@ class ConditionData(NamedTuple):
     tau: object
     level_scale: object
     centring: object
+    location: object  # unused: conditions keep their own locations per condition
     condition: object
 
 
