@@ -231,6 +231,7 @@ class ConditionData(NamedTuple):
     tau: object
     level_scale: object
     centring: object
+    location: object  # unused: conditions keep their own locations per condition
     condition: object
 
 
@@ -250,7 +251,7 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
     import numpyro
     import numpyro.distributions as dist
 
-    from valuedyn.fitting._model import observe_solution, parameter_spaces, seed_parameter
+    from valuedyn.fitting._model import observe_solution, parameter_spaces, population_scale, seed_parameter
 
     spaces = parameter_spaces(model)
 
@@ -260,7 +261,8 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
         for index, space in enumerate(spaces):
             with numpyro.plate("condition", n_conditions):
                 loc = numpyro.sample(f"{space.name}_loc", dist.Normal(space.loc_mean, space.loc_sd))
-            params[space.name] = seed_parameter(space, loc[data.condition], data.centring[index], n_seeds)
+            params[space.name] = seed_parameter(space, loc[data.condition], population_scale(space), data.centring[index],
+                                                n_seeds)
         observe_solution(model, observation, observable, params, data, observe, count_failures)
 
     return numpyro_model

@@ -64,6 +64,7 @@ from valuedyn.fitting._model import (
     fixed_centring,
     initial_point,
     likelihood_variances,
+    location_weights,
     recentre,
     reset_failed_solves,
     site_tag,
@@ -134,6 +135,7 @@ class CompiledPosterior:
         self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {"count_failures": True})
         n_seeds = int(example_data.y.shape[0])
         self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
+        self._loc_sd = np.array([space.loc_sd for space in spaces], np.float64)
         self.n_devices = _device_split(settings.num_chains)
         self.per_device = settings.num_chains // self.n_devices
         total = settings.num_warmup + settings.num_draws
@@ -334,7 +336,7 @@ class CompiledPosterior:
         """MAP, then (hierarchical pooling) the centring weights: returns the data with
         those weights, the starting point in their coordinates, and (``auto``) the
         likelihood variances that let warmup refine the weights."""
-        data = data._replace(centring=jnp.zeros_like(data.centring))
+        data = data._replace(centring=jnp.zeros_like(data.centring), location=jnp.zeros_like(data.location))
         key_map, key_draws = jax.random.split(key)
         start, _ = self.find_map(data, key_map)
         if self.pooling != "hierarchical" or not self.spaces:
@@ -345,11 +347,16 @@ class CompiledPosterior:
             hessian = np.asarray(self._hessian(start, data))
             sigma2, (mean, variance) = likelihood_variances(self.spaces, start, hessian, self.index_of_sites(start))
             normal = np.asarray(jax.random.normal(key_draws, (n_params, 256)), np.float64)
-            weights = centring_weights(sigma2, mean[:, None] + np.sqrt(variance)[:, None] * normal)
+            log_scale = mean[:, None] + np.sqrt(variance)[:, None] * normal
+            weights = centring_weights(sigma2, log_scale)
+            # the MAP's population locations (non-centred coordinates: loc_c is the location)
+            centres = np.array([float(np.asarray(start[f"{p.name}_locc"])) for p in self.spaces])
+            location = np.stack([centres, location_weights(sigma2, log_scale, self._loc_sd)], axis=1)
         else:
             weights = fixed_centring(parameterization, n_params, n_seeds)
-        start = recentre(self.spaces, start, np.zeros_like(weights), weights)
-        return data._replace(centring=jnp.asarray(weights)), start, sigma2
+            location = np.zeros((n_params, 2))
+        start = recentre(self.spaces, start, np.zeros_like(weights), weights, new_location=location)
+        return data._replace(centring=jnp.asarray(weights), location=jnp.asarray(location, jnp.float32)), start, sigma2
 
     def run(self, data: FitData, key, *, parameterization: str = "auto", progress: bool = True,
             desc: str = "NUTS") -> tuple[FitData, dict[str, Any]]:
@@ -429,11 +436,16 @@ class CompiledPosterior:
                         refine = False
                         log_scale = np.stack([np.asarray(window[f"{p.name}_scale"]).reshape(-1) for p in self.spaces])
                         if np.all(np.isfinite(log_scale)):
-                            old = np.asarray(data.centring)
-                            new = centring_weights(sigma2, log_scale)
-                            window = recentre(self.spaces, window, old, new, xp=np)
-                            z_now = recentre(self.spaces, z_now, old, new)
-                            data = data._replace(centring=jnp.asarray(new))
+                            old, new = np.asarray(data.centring), centring_weights(sigma2, log_scale)
+                            old_location = np.asarray(data.location, np.float64)
+                            # centre each location's coordinate on its mean over the window
+                            loc = old_location[:, :1] + np.exp(old_location[:, 1:] * log_scale) * np.stack(
+                                [np.asarray(window[f"{p.name}_locc"], np.float64).reshape(-1) for p in self.spaces])
+                            new_location = np.stack([loc.mean(axis=1), location_weights(sigma2, log_scale, self._loc_sd)], 1)
+                            moves = dict(old_location=old_location, new_location=new_location)
+                            window = recentre(self.spaces, window, old, new, xp=np, **moves)
+                            z_now = recentre(self.spaces, z_now, old, new, **moves)
+                            data = data._replace(centring=jnp.asarray(new), location=jnp.asarray(new_location, jnp.float32))
                     draws = np.asarray(self._flat_chain(window), np.float64)  # [chains, n, D]
                     if np.all(np.isfinite(draws)):
                         inverse_mass = pooled_inverse_mass(draws, s.dense_mass)

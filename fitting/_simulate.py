@@ -58,7 +58,8 @@ def simulate_trajectory(
     n_seeds = len(next(iter(params.values())))
     env_step = (np.arange(1, n_updates + 1) * steps_per_update).astype(np.int64)
     tau = (env_step - env_step[0]) / (env_step[-1] - env_step[0])
-    solve = jax.jit(jax.vmap(lambda p: model.solve(p, jnp.asarray(tau, jnp.float32))))
+    # the expected observation of an update: the level averaged over its span, as the fit's likelihood has it
+    solve = jax.jit(jax.vmap(lambda p: model.solve_binned(p, jnp.asarray(tau, jnp.float32))))
     outputs, ok = solve({k: jnp.asarray(v, jnp.float32) for k, v in params.items()})
     if not bool(np.all(np.asarray(ok))):
         raise ValueError("the model's solve failed for these parameters")

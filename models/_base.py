@@ -25,6 +25,7 @@ Time is the dimensionless ``tau`` in [0, 1] spanning the fitting window; rates a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -276,6 +277,16 @@ class ModelSpec:
 
 
 SINCE = sp.Symbol("s", nonnegative=True)  # time since the change point, in closed forms
+
+#: Gauss-Legendre nodes per piece of an observation's span (:meth:`Model.solve_binned`)
+BIN_NODES = 3
+
+
+@functools.lru_cache(maxsize=None)
+def _gauss_legendre(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Nodes and weights of n-point Gauss-Legendre quadrature on [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return tuple(0.5 * (x + 1.0)), tuple(0.5 * w)
 
 
 # ---------------------------------------------------------------------------
@@ -531,6 +542,42 @@ class Model:
         inside jit: a failed ODE solve returns zeros and ok=False.
         """
         return self._solve_with(params, t, "auto")
+
+    def solve_binned(self, params: dict[str, jax.Array], t: jax.Array, *,
+                     nodes: int = BIN_NODES) -> tuple[dict[str, jax.Array], jax.Array]:
+        """Observables averaged over each observation's span, and ok; pure JAX.
+
+        The span of ``t[k]`` runs from halfway to its left neighbour to halfway to its
+        right one (the first and last spans are as wide on both sides), so on the uniform
+        grid of one trajectory row per update it is that update's share of training time:
+        what one update's episodes measure. The average is by Gauss-Legendre quadrature
+        with ``nodes`` nodes, split at the change point when the span contains it.
+
+        Why: the level at a point has a kink in ``t0`` wherever ``t0`` crosses an
+        observation time (nothing changes before it, the rise starts at once after it),
+        so a likelihood of point values has a jump in its gradient at every update; NUTS's
+        leapfrog steps lose energy at each jump and the step size collapses (on the core
+        overshoot case: 137 leapfrog steps per iteration at point values, 51 averaged).
+        The average over a span is continuously differentiable in ``t0``.
+        """
+        t_arr, ps = self._as_arrays(params, t)
+        if t_arr.ndim != 1 or t_arr.shape[0] < 2:
+            return self.solve(params, t)
+        x, w = _gauss_legendre(nodes)
+        x, w = jnp.asarray(x, t_arr.dtype), jnp.asarray(w, t_arr.dtype)
+        mid = 0.5 * (t_arr[1:] + t_arr[:-1])
+        lo = jnp.concatenate([2.0 * t_arr[:1] - mid[:1], mid])
+        hi = jnp.concatenate([mid, 2.0 * t_arr[-1:] - mid[-1:]])
+        width = hi - lo
+        if self.spec.change_point is None:
+            split = hi
+        else:
+            split = jnp.clip(ps[self._param_syms.index(self.spec.change_point)], lo, hi)
+        # [T, 2 nodes]: nodes of [lo, split] then of [split, hi]; sorted along the flat axis
+        at = jnp.concatenate([lo[:, None] + (split - lo)[:, None] * x, split[:, None] + (hi - split)[:, None] * x], axis=1)
+        weight = jnp.concatenate([((split - lo) / width)[:, None] * w, ((hi - split) / width)[:, None] * w], axis=1)
+        observed, ok = self.solve(params, at.reshape(-1))
+        return {k: jnp.sum(v.reshape(at.shape) * weight, axis=1) for k, v in observed.items()}, ok
 
     def solve_closed(self, params, t):
         """Observables from the closed form (models with ``closed_form`` only)."""

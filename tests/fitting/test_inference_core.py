@@ -14,6 +14,7 @@ from valuedyn.fitting._model import (
     FitData,
     build_numpyro_model,
     centring_weights,
+    location_weights,
     parameter_spaces,
     recentre,
 )
@@ -103,20 +104,21 @@ def test_negbin_kernel_is_smooth_and_tends_to_poisson():
 
 
 # ------------------------------------------------------------------ centring
-def _hierarchy_data(centring):
+def _hierarchy_data(centring, location):
     rng = np.random.default_rng(1)
     y = rng.binomial(40, 0.3, (N_SEEDS, N_UPDATES)).astype(np.float32)
     return FitData(
         y=jnp.asarray(y), exposure=jnp.full(y.shape, 40.0, jnp.float32), mask=jnp.ones(y.shape, bool),
         tau=jnp.linspace(0.0, 1.0, N_UPDATES, dtype=jnp.float32), level_scale=jnp.float32(1.0),
-        centring=jnp.asarray(centring, jnp.float32),
+        centring=jnp.asarray(centring, jnp.float32), location=jnp.asarray(location, jnp.float32),
     )
 
 
 def test_centring_changes_coordinates_not_the_posterior():
-    """For every centring weight w the log density of the same hierarchical values u,
-    corrected by the Jacobian of z_w -> u (scale^(1 - w) per parameter and seed), is the
-    same; and recentre moves a point between weights without changing u."""
+    """For every centring weight w and population-location frame (centre c, weight v) the
+    log density of the same hierarchical values u, corrected by the Jacobians of
+    z_w -> u (scale^(1 - w) per parameter and seed) and loc_c -> loc (scale^v), is the
+    same; and recentre moves a point between coordinates without changing u."""
     from valuedyn.models import get_model
 
     model = get_model("logistic_onset")
@@ -125,21 +127,24 @@ def test_centring_changes_coordinates_not_the_posterior():
     rng = np.random.default_rng(2)
     n_params = len(spaces)
     zero = np.zeros((n_params, N_SEEDS), np.float32)
+    no_frame = np.zeros((n_params, 2))
     point = {}
     for s in spaces:
-        point[f"{s.name}_loc"] = jnp.float32(s.loc_mean + 0.3 * rng.standard_normal())
+        point[f"{s.name}_locc"] = jnp.float32(s.loc_mean + 0.3 * rng.standard_normal())
         point[f"{s.name}_scale"] = jnp.float32(np.log(0.3 * s.loc_sd) + 0.3 * rng.standard_normal())
         point[f"{s.name}_z"] = jnp.asarray(rng.standard_normal(N_SEEDS), jnp.float32)
     adjusted = []
-    for weight in (0.0, 0.4, 1.0):
+    for weight, v in ((0.0, 0.0), (0.4, 0.5), (1.0, 1.0)):
         weights = np.full((n_params, N_SEEDS), weight, np.float32)
         weights[0, 0] = 0.7  # weights differ between parameters and seeds
-        moved = recentre(spaces, point, zero, weights)
-        back = recentre(spaces, moved, weights, zero)
+        frame = np.stack([np.linspace(-1.0, 1.0, n_params), np.full(n_params, v)], axis=1)
+        moved = recentre(spaces, point, zero, weights, new_location=frame)
+        back = recentre(spaces, moved, weights, zero, old_location=frame)
         for name in point:
             np.testing.assert_allclose(np.asarray(back[name]), np.asarray(point[name]), rtol=1e-5, atol=1e-5)
-        energy = float(potential_energy(numpyro_model, (_hierarchy_data(weights),), {}, moved))
-        log_jacobian = sum(float(np.sum((1.0 - weights[i]) * point[f"{s.name}_scale"])) for i, s in enumerate(spaces))
+        energy = float(potential_energy(numpyro_model, (_hierarchy_data(weights, frame),), {}, moved))
+        log_jacobian = sum(float(np.sum((1.0 - weights[i]) * point[f"{s.name}_scale"])) + v * float(point[f"{s.name}_scale"])
+                           for i, s in enumerate(spaces))
         adjusted.append(energy + log_jacobian)
     np.testing.assert_allclose(adjusted, adjusted[0], rtol=1e-5, atol=1e-3)
 
@@ -156,6 +161,47 @@ def test_centring_weights_are_the_normal_hierarchy_optimum():
         slope = np.polyfit(log_tau[0], np.log(s2 + np.exp(2 * log_tau[0])), 1)[0]
         assert weights[0, seed] == pytest.approx(np.clip(slope / 2, 0, 1), abs=1e-4)
     assert weights[0, 0] > 0.9 and weights[0, 2] < 0.05  # pinned-down seeds centred, vague ones not
+
+
+def test_location_weights_follow_how_far_the_seeds_pin_the_location():
+    """The population location's width given the scale is scale/sqrt(S) when every seed is
+    pinned (weight 1: the coordinate moves with the scale) and the prior's when no seed says
+    anything (weight 0); in between, the regression slope of its log sd on log scale."""
+    log_tau = np.random.default_rng(4).normal(np.log(0.3), 0.5, (3, 4000))
+    sigma2 = np.array([[1e-6] * 4, [1e6] * 4, [0.09] * 4])
+    weights = location_weights(sigma2, log_tau, np.array([2.0, 2.0, 2.0]))
+    assert weights[0] > 0.99 and weights[1] < 0.01
+    precision = 1 / 4.0 + (1.0 / (sigma2[2][:, None] + np.exp(2 * log_tau[2])[None])).sum(axis=0)
+    slope = np.polyfit(log_tau[2], -0.5 * np.log(precision), 1)[0]
+    assert weights[2] == pytest.approx(slope, abs=1e-4) and 0.2 < weights[2] < 0.9
+
+
+# ------------------------------------------------------------------ the binned mean
+def test_binned_mean_is_the_average_over_each_span_and_smooth_in_the_change_point():
+    """solve_binned is the level averaged over each update's span (checked against a fine
+    grid), and its gradient in t0 does not jump where t0 crosses an observation time, while
+    the point value's gradient does (the kink that collapsed NUTS's step size)."""
+    from valuedyn.models import get_model
+
+    model = get_model("overshoot")
+    params = {k: jnp.float32(v) for k, v in model.typical_params().items()}
+    params.update(t0=jnp.float32(0.3), alpha=jnp.float32(60.0))
+    tau = jnp.linspace(0.0, 1.0, 21, dtype=jnp.float32)
+    binned, ok = model.solve_binned(params, tau)
+    assert bool(ok)
+    half = 0.025  # half the grid spacing
+    for k in (3, 6, 7, 12):  # before, containing, just after and well after t0 = 0.3
+        fine = jnp.linspace(tau[k] - half, tau[k] + half, 4001)
+        exact = float(jnp.mean(model.solve(params, fine)[0]["level"]))
+        assert float(binned["level"][k]) == pytest.approx(exact, rel=2e-3, abs=1e-5)
+
+    def slope(solve, t0):
+        return float(jax.grad(lambda t: solve({**params, "t0": t}, tau)[0]["level"].sum())(jnp.float32(t0)))
+
+    at = float(tau[6])  # an observation time
+    point_jump = abs(slope(model.solve, at + 1e-4) - slope(model.solve, at - 1e-4))
+    binned_jump = abs(slope(model.solve_binned, at + 1e-4) - slope(model.solve_binned, at - 1e-4))
+    assert point_jump > 5.0 and binned_jump < 0.05 * point_jump, (point_jump, binned_jump)
 
 
 def test_pooled_mass_matrix_is_the_mean_within_chain_covariance():
