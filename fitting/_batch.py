@@ -400,8 +400,10 @@ def run_plan(
             groups = _groups(todo, 0) if todo else []
             workers = default_workers(workers, len(groups) or 1)
             where = f" in {workers} processes" if workers > 1 else ""
-        log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo)} cached, {len(todo)} to run{where}"
-            + (f" (time budget {time_budget:g} s)" if time_budget else ""))
+        probed = sum(o.status == "done" for o in outcomes)  # fitted above, to choose the observation model
+        log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo) - probed} cached, "
+            + (f"{probed} made while choosing observation models, " if probed else "")
+            + f"{len(todo)} to run{where}" + (f" (time budget {time_budget:g} s)" if time_budget else ""))
         _fit_todo(groups, outcomes, index, fits_dir, time_budget, workers, client, show_progress)
     finally:
         if owned:

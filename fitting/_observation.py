@@ -162,7 +162,8 @@ def _beta_binomial_kernel(y, mean, exposure, dispersion):
 
 
 def _log_binomial_coefficient(n, k):
-    return jax.scipy.special.gammaln(n + 1.0) - jax.scipy.special.gammaln(k + 1.0) - jax.scipy.special.gammaln(n - k + 1.0)
+    gammaln = jax.scipy.special.gammaln
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
 
 
 class _StableBetaBinomial(dist.BetaBinomial):

@@ -123,7 +123,8 @@ class FitJob:
         """The fit file's name in a fits folder: readable parts plus the key's first 12 hex digits."""
         observation = _hashed_observation(self.behaviour, self.observation)
         named = "" if observation == "auto" else f"__{slug(observation)}"
-        return f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}{named}__{self.cache_key()[:12]}.nc"
+        stem = f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}{named}"
+        return f"{stem}__{self.cache_key()[:12]}.nc"
 
 
 def _hashed_observation(behaviour: str, observation: str) -> str:
