@@ -21,7 +21,8 @@ records the decision in both files), and every model of the behaviour is then fi
 the chosen one (the probe's own fit is reused). The decisions are in
 :attr:`BatchResult.observation_choices`. If a probe fit fails, the family's default
 (Binomial) is used and the reason says so. Event totals keep the negative binomial (it
-nests the Poisson), diversity the lognormal.
+nests the Poisson), diversity the lognormal. Caveat: the cheapest model's misfit of the
+curve's shape reads as overdispersion too (README, "Many fits at once").
 
 Executors: fits run in groups, one model's fits per group, per observation model (they share one compiled
 sampler; compilation dominates small fits). By default the groups run in a local pool
