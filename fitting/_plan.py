@@ -17,8 +17,8 @@ family) :func:`~valuedyn.fitting.run_plan` first fits the behaviour's cheapest m
 :func:`~valuedyn.fitting.choose_observation` decide (recorded in both fit files), and fits
 every model of that behaviour with the chosen one (:data:`OBSERVATION_CHOICES`). Event
 totals keep the negative binomial without a choice fit: it nests the Poisson (dispersion
-0, a finite place its sampler reaches), so it cannot be worse than the Poisson by more than
-its one parameter's cost, and its fitted dispersion says how far the data are from Poisson.
+0, a finite place its sampler reaches), so on Poisson counts it costs little more than one
+weakly identified parameter, and its fitted dispersion says how far the data are from Poisson.
 Diversity has one observation model (lognormal).
 """
 
