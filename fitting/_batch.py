@@ -13,7 +13,18 @@
 - ``compare__STEM__BEHAVIOUR__KEY12.json`` per behaviour with two or more fitted models
   (PSIS-LOO and stacking; leave-future-out when asked).
 
-Executors: fits run in groups, one model's fits per group (they share one compiled
+Observation models (``choose_observations``, on by default): before the plan's fits, each
+unlock or action behaviour whose jobs say ``auto`` gets its cheapest model
+(:func:`~valuedyn.fitting._plan.probe_model`) fitted with the Binomial and with the
+beta-binomial; :func:`~valuedyn.fitting.choose_observation` decides between them (and
+records the decision in both files), and every model of the behaviour is then fitted with
+the chosen one (the probe's own fit is reused). The decisions are in
+:attr:`BatchResult.observation_choices`. If a probe fit fails, the family's default
+(Binomial) is used and the reason says so. Event totals keep the negative binomial (it
+nests the Poisson), diversity the lognormal. Caveat: the cheapest model's misfit of the
+curve's shape reads as overdispersion too (README, "Many fits at once").
+
+Executors: fits run in groups, one model's fits per group, per observation model (they share one compiled
 sampler; compilation dominates small fits). By default the groups run in a local pool
 of spawned processes (one per core, at most 4), or in this process with
 ``workers=1``. With ``scheduler="tcp://HOST:PORT"`` (or a ``distributed.Client``) they
@@ -103,9 +114,19 @@ class Comparison:
 
 @dataclasses.dataclass
 class BatchResult:
+    """``observation_choices``: :attr:`FitJob.data <valuedyn.fitting._plan.FitJob.data>` ->
+    the observation model decision for those data (``chosen``, ``reason``, ``probe_model``,
+    ``coverage_90``, ``elpd_loo``, ``d_elpd``, ``dse``, ``fits``: observation -> file, and
+    ``decided``: False when a probe fit failed and the default was kept)."""
+
     outcomes: list[FitOutcome]
     comparisons: list[Comparison]
     fits_dir: Path
+    observation_choices: dict = dataclasses.field(default_factory=dict)
+
+    def observation_choice(self, job: FitJob) -> dict | None:
+        """The observation decision that applied to ``job``'s data (None: none was made)."""
+        return self.observation_choices.get(job.data)
 
     @property
     def failed(self) -> list[FitOutcome]:
@@ -116,7 +137,7 @@ class BatchResult:
         return {
             "fits": [
                 {"trajectory": str(o.job.trajectory), "behaviour": o.job.behaviour, "model": o.job.model,
-                 "key": o.key, "status": o.status, "file": str(o.path) if o.path else None, "error": o.error,
+                 "observation": o.job.observation, "key": o.key, "status": o.status, "file": str(o.path) if o.path else None, "error": o.error,
                  "seconds": o.seconds, "trustworthy": o.diagnostics.get("trustworthy"),
                  "check_failures": o.check_failures if o.fitted else None}
                 for o in self.outcomes
@@ -125,6 +146,10 @@ class BatchResult:
                 {"trajectory": str(c.trajectory), "behaviour": c.behaviour, "models": c.models, "file": str(c.path),
                  "winner": str(c.table.index[0]), "warnings": c.warnings}
                 for c in self.comparisons
+            ],
+            "observation_choices": [
+                {"trajectory": str(data[0]), "behaviour": data[1], "seeds": list(data[2]), **choice}
+                for data, choice in self.observation_choices.items()
             ],
         }
 
@@ -164,7 +189,7 @@ class FitIndex:
 
     def record(self, key: str, path: Path, job: FitJob) -> None:
         self.entries[key] = {"file": path.name, "trajectory": str(job.trajectory), "behaviour": job.behaviour,
-                             "model": job.model}
+                             "model": job.model, "observation": job.observation}
         write_text_atomic(self.path, json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
 
 
@@ -213,15 +238,16 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
 
 
 def _groups(todo: list[tuple[int, object]], at_least: int) -> list[list[tuple[int, object]]]:
-    """Jobs grouped by model, ODE models (slow to compile) and the largest groups first;
-    the largest groups are halved until there are ``at_least`` groups (or single fits)."""
+    """Jobs grouped by model and observation model (one compiled sampler each), ODE models
+    (slow to compile) and the largest groups first; the largest groups are halved until
+    there are ``at_least`` groups (or single fits)."""
     from valuedyn.models import get_model
 
-    by_model: dict[str, list] = {}
+    by_model: dict[tuple[str, str], list] = {}
     for item in todo:
-        by_model.setdefault(item[1].model, []).append(item)
+        by_model.setdefault((item[1].model, item[1].observation), []).append(item)
     groups = [members for _, members in sorted(
-        by_model.items(), key=lambda kv: (get_model(kv[0]).closed_form, -len(kv[1]), kv[0]))]
+        by_model.items(), key=lambda kv: (get_model(kv[0][0]).closed_form, -len(kv[1]), kv[0]))]
     while len(groups) < at_least and max(map(len, groups)) > 1:
         largest = max(range(len(groups)), key=lambda i: len(groups[i]))
         members = groups.pop(largest)
@@ -323,6 +349,7 @@ def run_plan(
     compare: bool = True,
     lfo: bool = False,
     show_progress: bool = True,
+    choose_observations: bool = True,
 ) -> BatchResult:
     """Fit, check and compare ``jobs``; fit files, comparisons and ``index.json`` in
     ``fits_dir``. Returns every job's :class:`FitOutcome` (in the order of ``jobs``) and
@@ -332,6 +359,8 @@ def run_plan(
     group's fits so far, end past the budget is not started (a group's first fit always
     runs); it is reported as skipped and a rerun with a larger budget reuses every fit
     made here. ``lfo``: also score leave-future-out (refits every model).
+    ``choose_observations``: choose the observation model of unlock and action behaviours
+    from data first (module docstring); off, every job keeps the observation it names.
     """
     if workers < 0:
         raise ValuedynError(f"--workers must be >= 0 (0: one per core, at most 4); received {workers}")
@@ -340,6 +369,13 @@ def run_plan(
     fits_dir = Path(fits_dir)
     if fits_dir.exists() and not fits_dir.is_dir():
         raise ValuedynError(f"fits folder {fits_dir} is a file; pass a folder")
+    started = time.time()
+    choices, fitted_now = {}, {}
+    if choose_observations:
+        jobs, choices, fitted_now = _choose_observations(
+            jobs, fits_dir, scheduler=scheduler, workers=workers, time_budget=time_budget, show_progress=show_progress)
+        if time_budget:  # the choice's fits count against the budget (a group's first fit always runs)
+            time_budget = max(time_budget - (time.time() - started), 1e-3)
     keys = [job.cache_key() for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValuedynError("the plan lists the same fit twice (same trajectory, behaviour, model and settings); "
@@ -349,7 +385,9 @@ def run_plan(
     todo = []
     for job_id, outcome in enumerate(outcomes):
         hit = index.lookup(outcome.key, outcome.job.trajectory_sha256)
-        if hit is not None:
+        if hit is not None and outcome.key in fitted_now:  # fitted moments ago, to choose its observation model
+            outcome.status, outcome.path, outcome.seconds = "done", hit, fitted_now[outcome.key]
+        elif hit is not None:
             outcome.status, outcome.path = "cached", hit
         else:
             todo.append((job_id, outcome.job.fit_config(fits_dir / outcome.job.file_name())))
@@ -363,8 +401,10 @@ def run_plan(
             groups = _groups(todo, 0) if todo else []
             workers = default_workers(workers, len(groups) or 1)
             where = f" in {workers} processes" if workers > 1 else ""
-        log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo)} cached, {len(todo)} to run{where}"
-            + (f" (time budget {time_budget:g} s)" if time_budget else ""))
+        probed = sum(o.status == "done" for o in outcomes)  # fitted above, to choose the observation model
+        log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo) - probed} cached, "
+            + (f"{probed} made while choosing observation models, " if probed else "")
+            + f"{len(todo)} to run{where}" + (f" (time budget {time_budget:g} s)" if time_budget else ""))
         _fit_todo(groups, outcomes, index, fits_dir, time_budget, workers, client, show_progress)
     finally:
         if owned:
@@ -375,7 +415,57 @@ def run_plan(
 
     _read_diagnostics_and_checks([o for o in outcomes if o.fitted], show_progress)
     comparisons = compare_outcomes(outcomes, fits_dir, lfo=lfo, show_progress=show_progress) if compare else []
-    return BatchResult(outcomes=outcomes, comparisons=comparisons, fits_dir=fits_dir)
+    return BatchResult(outcomes=outcomes, comparisons=comparisons, fits_dir=fits_dir, observation_choices=choices)
+
+
+def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, workers: int, time_budget: float,
+                         show_progress: bool) -> tuple[list[FitJob], dict, dict[str, float]]:
+    """The observation model of every unlock / action behaviour (jobs saying ``auto``),
+    from fits of its cheapest model with each candidate. Returns the jobs with their
+    observation set, the decisions per :attr:`FitJob.data`, and cache key -> seconds of
+    the fits made here (so the plan reports them as run, not cached)."""
+    from valuedyn.fitting._overdispersion import choose_observation
+    from valuedyn.fitting._plan import OBSERVATION_CHOICES, probe_model
+
+    by_data: dict[tuple, list[FitJob]] = {}
+    for job in jobs:
+        if job.observation == "auto" and job.family in OBSERVATION_CHOICES:
+            by_data.setdefault(job.data, []).append(job)
+    if not by_data:
+        return list(jobs), {}, {}
+    probes: dict[tuple, list[FitJob]] = {}
+    for data, members in by_data.items():
+        model = probe_model(list(dict.fromkeys(j.model for j in members)))
+        base = next(j for j in members if j.model == model)
+        probes[data] = [dataclasses.replace(base, observation=name) for name in OBSERVATION_CHOICES[base.family]]
+    log(f"observation models: {len(probes)} unlock / action behaviours, each fitted with "
+        f"{' and '.join(OBSERVATION_CHOICES['binomial'])} by its cheapest model first")
+    first = run_plan([p for pair in probes.values() for p in pair], fits_dir, scheduler=scheduler, workers=workers,
+                     time_budget=time_budget, compare=False, show_progress=show_progress, choose_observations=False)
+    by_key = {o.key: o for o in first.outcomes}
+    choices: dict[tuple, dict] = {}
+    for data, pair in probes.items():
+        outcomes = [by_key[p.cache_key()] for p in pair]
+        default, model = pair[0].observation, pair[0].model
+        fits = {p.observation: str(o.path) if o.path else None for p, o in zip(pair, outcomes)}
+        if all(o.fitted for o in outcomes):
+            try:
+                choice = choose_observation([o.path for o in outcomes]).to_dict()
+                choices[data] = {**choice, "probe_model": model, "fits": fits, "decided": True}
+                continue
+            except Exception as err:  # LOO or checks that raise must not stop the plan; the reason names it
+                why = f"the choice raised ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        else:
+            why = "; ".join(f"the {model} fit with {p.observation} {o.status}" + (f" ({o.error})" if o.error else "")
+                            for p, o in zip(pair, outcomes) if not o.fitted)
+        choices[data] = {"chosen": default, "reason": f"not decided, {why}; the default {default} is used",
+                         "probe_model": model, "fits": fits, "decided": False}
+    for data, choice in choices.items():
+        log(f"  {data[0].name} {data[1]}: {choice['chosen']} ({choice['reason']})")
+    chosen = [dataclasses.replace(job, observation=choices[job.data]["chosen"]) if job.data in choices else job
+              for job in jobs]
+    fitted_now = {o.key: o.seconds for o in first.outcomes if o.status == "done"}
+    return chosen, choices, fitted_now
 
 
 def _fit_todo(groups, outcomes: list[FitOutcome], index: FitIndex, fits_dir: Path, time_budget: float,

@@ -41,6 +41,11 @@ class FitBatchConfig:
                                          "on its workers instead of local processes")
     time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates)")
+    choose_observation: bool = option(True, "for each unlock / action behaviour, fit its cheapest model with the "
+                                            "binomial and the beta-binomial first and fit every model with the one the "
+                                            "data demand (90% coverage or PSIS-LOO; recorded in the fit files and "
+                                            "batch.json); --no-choose-observation: the binomial. Event totals use the "
+                                            "negative binomial (it nests the Poisson), diversity the lognormal")
 
 
 def validate_options(config) -> None:
@@ -83,7 +88,7 @@ def run_fit_batch(config: FitBatchConfig) -> int:
         for note in notes:
             log(note)
     result = run_plan(jobs, fits_dir, scheduler=config.scheduler, workers=config.workers,
-                      time_budget=config.time_budget, lfo=config.lfo)
+                      time_budget=config.time_budget, lfo=config.lfo, choose_observations=config.choose_observation)
     write_text_atomic(fits_dir / "batch.json", json.dumps(result.to_dict(), indent=1) + "\n")
     for outcome in result.outcomes:
         print(f"{outcome.status:8s} {outcome.job.trajectory.name} {outcome.job.behaviour} {outcome.job.model}: "

@@ -61,7 +61,9 @@ class FitConfig:
     seeds: tuple[int, ...] = option((), help="seed labels to fit (default: all)")
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")
     pooling: str = option("hierarchical", help="pooling of parameters across seeds", choices=POOLING_CHOICES)
-    observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)
+    observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind; "
+                              "betabinomial for unlock or action rates that scatter more than a Binomial allows: "
+                              "valuedyn report and fit-batch choose between the two from data)", choices=OBSERVATIONS)
     parameterization: str = option(
         "auto", help="coordinates of the hierarchical pooling: auto centres each parameter and seed as far as its "
         "data pin it down (chosen at the MAP); noncentred / centred fix that for all", choices=("auto", "noncentred", "centred"),

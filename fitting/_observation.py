@@ -9,23 +9,30 @@ density nor its gradient sees a 0 * log 0.
 name           family     distribution of ``y``
 =============  =========  ====================================================================
 binomial       binomial   Binomial(exposure, mean)  (unlocks of finished episodes, action share)
-betabinomial   binomial   BetaBinomial(exposure, mean * concentration, (1 - mean) * concentration):
+betabinomial   binomial   BetaBinomial(exposure, mean / dispersion, (1 - mean) / dispersion):
                           the per-update success probability scatters around ``mean`` as a
-                          Beta with that concentration (variance ``mean (1 - mean) /
-                          (concentration + 1)``), for rates that scatter more than a Binomial
-                          allows; concentration -> infinity gives the Binomial back
+                          Beta of concentration 1 / dispersion (variance ``mean (1 - mean)
+                          dispersion / (1 + dispersion)``; count variance ``exposure mean
+                          (1 - mean) (1 + (exposure - 1) dispersion / (1 + dispersion))``),
+                          for rates that scatter more than a Binomial allows; dispersion 0
+                          is the Binomial
 poisson        count      Poisson(exposure * mean)  (event total over finished episodes)
 negbin         count      NegativeBinomial2(exposure * mean, exposure / dispersion): the sum of
                           ``exposure`` i.i.d. per-episode counts with variance
                           mean + dispersion mean^2; dispersion 0 is the Poisson
 lognormal      continuous LogNormal(log mean, sigma)  (diversity index)
 =============  =========  ====================================================================
+
+Both overdispersed models name their extra parameter ``dispersion`` (1 / a concentration):
+0 is the plain model, a finite place the sampler reaches smoothly, and their log kernels
+(and the log densities of :meth:`ObservationModel.distribution`, which the fit stores for
+PSIS-LOO) are accurate in float32 all the way down to it. Which of the two a behaviour's
+fits use is decided from data by :func:`valuedyn.fitting.choose_observation`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -58,12 +65,12 @@ class ObservationModel:
         if self.name == "betabinomial":
             trials = jnp.round(exposure).astype(jnp.int32)
             p = jnp.clip(mean, _EPS, 1.0 - _EPS)
-            phi = params["concentration"]
-            return dist.BetaBinomial(p * phi, (1.0 - p) * phi, total_count=trials)
+            phi = 1.0 / _dispersion(params)
+            return _StableBetaBinomial(p * phi, (1.0 - p) * phi, total_count=trials)
         if self.name == "poisson":
             return dist.Poisson(exposure * jnp.maximum(mean, _EPS))
         if self.name == "negbin":
-            return dist.NegativeBinomial2(
+            return _StableNegativeBinomial2(
                 mean=exposure * jnp.maximum(mean, _EPS), concentration=exposure / _dispersion(params)
             )
         if self.name == "lognormal":
@@ -80,7 +87,7 @@ class ObservationModel:
             draws = rng.binomial(np.round(exposure).astype(np.int64), np.clip(mean, _EPS, 1.0 - _EPS))
         elif self.name == "betabinomial":
             p = np.clip(mean, _EPS, 1.0 - _EPS)
-            phi = np.asarray(params["concentration"], np.float64)[:, None, None]
+            phi = 1.0 / np.maximum(np.asarray(params["dispersion"], np.float64)[:, None, None], DISPERSION_FLOOR)
             draws = rng.binomial(np.round(exposure).astype(np.int64), rng.beta(p * phi, (1.0 - p) * phi))
         elif self.name == "poisson":
             draws = rng.poisson(exposure * np.maximum(mean, _EPS))
@@ -108,16 +115,7 @@ class ObservationModel:
             p = jnp.clip(mean, _EPS, 1.0 - _EPS)
             value = y * jnp.log(p) + (exposure - y) * jnp.log1p(-p)
         elif self.name == "betabinomial":
-            # log B(y + a, n - y + b) - log B(a, b); the binomial coefficient is data only
-            p = jnp.clip(mean, _EPS, 1.0 - _EPS)
-            phi = params["concentration"]
-            a, b = p * phi, (1.0 - p) * phi
-            value = (
-                jax.scipy.special.gammaln(y + a) + jax.scipy.special.gammaln(exposure - y + b)
-                - jax.scipy.special.gammaln(exposure + phi)
-                - jax.scipy.special.gammaln(a) - jax.scipy.special.gammaln(b)
-                + jax.scipy.special.gammaln(phi)
-            )
+            value = _beta_binomial_kernel(y, mean, exposure, _dispersion(params))
         elif self.name == "poisson":
             rate = exposure * jnp.maximum(mean, _EPS)
             value = y * jnp.log(rate) - rate
@@ -146,12 +144,59 @@ class ObservationModel:
         return jnp.where(mask, value, 0.0)
 
 
+def _beta_binomial_kernel(y, mean, exposure, dispersion):
+    """``log B(y + a, n - y + b) - log B(a, b)`` with ``a = p / dispersion``, ``b = (1 - p) /
+    dispersion``, ``n = exposure`` (the beta-binomial without its binomial coefficient),
+    written as the Binomial kernel plus three rising-factorial ratios that vanish as
+    dispersion -> 0. The textbook form subtracts lgamma values of size ``phi log phi``
+    (phi = 1 / dispersion): in float32 near the Binomial it is noise of the kind that
+    stalled NUTS with the negbin (issue 12); this form is the Binomial's at dispersion 0."""
+    p = jnp.clip(mean, _EPS, 1.0 - _EPS)
+    phi = 1.0 / dispersion
+    return (
+        y * jnp.log(p) + (exposure - y) * jnp.log1p(-p)
+        + log_rising_factorial_ratio(y, p * phi)
+        + log_rising_factorial_ratio(exposure - y, (1.0 - p) * phi)
+        - log_rising_factorial_ratio(exposure, phi)
+    )
+
+
+def _log_binomial_coefficient(n, k):
+    gammaln = jax.scipy.special.gammaln
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+
+
+class _StableBetaBinomial(dist.BetaBinomial):
+    """numpyro's BetaBinomial (its sampler) with a log density accurate in float32 near the
+    Binomial (:func:`_beta_binomial_kernel`): the fit's pointwise log-likelihood, which
+    PSIS-LOO and :func:`~valuedyn.fitting.choose_observation` compare, comes from here."""
+
+    def log_prob(self, value):
+        n = jnp.asarray(self.total_count, jnp.result_type(float))
+        total = self.concentration1 + self.concentration0
+        kernel = _beta_binomial_kernel(value, self.concentration1 / total, n, 1.0 / total)
+        return kernel + _log_binomial_coefficient(n, value)
+
+
+class _StableNegativeBinomial2(dist.NegativeBinomial2):
+    """numpyro's NegativeBinomial2 (its sampler) with the float32-accurate log density of
+    the negbin kernel plus its data-only terms (the pointwise log-likelihood for LOO)."""
+
+    def log_prob(self, value):
+        phi = self.concentration
+        mu = phi / self.rate
+        return (
+            value * jnp.log(mu) - (phi + value) * jnp.log1p(mu / phi)
+            + log_rising_factorial_ratio(value, phi) - jax.scipy.special.gammaln(value + 1.0)
+        )
+
+
 def _dispersion(params: dict):
-    """The negbin dispersion, floored so that phi = exposure / dispersion stays finite."""
+    """An overdispersed model's dispersion, floored so that 1 / dispersion stays finite."""
     return jnp.maximum(params["dispersion"], DISPERSION_FLOOR)
 
 
-#: below this the negative binomial is the Poisson to float32 precision
+#: below this the negative binomial is the Poisson (the beta-binomial the Binomial) to float32 precision
 DISPERSION_FLOOR = 1e-10
 #: lgamma ratio: above this phi the Stirling series (error < 1e-8) replaces lgamma differences
 _STIRLING_FROM = 10.0
@@ -184,9 +229,11 @@ def log_rising_factorial_ratio(y, phi, mask=None):
 
 OBSERVATION_MODELS: dict[str, ObservationModel] = {
     "binomial": ObservationModel("binomial", "binomial", ()),
-    # median 50, 90% in about [4, 600]: with 50-150 finished episodes per update, from a
-    # per-update rate scattering several times more than a Binomial's to nearly Binomial
-    "betabinomial": ObservationModel("betabinomial", "binomial", (("concentration", dist.LogNormal(math.log(50.0), 1.5)),)),
+    # dispersion = 1 / (Beta concentration of the per-update rate): 0 is the Binomial, as
+    # for the negbin; median 0.067 (concentration 15), 95% below 0.2 (concentration 5, a
+    # per-update rate of 0.5 scattering with sd 0.2): with 50-500 finished episodes per
+    # update that spans nearly Binomial counts to variances 10-100 times the Binomial's
+    "betabinomial": ObservationModel("betabinomial", "binomial", (("dispersion", dist.HalfNormal(0.1)),)),
     "poisson": ObservationModel("poisson", "count", ()),
     # dispersion = 1 / (per-episode concentration): 0 is the Poisson, a finite place the
     # sampler reaches smoothly (log dispersion has an exponential left tail under this

@@ -13,7 +13,12 @@ the observation model: keep the model with fewer observation parameters unless
 The plain model is the default because it is the more constrained claim; the
 overdispersed one has to earn its extra parameter. The decision and its numbers are
 written to every compared fit file's ``observation_choice`` attribute (JSON, atomic
-rewrite), so a report reads it without refitting.
+rewrite), so a report reads it without refitting; when both files already carry the same
+decision it is returned as recorded (the files are not rewritten, so caches keyed by their
+modification time stay valid).
+
+:func:`valuedyn.fitting.run_plan` (``valuedyn report``, ``valuedyn fit-batch``) applies
+this rule to every unlock and action behaviour before fitting its models.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class ObservationChoice:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, stored: dict) -> "ObservationChoice":
+        return cls(**{field.name: stored[field.name] for field in dataclasses.fields(cls)})
+
 
 def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
     """Apply the rule of the module docstring to two fit files (any order) and, with
@@ -71,6 +80,9 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
         raise ValuedynError(
             f"choose_observation needs one plain and one overdispersed observation model; received {names[0]} and {names[1]}"
         )
+    recorded = [f.attrs.get("observation_choice") for f in fits]
+    if record and recorded[0] and recorded[0] == recorded[1]:
+        return ObservationChoice.from_dict(json.loads(recorded[0]))
     plain, wide = (0, 1) if n_params[0] < n_params[1] else (1, 0)
     coverage = {}
     for name, idata, a in zip(names, fits, attrs):

@@ -8,8 +8,18 @@ every achievement learned within the run) are chosen here, so a fitting script g
 the same plan as ``valuedyn report``.
 
 A job's :meth:`FitJob.cache_key` is the sha256 of the trajectory's bytes and the
-:class:`~valuedyn.fitting.FitConfig` without its paths: the fit is redone only when
-the data or a setting changed.
+:class:`~valuedyn.fitting.FitConfig` without its paths (the observation model included):
+the fit is redone only when the data or a setting changed.
+
+Observation models: a planned job says ``auto``; for unlocks and actions (binomial
+family) :func:`~valuedyn.fitting.run_plan` first fits the behaviour's cheapest model
+(:func:`probe_model`) with the Binomial and with the beta-binomial, lets
+:func:`~valuedyn.fitting.choose_observation` decide (recorded in both fit files), and fits
+every model of that behaviour with the chosen one (:data:`OBSERVATION_CHOICES`). Event
+totals keep the negative binomial without a choice fit: it nests the Poisson (dispersion
+0, a finite place its sampler reaches), so on Poisson counts it costs little more than one
+weakly identified parameter, and its fitted dispersion says how far the data are from Poisson.
+Diversity has one observation model (lognormal).
 """
 
 from __future__ import annotations
@@ -34,6 +44,10 @@ DIVERSITY_BEHAVIOURS = ("diversity:events", "diversity:actions")
 #: Default models of diversity behaviours: the two mechanistic diversity models and the two
 #: simple shapes (a switch and a rise-then-relax); the stagewise shapes add little there.
 DIVERSITY_MODELS = ("logistic_onset", "overshoot", "diversify_then_minimize", "replicator_mutator")
+
+#: data family -> (plain, overdispersed) observation models that run_plan chooses between
+#: by fitting both (the first is the family's default, used when the choice cannot be made)
+OBSERVATION_CHOICES = {"binomial": ("binomial", "betabinomial")}
 
 #: FitConfig fields that name where the data come from or how the fit is shown, not what
 #: is fitted: left out of the cache key (a moved trajectory with the same bytes is the same fit).
@@ -63,7 +77,8 @@ class FitSettings:
 class FitJob:
     """One fit of a plan: a behaviour of a trajectory file, one model, the plan's settings.
 
-    ``seeds``: the trajectory's seed labels to fit (empty: all of them).
+    ``seeds``: the trajectory's seed labels to fit (empty: all of them). ``observation``:
+    the observation model (``auto``: the family's default, or the one run_plan chooses).
     """
 
     trajectory: Path
@@ -72,6 +87,19 @@ class FitJob:
     model: str
     seeds: tuple[int, ...]
     settings: FitSettings
+    observation: str = "auto"
+
+    @property
+    def family(self) -> str:
+        """The data family of the behaviour (binomial, count, continuous)."""
+        from valuedyn.fitting._select import KIND_FAMILY
+
+        return KIND_FAMILY.get(self.behaviour.partition(":")[0], "")
+
+    @property
+    def data(self) -> tuple:
+        """What identifies the data a fit sees: fits sharing it compare (and share an observation choice)."""
+        return (self.trajectory, self.behaviour, self.seeds, self.settings)
 
     def fit_config(self, out: str | Path = "unused.nc"):
         """The :class:`~valuedyn.fitting.FitConfig` of this fit, writing to ``out``."""
@@ -80,6 +108,7 @@ class FitJob:
         s = self.settings
         return FitConfig(
             trajectory=str(self.trajectory), behaviour=self.behaviour, model=self.model, out=str(out),
+            observation=self.observation,
             seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
             max_tree_depth=s.max_tree_depth,
             force=True,  # a stale file under a cache name is replaced, never trusted
@@ -92,7 +121,33 @@ class FitJob:
 
     def file_name(self) -> str:
         """The fit file's name in a fits folder: readable parts plus the key's first 12 hex digits."""
-        return f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}__{self.cache_key()[:12]}.nc"
+        observation = _hashed_observation(self.behaviour, self.observation)
+        named = "" if observation == "auto" else f"__{slug(observation)}"
+        stem = f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}{named}"
+        return f"{stem}__{self.cache_key()[:12]}.nc"
+
+
+def _hashed_observation(behaviour: str, observation: str) -> str:
+    """The observation model as the cache key names it: ``auto`` for the behaviour family's
+    default, spelled out or not (keys made before the plan chose observation models named
+    every fit ``auto``, and those fits are the default's), else its name."""
+    from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
+    from valuedyn.fitting._select import KIND_FAMILY
+
+    family = KIND_FAMILY.get(behaviour.partition(":")[0])
+    if family is not None and observation == FAMILY_OBSERVATIONS[family][0]:
+        return "auto"
+    return observation or "auto"
+
+
+def probe_model(models: Sequence[str]) -> str:
+    """The cheapest of ``models`` to fit, on which a behaviour's observation model is
+    chosen: closed-form models before ODE ones, then the fewest parameters, then the
+    order given (logistic_onset among the registered models)."""
+    from valuedyn.models import get_model
+
+    order = {name: index for index, name in enumerate(models)}
+    return min(models, key=lambda name: (not get_model(name).closed_form, len(get_model(name).parameters), order[name]))
 
 
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
@@ -103,6 +158,7 @@ def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
     # hashed under the field's name before the spelling was unified, so fits cached
     # before then are still found (the key of unchanged settings never changes)
     stored["behavior"] = stored.pop("behaviour")
+    stored["observation"] = _hashed_observation(stored["behavior"], stored.get("observation", "auto"))
     text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -49,6 +49,7 @@ def load_fit(path):
     missing_groups = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
     if "behavior" in idata.attrs and "behaviour" not in idata.attrs:  # a fit file written before the rename
         idata.attrs["behaviour"] = idata.attrs.pop("behavior")
+    _concentration_to_dispersion(idata)
     attrs = dict(getattr(idata, "attrs", {}) or {})
     missing_attrs = [a for a in REQUIRED_FIT_ATTRS if a not in attrs]
     if missing_groups or missing_attrs:
@@ -57,6 +58,21 @@ def load_fit(path):
             "pass a file written by `valuedyn fit`"
         )
     return idata
+
+
+def _concentration_to_dispersion(idata) -> None:
+    """A beta-binomial fit written before its parameter became ``dispersion`` (= 1 /
+    concentration, as the negbin's) is read as if written now: ``dispersion`` in the
+    posterior and in ``observation_parameters`` instead of ``concentration``."""
+    if idata.attrs.get("observation_model") != "betabinomial" or "posterior" not in idata.groups():
+        return
+    posterior = idata.posterior
+    if "concentration" not in posterior or "dispersion" in posterior:
+        return
+    idata.posterior = posterior.assign(dispersion=1.0 / posterior["concentration"]).drop_vars("concentration")
+    names = idata.attrs.get("observation_parameters", "[]")
+    names = json.loads(names) if isinstance(names, str) else list(names)
+    idata.attrs["observation_parameters"] = json.dumps(["dispersion" if n == "concentration" else n for n in names])
 
 
 def fit_attrs(idata) -> dict:

@@ -49,8 +49,11 @@ class ReportConfig:
     achievement learned within the run (pooled unlock rate below --learned-threshold over
     the first tenth of updates and at or above it over the last tenth), in the order they
     are learned, at most --max-behaviours per trajectory. Default models: every registered
-    model that applies to the behaviour's kind. The default fit settings keep the whole
-    run under 10 minutes on a 2-core CPU.
+    model that applies to the behaviour's kind. Observation models: for unlocks and actions
+    one model is first fitted with the binomial and the beta-binomial and every model then
+    with the one the data demand (valuedyn.fitting.choose_observation; stated next to each
+    behaviour); event totals use the negative binomial (it nests the Poisson). The default
+    fit settings keep the whole run under 10 minutes on a 2-core CPU.
 
     Trajectories trained with different settings (read from their stored configs; seeds
     and run-only settings aside) are conditions: the motif is then also fitted across them

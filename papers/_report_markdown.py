@@ -15,6 +15,14 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
+def observation_line(observation: dict) -> str:
+    """One sentence: which observation model the behaviour's fits use and why."""
+    how = {"data": "chosen from data", "default": "the default (no choice made)", "fixed": "fixed",
+           "requested": "requested"}.get(observation.get("chosen_by"), "")
+    probe = f" on {observation['probe_model']}'s two fits" if observation.get("chosen_by") == "data" else ""
+    return f"Observation model: **{observation.get('model')}**, {how}{probe}: {observation.get('reason', '')}."
+
+
 def render_markdown(sections: list, figures: dict[Path, list], notes: list[str], report: dict,
                     diversity: dict | None = None, conditions: list[str] | None = None) -> str:
     """report.md: summary table, per-behaviour sections with figures and tables, the
@@ -75,6 +83,8 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
         lines += ["", f"## {path.name}", ""]
         for task in [t for t in sections if t.trajectory == path]:
             lines += [f"### {task.behaviour}", ""]
+            if task.observation:
+                lines += [observation_line(task.observation), ""]
             v = task.verdict
             if "text" in v:  # the trust-aware ranking says it in one paragraph
                 lines.append(v["text"])

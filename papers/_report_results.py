@@ -17,7 +17,8 @@ class Section:
 
     ``fits``: model -> fit file (fitted now or reused); ``errors``: model -> why its fit
     failed; ``left_out``: models not fitted for time; ``table``: the comparison
-    (DataFrame indexed by model, best first) or None with fewer than two fits.
+    (DataFrame indexed by model, best first) or None with fewer than two fits;
+    ``observation``: the observation model of every fit and why (:func:`observation_of`).
     """
 
     trajectory: Path
@@ -35,6 +36,7 @@ class Section:
     verdict: dict = dataclasses.field(default_factory=dict)
     verdicts: dict = dataclasses.field(default_factory=dict)  # model -> valuedyn.fitting Verdict
     ranking: object = None  # valuedyn.fitting Ranking (trust-aware), once judged
+    observation: dict = dataclasses.field(default_factory=dict)
 
     def trustworthy(self, model: str) -> bool:
         """The fit's verdict when judged (gate and causes), else the sampler gate alone."""
@@ -77,6 +79,29 @@ def verdict(table) -> dict:
     }
 
 
+def observation_of(job, choice: dict | None) -> dict:
+    """The observation model of a behaviour's fits and why: the run's decision from data
+    (unlocks and actions: :func:`valuedyn.fitting.choose_observation` on the cheapest
+    model's two fits) or the family's fixed default. Keys: ``model``, ``reason``,
+    ``chosen_by`` (``data``, ``default`` when the choice could not be made, ``fixed``, or
+    ``requested``) and, when chosen from data, the choice's numbers."""
+    from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
+
+    default = FAMILY_OBSERVATIONS[job.family][0] if job.family in FAMILY_OBSERVATIONS else job.observation
+    if choice is not None:
+        return {"model": choice["chosen"], "chosen_by": "data" if choice.get("decided", True) else "default",
+                **{k: v for k, v in choice.items() if k != "chosen"}}
+    if job.observation not in ("auto", default):
+        return {"model": job.observation, "chosen_by": "requested", "reason": "named in the plan"}
+    reasons = {
+        "negbin": "event totals: the negative binomial nests the Poisson (dispersion 0), so it is used without a "
+                  "choice fit; its dispersion says how far the counts scatter beyond Poisson noise",
+        "lognormal": "diversity: the only observation model of this family",
+        "binomial": "unlocks / actions: not chosen from data in this run (the Binomial by default)",
+    }
+    return {"model": default, "chosen_by": "fixed", "reason": reasons.get(default, "the family's default")}
+
+
 def sections_from(result) -> tuple[list[Section], list[Section]]:
     """The report's sections from a :class:`~valuedyn.fitting.BatchResult`, in plan order;
     returns ``(sections, skipped)``: a section none of whose fits ran for time is skipped,
@@ -85,7 +110,8 @@ def sections_from(result) -> tuple[list[Section], list[Section]]:
     for outcome in result.outcomes:
         job = outcome.job
         section = sections.setdefault((job.trajectory, job.behaviour), Section(
-            trajectory=job.trajectory, behaviour=job.behaviour, models=[], seeds=job.seeds))
+            trajectory=job.trajectory, behaviour=job.behaviour, models=[], seeds=job.seeds,
+            observation=observation_of(job, result.observation_choice(job))))
         section.models.append(job.model)
         if outcome.fitted:
             section.fits[job.model], section.cached[job.model] = outcome.path, outcome.status == "cached"
@@ -120,7 +146,8 @@ def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
     for section in sections:
         v = section.verdict
         summary_rows.append({
-            "trajectory": section.trajectory.name, "behaviour": section.behaviour, "winner": v["winner"],
+            "trajectory": section.trajectory.name, "behaviour": section.behaviour,
+            "observation": section.observation.get("model"), "winner": v["winner"],
             "runner_up": v["runner_up"], "d_elpd": v["d_elpd"], "dse": v["dse"], "clearly": v["clearly"],
             "winner_weight": v["weights"].get(v["winner"]), "n_models": len(section.fitted),
             "untrustworthy": ";".join(m for m in section.fitted if not section.trustworthy(m)),
@@ -152,12 +179,19 @@ def shown_path(path: Path, out: Path) -> str:
     return str(path.relative_to(out) if path.is_relative_to(out) else path)
 
 
+def shown_observation_files(fits: dict, out: Path) -> dict:
+    """observation -> the probe's fit file, named as :func:`shown_path` names fit files."""
+    return {name: None if path is None else shown_path(Path(path), out) for name, path in fits.items()}
+
+
 def results_json(sections: list[Section], out: Path) -> list[dict]:
     """The ``results`` of report.json: every claim of the report, per behaviour; fit files
     are named relative to the report folder (see :func:`shown_path`)."""
     return [
         {
             "trajectory": section.trajectory.name, "behaviour": section.behaviour, **section.verdict,
+            "observation": {k: (shown_observation_files(v, out) if k == "fits" else v)
+                            for k, v in section.observation.items()},
             "comparison_warnings": section.warnings,
             "fits": {
                 m: {

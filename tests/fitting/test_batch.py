@@ -6,6 +6,7 @@ run and what is cached, not the quality of the posteriors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from valuedyn.fitting import FitSettings, plan_fits, run_plan
+from valuedyn.fitting import FitJob, FitSettings, load_fit, plan_fits, run_plan
 
 TINY = FitSettings(chains=1, draws=30, warmup=30, max_tree_depth=4)
 BEHAVIOUR = "unlock:place_table"
@@ -53,7 +54,7 @@ def plan(logistic_file, tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_run(plan, tmp_path_factory):
     fits = tmp_path_factory.mktemp("local") / "fits"
-    return run_plan(plan, fits, workers=1, show_progress=False), fits
+    return run_plan(plan, fits, workers=1, show_progress=False, choose_observations=False), fits
 
 
 def test_local_run_fits_checks_compares_and_indexes(local_run, plan):
@@ -67,8 +68,86 @@ def test_local_run_fits_checks_compares_and_indexes(local_run, plan):
         assert "trustworthy" in outcome.diagnostics
     # two fits of the same behaviour with one model each (different seeds): nothing to compare
     assert result.comparisons == []
-    again = run_plan(plan[:2], fits, workers=1, show_progress=False)
+    again = run_plan(plan[:2], fits, workers=1, show_progress=False, choose_observations=False)
     assert [o.status for o in again.outcomes] == ["cached", "cached"]
+
+
+# ---------------------------------------------------------------- observation models chosen by the plan
+# Unlocks scattering more than a Binomial allows (per-update rates Beta-distributed with
+# concentration 20 over ~150 episodes: about 8 times the Binomial variance) are fitted with
+# the beta-binomial, plain Binomial ones with the Binomial; the probe fits share this
+# module's compiled samplers (TINY, one seed of 120 updates), so only the beta-binomial's
+# compilation is new. With 30 draws the 90% interval covers about 0.84 even for a true
+# model, so on these fits the rule decides by PSIS-LOO.
+
+
+def _choose(trajectory: Path, fits: Path):
+    jobs, _ = plan_fits(trajectory, [BEHAVIOUR], [MODEL], seeds=[0], settings=TINY)
+    assert [job.observation for job in jobs] == ["auto"]
+    return run_plan(jobs, fits, workers=1, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def overdispersed_run(tmp_path_factory):
+    from fitting_helpers import LOGISTIC_TRUTH, make_trajectory
+
+    folder = tmp_path_factory.mktemp("choice")
+    trajectory = make_trajectory(MODEL, LOGISTIC_TRUTH, folder / "scattered.nc", seed=5,
+                                 observation="betabinomial", concentration=20.0)
+    return _choose(trajectory, folder / "fits"), folder / "fits"
+
+
+def test_scattered_unlocks_are_fitted_with_the_beta_binomial(overdispersed_run):
+    from valuedyn.papers._report_markdown import observation_line
+    from valuedyn.papers._report_results import results_json, sections_from
+
+    result, fits = overdispersed_run
+    ((data, choice),) = result.observation_choices.items()
+    assert data[1] == BEHAVIOUR and choice["decided"] and choice["probe_model"] == MODEL
+    assert choice["chosen"] == "betabinomial", choice["reason"]
+    print(choice["reason"])
+    (outcome,) = result.outcomes
+    assert outcome.job.observation == "betabinomial" and outcome.status == "done"  # the probe's fit, made in this run
+    assert load_fit(outcome.path).attrs["observation_model"] == "betabinomial"
+    for path in choice["fits"].values():  # recorded in both probe fits, both in the cache
+        assert json.loads(load_fit(path).attrs["observation_choice"])["chosen"] == "betabinomial"
+    index = json.loads((fits / "index.json").read_text())
+    assert sorted(entry["observation"] for entry in index.values()) == ["betabinomial", "binomial"]
+    # the report states the choice and its reason next to the behaviour
+    (section,), _ = sections_from(result)
+    assert section.observation["model"] == "betabinomial" and section.observation["chosen_by"] == "data"
+    assert observation_line(section.observation).startswith("Observation model: **betabinomial**, chosen from data")
+    (stated,) = results_json([section], fits.parent)
+    assert stated["observation"]["model"] == "betabinomial" and stated["observation"]["reason"] == choice["reason"]
+    assert result.to_dict()["observation_choices"][0]["chosen"] == "betabinomial"
+
+    # a rerun reuses both fits and the recorded decision, without rewriting the files
+    before = {p.name: p.stat().st_mtime_ns for p in fits.glob("*.nc")}
+    again = run_plan([dataclasses.replace(outcome.job, observation="auto")], fits, workers=1, show_progress=False)
+    assert [o.status for o in again.outcomes] == ["cached"]
+    assert next(iter(again.observation_choices.values()))["reason"] == choice["reason"]
+    assert {p.name: p.stat().st_mtime_ns for p in fits.glob("*.nc")} == before
+
+
+def test_binomial_unlocks_keep_the_binomial(logistic_file, tmp_path):
+    result = _choose(logistic_file, tmp_path / "fits")
+    ((_, choice),) = result.observation_choices.items()
+    print(choice["reason"])
+    assert choice["chosen"] == "binomial", choice["reason"]
+    (outcome,) = result.outcomes
+    assert outcome.job.observation == "binomial" and load_fit(outcome.path).attrs["observation_model"] == "binomial"
+
+
+def test_the_cache_key_names_the_observation_model():
+    settings = FitSettings()
+    unlock = {name: FitJob(Path("run.nc"), "abc", BEHAVIOUR, "overshoot", (), settings, name)
+              for name in ("auto", "binomial", "betabinomial")}
+    # the family default is the fit an "auto" job makes: fits cached before the choice are still found
+    assert unlock["auto"].cache_key() == unlock["binomial"].cache_key() != unlock["betabinomial"].cache_key()
+    assert "__betabinomial__" in unlock["betabinomial"].file_name() and "binomial" not in unlock["binomial"].file_name()
+    event = {name: FitJob(Path("run.nc"), "abc", "event:place_plant", "overshoot", (), settings, name)
+             for name in ("auto", "negbin", "poisson")}
+    assert event["auto"].cache_key() == event["negbin"].cache_key() != event["poisson"].cache_key()
 
 
 def test_dask_cluster_gives_the_same_fits(local_run, plan, tmp_path):
@@ -76,7 +155,8 @@ def test_dask_cluster_gives_the_same_fits(local_run, plan, tmp_path):
     result_local, _ = local_run
     started = time.perf_counter()
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        result = run_plan(plan, tmp_path / "fits", scheduler=cluster.scheduler_address, show_progress=False)
+        result = run_plan(plan, tmp_path / "fits", scheduler=cluster.scheduler_address, show_progress=False,
+                          choose_observations=False)
     print(f"Dask run of {len(plan)} fits on 2 workers: {time.perf_counter() - started:.1f} s")
     assert [o.status for o in result.outcomes] == ["done", "done", "failed"]
     assert "corrupt" in result.outcomes[2].error
@@ -92,7 +172,7 @@ def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
     fits = tmp_path / "fits"
     command = [sys.executable, "-m", "valuedyn", "fit-batch", str(logistic_file), "--fits-dir", str(fits),
                "--behaviours", BEHAVIOUR, "--models", MODEL, "--seeds", "0", "--workers", "1",
-               "--chains", "1", "--draws", "30", "--warmup", "30", "--max-tree-depth", "4"]
+               "--chains", "1", "--draws", "30", "--warmup", "30", "--max-tree-depth", "4", "--no-choose-observation"]
     # two fits, one per seed, one command each: the kill lands in the second command
     runs = [command[:command.index("--seeds") + 1] + [str(seed)] + command[command.index("--seeds") + 2:]
             for seed in (0, 1)]

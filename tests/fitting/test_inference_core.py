@@ -43,15 +43,31 @@ def _random_params(rng, name):
     if name == "lognormal":
         return {"sigma": float(rng.uniform(0.1, 1.0))}
     if name == "betabinomial":
-        return {"concentration": float(np.exp(rng.uniform(np.log(2.0), np.log(200.0))))}
+        return {"dispersion": float(np.exp(rng.uniform(np.log(1e-6), np.log(2.0))))}
     return {}
+
+
+def _numpyro_log_prob(name, mean, exposure, params):
+    """numpyro's own textbook density of each family, to be evaluated in float64 (ours
+    are rewritten for float32 near the plain limit, so they cannot be their own reference)."""
+    if name == "binomial":
+        return dist.Binomial(jnp.asarray(exposure, jnp.int64), probs=mean)
+    if name == "betabinomial":
+        phi = 1.0 / params["dispersion"]
+        return dist.BetaBinomial(mean * phi, (1.0 - mean) * phi, total_count=exposure)
+    if name == "poisson":
+        return dist.Poisson(exposure * mean)
+    if name == "negbin":
+        return dist.NegativeBinomial2(exposure * mean, exposure / params["dispersion"])
+    return dist.LogNormal(jnp.log(mean), params["sigma"])
 
 
 @pytest.mark.parametrize("name", sorted(OBSERVATION_MODELS))
 def test_log_kernel_differences_match_numpyro_log_prob(name):
     """The sampler's log kernel drops data-only constants, so between two random parameter
     settings its masked sum must change exactly as numpyro's ``log_prob`` does (computed in
-    float64, where the textbook negbin form is accurate)."""
+    float64, where the textbook forms are accurate); and the log density the fit stores for
+    LOO (``distribution(...).log_prob``, in float32) must be numpyro's cell by cell."""
     observation = OBSERVATION_MODELS[name]
     rng = np.random.default_rng(sum(map(ord, name)))
     y, exposure, mask = _cells(rng, observation.family)
@@ -65,42 +81,50 @@ def test_log_kernel_differences_match_numpyro_log_prob(name):
         with jax.enable_x64(True):
             reference = []
             for m, p in settings:
-                d = observation.distribution(jnp.asarray(m), jnp.asarray(exposure), jnp.asarray(mask),
-                                             {k: jnp.float64(v) for k, v in p.items()})
-                log_prob = d.log_prob(observation.fill(jnp.asarray(y), jnp.asarray(mask)))
-                reference.append(float(jnp.sum(jnp.where(jnp.asarray(mask), log_prob, 0.0))))
-        expected = reference[0] - reference[1]
+                cells = _numpyro_log_prob(name, jnp.asarray(m), jnp.asarray(exposure),
+                                          {k: jnp.float64(v) for k, v in p.items()}).log_prob(jnp.asarray(y))
+                reference.append(np.where(mask, np.asarray(cells), 0.0))
+        expected = reference[0].sum() - reference[1].sum()
         assert kernel[0] - kernel[1] == pytest.approx(expected, abs=2e-3 + 1e-5 * abs(expected)), settings
+        m, p = settings[0]
+        stored = observation.distribution(jnp.asarray(m, jnp.float32), jnp.asarray(exposure, jnp.float32),
+                                          jnp.asarray(mask), {k: jnp.float32(v) for k, v in p.items()})
+        stored = np.asarray(stored.log_prob(observation.fill(jnp.asarray(y, jnp.float32), jnp.asarray(mask))))
+        np.testing.assert_allclose(stored[mask], reference[0][mask], rtol=1e-5, atol=2e-3)
 
 
-def test_negbin_kernel_is_smooth_and_tends_to_poisson():
-    """At nearly Poisson dispersions the negbin kernel must stay a smooth function of the
-    dispersion (float32 noise here is what stalled the sampler) and reach the Poisson kernel."""
+@pytest.mark.parametrize("wide, plain", [("negbin", "poisson"), ("betabinomial", "binomial")])
+def test_overdispersed_kernel_is_smooth_and_tends_to_the_plain_one(wide, plain):
+    """At nearly plain dispersions (Poisson or Binomial data) an overdispersed kernel must
+    stay a smooth function of the dispersion (float32 noise here is what stalled the
+    sampler) and reach the plain kernel."""
     rng = np.random.default_rng(0)
     _, exposure, mask = _cells(rng, "count")
-    mean = rng.uniform(0.5, 6.0, exposure.shape)
-    y = rng.poisson(exposure * mean).astype(np.float64)  # Poisson data: the dispersion wanders towards 0
+    if plain == "poisson":
+        mean = rng.uniform(0.5, 6.0, exposure.shape)
+        y = rng.poisson(exposure * mean).astype(np.float64)  # the dispersion wanders towards 0
+    else:
+        mean = rng.uniform(0.02, 0.95, exposure.shape)
+        y = rng.binomial(exposure.astype(int), mean).astype(np.float64)
     args = (jnp.asarray(y, jnp.float32), jnp.asarray(mean, jnp.float32), jnp.asarray(exposure, jnp.float32), jnp.asarray(mask))
-    negbin, poisson = OBSERVATION_MODELS["negbin"], OBSERVATION_MODELS["poisson"]
+    overdispersed, plain_model = OBSERVATION_MODELS[wide], OBSERVATION_MODELS[plain]
 
     def total(log_dispersion):
-        return jnp.sum(negbin.log_kernel(*args, {"dispersion": jnp.exp(log_dispersion)}))
+        return jnp.sum(overdispersed.log_kernel(*args, {"dispersion": jnp.exp(log_dispersion)}))
 
     grid = np.linspace(np.log(1e-5), np.log(1e-1), 100)
     values = np.asarray(jax.vmap(total)(jnp.asarray(grid, jnp.float32)), np.float64)
     with jax.enable_x64(True):
-        y64 = negbin.fill(jnp.asarray(y), jnp.asarray(mask))
         exact = np.array([
-            float(jnp.sum(jnp.where(jnp.asarray(mask), negbin.distribution(
-                jnp.asarray(mean, jnp.float64), jnp.asarray(exposure), jnp.asarray(mask), {"dispersion": np.exp(g)}
-            ).log_prob(y64), 0.0)))
+            np.sum(np.where(mask, np.asarray(_numpyro_log_prob(wide, jnp.asarray(mean), jnp.asarray(exposure),
+                                                               {"dispersion": np.exp(g)}).log_prob(jnp.asarray(y))), 0.0))
             for g in grid
         ])
     # kernel and density differ by a data-only constant; what is left is float32 rounding
-    # of a sum near 1e4 (~1e-3), not the 1-50 nats of noise of the textbook form
+    # of a sum near 1e4 (~1e-3), not the 1-1000 nats of noise of the textbook form
     offset = values - exact
     assert np.max(np.abs(offset - np.median(offset))) < 1e-2, np.ptp(offset)
-    assert float(total(jnp.log(1e-9))) == pytest.approx(float(jnp.sum(poisson.log_kernel(*args, {}))), abs=1e-2)
+    assert float(total(jnp.log(1e-9))) == pytest.approx(float(jnp.sum(plain_model.log_kernel(*args, {}))), abs=1e-2)
 
 
 # ------------------------------------------------------------------ centring

@@ -43,8 +43,8 @@ def test_the_rule_chooses_the_beta_binomial_and_records_it(overdispersed_fits):
 
         recorded = json.loads(load_fit(path).attrs["observation_choice"])
         assert recorded["chosen"] == "betabinomial" and recorded["reason"] == choice.reason
-    concentration = load_fit(overdispersed_fits["betabinomial"]).posterior["concentration"].values
-    assert 25 < np.median(concentration) < 150  # the simulated 60, within a factor 2.5
+    dispersion = load_fit(overdispersed_fits["betabinomial"]).posterior["dispersion"].values
+    assert 1 / 150 < np.median(dispersion) < 1 / 25  # 1 / the simulated concentration 60, within a factor 2.5
 
 
 def test_the_binomial_fit_is_misspecified_and_not_ranked(overdispersed_fits):
