@@ -95,15 +95,24 @@ class FitJob:
         return f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}__{self.cache_key()[:12]}.nc"
 
 
+#: bumped whenever a fit of the same trajectory and FitConfig would come out different
+#: (the likelihood or the sampler changed), so that no fit cached before is reused:
+#: 2 = the expected observation of an update is the level averaged over its span
+#: (``Model.solve_binned``) and the population locations have their own frame
+FIT_SEMANTICS = 2
+
+
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
-    """Hash of the trajectory's bytes and a FitConfig without :data:`VOLATILE_FIT_FIELDS`."""
+    """Hash of the trajectory's bytes, a FitConfig without :data:`VOLATILE_FIT_FIELDS`
+    and :data:`FIT_SEMANTICS`."""
     stored = config_to_dict(fit_config)
     for volatile in VOLATILE_FIT_FIELDS:
         stored.pop(volatile, None)
     # hashed under the field's name before the spelling was unified, so fits cached
     # before then are still found (the key of unchanged settings never changes)
     stored["behavior"] = stored.pop("behaviour")
-    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored}, sort_keys=True)
+    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored, "fit_semantics": FIT_SEMANTICS},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
