@@ -150,8 +150,16 @@ def probe_model(models: Sequence[str]) -> str:
     return min(models, key=lambda name: (not get_model(name).closed_form, len(get_model(name).parameters), order[name]))
 
 
+#: bumped whenever a fit of the same trajectory and FitConfig would come out different
+#: (the likelihood or the sampler changed), so that no fit cached before is reused:
+#: 2 = the expected observation of an update is the level averaged over its span
+#: (``Model.solve_binned``) and the population locations have their own frame
+FIT_SEMANTICS = 2
+
+
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
-    """Hash of the trajectory's bytes and a FitConfig without :data:`VOLATILE_FIT_FIELDS`."""
+    """Hash of the trajectory's bytes, a FitConfig without :data:`VOLATILE_FIT_FIELDS`
+    and :data:`FIT_SEMANTICS`."""
     stored = config_to_dict(fit_config)
     for volatile in VOLATILE_FIT_FIELDS:
         stored.pop(volatile, None)
@@ -159,7 +167,8 @@ def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
     # before then are still found (the key of unchanged settings never changes)
     stored["behavior"] = stored.pop("behaviour")
     stored["observation"] = _hashed_observation(stored["behavior"], stored.get("observation", "auto"))
-    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored}, sort_keys=True)
+    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored, "fit_semantics": FIT_SEMANTICS},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
