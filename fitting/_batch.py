@@ -14,15 +14,15 @@
   (PSIS-LOO and stacking; leave-future-out when asked).
 
 Observation models (``choose_observations``, on by default): before the plan's fits, each
-unlock or action behaviour whose jobs say ``auto`` gets its cheapest model
-(:func:`~valuedyn.fitting._plan.probe_model`) fitted with the Binomial and with the
+unlock or action behaviour whose jobs say ``auto`` gets its most flexible closed-form
+model (:func:`~valuedyn.fitting._plan.probe_model`) fitted with the Binomial and with the
 beta-binomial; :func:`~valuedyn.fitting.choose_observation` decides between them (and
 records the decision in both files), and every model of the behaviour is then fitted with
 the chosen one (the probe's own fit is reused). The decisions are in
 :attr:`BatchResult.observation_choices`. If a probe fit fails, the family's default
 (Binomial) is used and the reason says so. Event totals keep the negative binomial (it
-nests the Poisson), diversity the lognormal. Caveat: the cheapest model's misfit of the
-curve's shape reads as overdispersion too (README, "Many fits at once").
+nests the Poisson), diversity the lognormal. A rigid model's misfit of the curve's
+shape would read as overdispersion too, hence the most flexible one (README, "Many fits at once").
 
 Executors: fits run in groups, one model's fits per group, per observation model (they share one compiled
 sampler; compilation dominates small fits). By default the groups run in a local pool
@@ -421,7 +421,7 @@ def run_plan(
 def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, workers: int, time_budget: float,
                          show_progress: bool) -> tuple[list[FitJob], dict, dict[str, float]]:
     """The observation model of every unlock / action behaviour (jobs saying ``auto``),
-    from fits of its cheapest model with each candidate. Returns the jobs with their
+    from fits of its probe model (the most flexible closed-form one) with each candidate. Returns the jobs with their
     observation set, the decisions per :attr:`FitJob.data`, and cache key -> seconds of
     the fits made here (so the plan reports them as run, not cached)."""
     from valuedyn.fitting._overdispersion import choose_observation
@@ -439,7 +439,7 @@ def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, w
         base = next(j for j in members if j.model == model)
         probes[data] = [dataclasses.replace(base, observation=name) for name in OBSERVATION_CHOICES[base.family]]
     log(f"observation models: {len(probes)} unlock / action behaviours, each fitted with "
-        f"{' and '.join(OBSERVATION_CHOICES['binomial'])} by its cheapest model first")
+        f"{' and '.join(OBSERVATION_CHOICES['binomial'])} by its most flexible closed-form model first")
     first = run_plan([p for pair in probes.values() for p in pair], fits_dir, scheduler=scheduler, workers=workers,
                      time_budget=time_budget, compare=False, show_progress=show_progress, choose_observations=False)
     by_key = {o.key: o for o in first.outcomes}

@@ -41,7 +41,7 @@ class FitBatchConfig:
                                          "on its workers instead of local processes")
     time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates)")
-    choose_observation: bool = option(True, "for each unlock / action behaviour, fit its cheapest model with the "
+    choose_observation: bool = option(True, "for each unlock / action behaviour, fit its most flexible closed-form model with the "
                                             "binomial and the beta-binomial first and fit every model with the one the "
                                             "data demand (90% coverage or PSIS-LOO; recorded in the fit files and "
                                             "batch.json); --no-choose-observation: the binomial. Event totals use the "

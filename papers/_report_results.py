@@ -81,7 +81,7 @@ def verdict(table) -> dict:
 
 def observation_of(job, choice: dict | None) -> dict:
     """The observation model of a behaviour's fits and why: the run's decision from data
-    (unlocks and actions: :func:`valuedyn.fitting.choose_observation` on the cheapest
+    (unlocks and actions: :func:`valuedyn.fitting.choose_observation` on the most flexible closed-form
     model's two fits) or the family's fixed default. Keys: ``model``, ``reason``,
     ``chosen_by`` (``data``, ``default`` when the choice could not be made, ``fixed``, or
     ``requested``) and, when chosen from data, the choice's numbers."""
