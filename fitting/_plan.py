@@ -233,18 +233,19 @@ def default_behaviours(ds, threshold: float) -> list[str]:
     return chosen
 
 
-def applicable_models(behaviour: str, requested: Sequence[str] = ()) -> list[str]:
+def applicable_models(behaviour: str, requested: Sequence[str] = (), *, ode_models: bool = True) -> list[str]:
     """Models whose ``applies_to`` holds the behaviour's kind (``requested`` narrows them;
-    without it a diversity behaviour gets :data:`DIVERSITY_MODELS`, any other every model)."""
+    without it a diversity behaviour gets :data:`DIVERSITY_MODELS`, any other every model,
+    and ``ode_models=False`` drops the models without a closed form)."""
     from valuedyn.models import get_model, list_models
 
     kind = behaviour.partition(":")[0]
     if requested:
         names = list(requested)
-    elif kind == "diversity":
-        names = [name for name in DIVERSITY_MODELS if name in list_models()]
     else:
-        names = list(list_models())
+        names = [n for n in DIVERSITY_MODELS if n in list_models()] if kind == "diversity" else list(list_models())
+        if not ode_models:
+            names = [name for name in names if get_model(name).closed_form]
     return [name for name in names if kind in get_model(name).applies_to]
 
 
@@ -269,6 +270,7 @@ def plan_fits(
     learned_threshold: float = 0.5,
     max_behaviours: int = 0,
     diversity: bool = True,
+    ode_models: bool = True,
     dataset=None,
 ) -> tuple[list[FitJob], list[str]]:
     """The fits of one trajectory file, every input validated first.
@@ -276,7 +278,8 @@ def plan_fits(
     ``behaviours`` (``KIND:NAME``; default :func:`default_behaviours`), ``models``
     (default: every registered model whose kind applies), ``seeds`` (default: the first
     ``max_seeds``, 0 = all), at most ``max_behaviours`` behaviours (0 = all), and without
-    ``behaviours`` also :data:`DIVERSITY_BEHAVIOURS` unless ``diversity`` is False. ``dataset``:
+    ``behaviours`` also :data:`DIVERSITY_BEHAVIOURS` unless ``diversity`` is False; without
+    ``models``, ``ode_models=False`` leaves out the models without a closed form. ``dataset``:
     the trajectory already opened (saves reading it twice). Returns the jobs and notes
     (what was left out and why). Raises :class:`ValuedynError` for any bad input.
     """
@@ -307,7 +310,12 @@ def plan_fits(
     jobs: list[FitJob] = []
     for behaviour in wanted:
         select_behaviour(ds, behaviour, seeds=chosen or None)  # bad name / empty data -> ValuedynError
-        fitting = applicable_models(behaviour, models)
+        fitting = applicable_models(behaviour, models, ode_models=ode_models)
+        if not models and not ode_models:
+            solved = [m for m in applicable_models(behaviour) if m not in fitting]
+            if solved:
+                notes.append(f"{path.name}: {behaviour}: models without a closed form left out ({', '.join(solved)}; "
+                             "--ode-models fits them)")
         if not fitting:
             notes.append(f"{path.name}: {behaviour}: no requested model applies to its kind; skipped")
             continue

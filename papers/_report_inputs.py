@@ -82,7 +82,8 @@ def plan_report(config):
         mine, more_notes = plan_fits(
             path, config.behaviours, config.models, seeds=config.seeds, max_seeds=config.max_seeds,
             settings=fit_settings(config), learned_threshold=config.learned_threshold,
-            max_behaviours=config.max_behaviours, diversity=config.diversity, dataset=ds,
+            max_behaviours=config.max_behaviours, diversity=config.diversity,
+            ode_models=config.ode_models, dataset=ds,
         )
         jobs += mine
         notes += more_notes
