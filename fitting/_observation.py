@@ -219,12 +219,13 @@ def log_rising_factorial_ratio(y, phi, mask=None):
         + (inverse_total - inverse) / 12.0
         - (inverse_total**3 - inverse**3) / 360.0
     )
+
     def mixed():
         direct = jax.scipy.special.gammaln(y + small) - jax.scipy.special.gammaln(small) - y * jnp.log(small)
         return jnp.where(phi >= _STIRLING_FROM, stirling, direct)
 
-    large_everywhere = jnp.all((phi >= _STIRLING_FROM) | (True if mask is None else ~mask))
-    return jax.lax.cond(large_everywhere, lambda: stirling, mixed)
+    needed = phi < _STIRLING_FROM if mask is None else (phi < _STIRLING_FROM) & mask  # cells the direct form must serve
+    return jax.lax.cond(jnp.any(needed), mixed, lambda: stirling)
 
 
 OBSERVATION_MODELS: dict[str, ObservationModel] = {
