@@ -56,6 +56,7 @@ def test_the_binomial_fit_is_misspecified_and_not_ranked(overdispersed_fits):
     assert verdicts["betabinomial"].trustworthy, verdicts["betabinomial"].format()
     ranking = rank_fits(overdispersed_fits, verdicts)
     assert ranking.winner == "betabinomial" and not ranking.clearly
-    assert "only trustworthy fit" in ranking.text and "binomial (misspecified)" in ranking.text
+    # named as misspecified (a misspecified fit may also mix badly: "(misspecified, sampler failed)")
+    assert "only trustworthy fit" in ranking.text and "binomial (misspecified" in ranking.text
     assert set(ranking.excluded) == {"binomial"}
     assert fit_attrs(load_fit(overdispersed_fits["binomial"]))["observation_model"] == "binomial"
