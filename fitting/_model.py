@@ -14,8 +14,9 @@ Pooling of each model parameter ``p`` across seeds:
   (exp for positive, scaled sigmoid for an interval). ``p_loc`` and ``p_scale`` live in
   that unconstrained space: ``p_loc ~ Normal(m, s)`` with ``m`` and ``s`` the mean and
   standard deviation of the default prior mapped through ``T^-1`` (moment matching),
-  ``p_scale ~ Gamma(2, 2 / (0.4 s))`` (mean 0.4 s). The Gamma(2) prior is zero-avoiding
-  (density ~ scale near 0; Chung et al. 2013): with 2-8 seeds the data cannot tell a
+  ``p_scale ~ LogNormal(log(0.25 s), 0.75)`` (:data:`SCALE_PRIOR_MEAN`, :data:`SCALE_PRIOR_SD`).
+  The prior is zero-avoiding (its density vanishes at 0, as the Gamma(2) of Chung et al.
+  2013 that it replaced): with 2-8 seeds the data cannot tell a
   small between-seed spread from none, and a prior with mass at 0 (half-normal) then
   lets the posterior run down a funnel of ever smaller scales that no coordinates make
   easy for NUTS (it cost hundreds of divergences on simulated 4-seed data). Seeds are
@@ -66,8 +67,8 @@ from valuedyn._errors import ValuedynError
 
 POOLINGS = ("hierarchical", "complete", "none")
 
-#: prior mean of a population scale, as a fraction of the moment-matched prior sd of its
-#: parameter (see the module docstring)
+#: prior median of a population scale (LogNormal), as a fraction of the moment-matched prior
+#: sd of its parameter, and the sd of its log (see the module docstring)
 SCALE_PRIOR_MEAN = 0.25
 SCALE_PRIOR_SD = 0.75
 
