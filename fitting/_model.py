@@ -324,6 +324,13 @@ def fixed_centring(parameterization: str, n_params: int, n_seeds: int) -> np.nda
     return np.full((n_params, n_seeds), 1.0 if parameterization == "centred" else 0.0, np.float32)
 
 
+def population_locations(spaces, point: dict, location: np.ndarray, xp=jnp) -> list:
+    """The population location ``c + scale^v loc_c`` of each space (any leading batch axes
+    of ``point``) in the frames ``location`` [P, 2] (centre, weight)."""
+    return [float(c) + xp.exp(float(v) * point[f"{s.name}_scale"]) * point[f"{s.name}_locc"]
+            for s, (c, v) in zip(spaces, np.asarray(location, np.float64))]
+
+
 def recentre(spaces, z: dict, old: np.ndarray, new: np.ndarray, xp=jnp, *, condition_index=None,
              old_location: np.ndarray | None = None, new_location: np.ndarray | None = None) -> dict:
     """Move points (any leading batch axes) between the coordinates of centring weights
@@ -339,9 +346,8 @@ def recentre(spaces, z: dict, old: np.ndarray, new: np.ndarray, xp=jnp, *, condi
     for index, s in enumerate(spaces):
         log_scale = z[f"{s.name}_scale"]  # unconstrained: the log of the scale
         if condition_index is None:
-            c_old, v_old = (float(x) for x in old_location[index])
             c_new, v_new = (float(x) for x in new_location[index])
-            loc = c_old + xp.exp(v_old * log_scale) * z[f"{s.name}_locc"]
+            loc = population_locations(spaces[index:index + 1], z, old_location[index:index + 1], xp)[0]
             out[f"{s.name}_locc"] = (loc - c_new) * xp.exp(-v_new * log_scale)
             loc = loc[..., None]
         else:

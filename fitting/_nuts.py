@@ -65,6 +65,7 @@ from valuedyn.fitting._model import (
     initial_point,
     likelihood_variances,
     location_weights,
+    population_locations,
     recentre,
     reset_failed_solves,
     site_tag,
@@ -439,9 +440,8 @@ class CompiledPosterior:
                             old, new = np.asarray(data.centring), centring_weights(sigma2, log_scale)
                             old_location = np.asarray(data.location, np.float64)
                             # centre each location's coordinate on its mean over the window
-                            loc = old_location[:, :1] + np.exp(old_location[:, 1:] * log_scale) * np.stack(
-                                [np.asarray(window[f"{p.name}_locc"], np.float64).reshape(-1) for p in self.spaces])
-                            new_location = np.stack([loc.mean(axis=1), location_weights(sigma2, log_scale, self._loc_sd)], 1)
+                            loc = [np.mean(v) for v in population_locations(self.spaces, window, old_location, xp=np)]
+                            new_location = np.stack([loc, location_weights(sigma2, log_scale, self._loc_sd)], 1)
                             moves = dict(old_location=old_location, new_location=new_location)
                             window = recentre(self.spaces, window, old, new, xp=np, **moves)
                             z_now = recentre(self.spaces, z_now, old, new, **moves)
