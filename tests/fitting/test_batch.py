@@ -235,3 +235,25 @@ def test_the_old_spelling_stays_readable(local_run, tmp_path):
     again = load_fit(tmp_path / "old.nc")
     assert again.attrs["behaviour"] == BEHAVIOUR
     assert config_from_json(FitConfig, again.attrs["config"]).behaviour == BEHAVIOUR
+
+
+def test_models_without_a_closed_form_are_left_out_only_when_asked():
+    from valuedyn.fitting._plan import applicable_models
+    from valuedyn.models import get_model
+
+    every = applicable_models("diversity:actions")
+    solved = [m for m in every if not get_model(m).closed_form]
+    assert solved  # replicator_mutator, diversify_then_minimize: the report's trade
+    fast = applicable_models("diversity:actions", ode_models=False)
+    assert fast == [m for m in every if m not in solved] and fast
+    # a model asked for by name is fitted whatever its solver
+    assert applicable_models("diversity:actions", solved, ode_models=False) == solved
+
+
+def test_the_observation_model_is_chosen_on_the_most_flexible_closed_form_model():
+    from valuedyn.fitting._plan import probe_model
+    from valuedyn.models import get_model
+
+    closed = ["logistic_onset", "stagewise", "stagewise3"]
+    assert probe_model(closed + ["replicator_mutator"]) == max(closed, key=lambda m: len(get_model(m).parameters))
+    assert probe_model(["replicator_mutator"]) == "replicator_mutator"  # no closed-form one: the ODE model
