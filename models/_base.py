@@ -47,6 +47,7 @@ __all__ = [
     "Model",
     "Sigmoid",
     "SafeLog",
+    "Expm1Ratio",
     "TIME",
     "expm1",
     "unit_interval_prior",
@@ -93,12 +94,40 @@ class SafeLog(sp.Function):
         return sp.log(self.args[0]).evalf(prec)
 
 
+class Expm1Ratio(sp.Function):
+    """expm1(x d) / d, with its limit x at d = 0; lambdified to a form that stays finite and
+    differentiable when d rounds to 0 (overshoot's 1 - ratio in float32: ratio = beta/alpha
+    one float32 step below 1 made the closed form 0/0, a failed solve among the proposals)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, d = self.args
+        if argindex == 1:
+            return sp.exp(x * d)
+        return (x * d * sp.exp(x * d) - sp.exp(x * d) + 1) / d**2
+
+    def _eval_rewrite_as_exp(self, x, d, **kwargs):
+        return (sp.exp(x * d) - 1) / d
+
+    def _eval_evalf(self, prec):
+        x, d = self.args
+        return ((sp.exp(x * d) - 1) / d).evalf(prec)
+
+
+def _expm1_ratio(x, d):
+    z = x * d
+    small = jnp.abs(z) < 1e-4
+    d_safe = jnp.where(small, 1.0, d)  # the unused branch's gradient stays finite
+    return jnp.where(small, x * (1.0 + 0.5 * z), jnp.expm1(jnp.where(small, 0.0, z)) / d_safe)
+
+
 def _safe_log(x):
     tiny = jnp.finfo(jnp.result_type(x, jnp.float32)).tiny
     return jnp.log(jnp.maximum(x, tiny))
 
 
-_JAX_FUNCTIONS = {"Sigmoid": jax.nn.sigmoid, "SafeLog": _safe_log, "expm1": jnp.expm1}
+_JAX_FUNCTIONS = {"Sigmoid": jax.nn.sigmoid, "SafeLog": _safe_log, "expm1": jnp.expm1, "Expm1Ratio": _expm1_ratio}
 
 
 def lambdify_jax(args, exprs):
@@ -108,10 +137,10 @@ def lambdify_jax(args, exprs):
 
 
 def to_plain(expr: sp.Expr) -> sp.Expr:
-    """Rewrite our helper functions (Sigmoid, SafeLog, expm1) in elementary sympy terms."""
+    """Rewrite our helper functions (Sigmoid, SafeLog, expm1, Expm1Ratio) in elementary sympy terms."""
     return expr.replace(Sigmoid, lambda x: 1 / (1 + sp.exp(-x))).replace(SafeLog, sp.log).replace(
         expm1, lambda x: sp.exp(x) - 1
-    )
+    ).replace(Expm1Ratio, lambda x, d: (sp.exp(x * d) - 1) / d)
 
 
 def unit_interval_prior(median: float, scale: float):

@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 
 from valuedyn._errors import ValuedynError
-from valuedyn.models._base import SINCE, Model, ModelSpec, Observable, Parameter, expm1, unit_interval_prior
+from valuedyn.models._base import SINCE, Expm1Ratio, Model, ModelSpec, Observable, Parameter, unit_interval_prior
 from valuedyn.models._registry import register_model
 
 NAME = "overshoot"
@@ -69,11 +69,13 @@ def spec() -> ModelSpec:
         ),
         observable_exprs=(y, u),
         applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level"},
-        # dsolve's solution rewritten with expm1: alpha/(alpha-beta) = 1/(1-ratio) and
-        # e^(-beta s) - e^(-alpha s) = -e^(-beta s) expm1(-(alpha-beta) s), finite as ratio -> 1.
+        # dsolve's solution rewritten: alpha/(alpha-beta) = 1/(1-ratio) and
+        # e^(-beta s) - e^(-alpha s) = -e^(-beta s) expm1(-alpha s (1 - ratio)), so the rise is
+        # -excess e^(-beta s) Expm1Ratio(-alpha s, 1 - ratio): finite as ratio -> 1 (limit alpha s)
+        # and when 1 - ratio rounds to 0 in float32.
         closed_form=(
             optimum + (floor - optimum) * sp.exp(-alpha * s)
-            - excess * sp.exp(-beta * s) * expm1(-(alpha - beta) * s) / (1 - ratio),
+            - excess * sp.exp(-beta * s) * Expm1Ratio(-alpha * s, 1 - ratio),
             optimum + excess * sp.exp(-beta * s),
         ),
         check=_check,

@@ -351,3 +351,26 @@ def test_replicator_focal_behaviour_takes_over_and_diversity_falls():
     assert np.all(hill2 <= hill1 + 1e-5) and np.all(hill1 <= hill0 + 1e-2) and np.all(hill0 <= 3 + 1e-5)
     assert hill1[-1] < 0.5 * hill1[0]
     np.testing.assert_allclose(np.asarray(obs["diversity"][0]), hill1 / 3, rtol=1e-6)
+
+
+def test_overshoot_closed_form_is_finite_where_ratio_rounds_to_one():
+    """ratio one float32 step below 1 (and exactly 1) once made the closed form 0/0; the
+    level and its gradient now follow the limit ratio -> 1 continuously."""
+    model = get_model("overshoot")
+    params = {"t0": 0.2, "alpha": 30.0, "floor": 0.1, "optimum": 0.3, "excess": 0.5}
+    t = jnp.linspace(0.0, 1.0, 21)
+
+    def total(ratio):
+        obs, _ = model.solve({**params, "ratio": ratio}, t)
+        return jnp.sum(obs["level"])
+
+    near = [np.float32(1.0 - 2.0**-k) for k in (10, 16, 24)] + [np.float32(1.0)]
+    values = [float(total(jnp.float32(r))) for r in near]
+    grads = [float(jax.grad(total)(jnp.float32(r))) for r in near]
+    assert np.all(np.isfinite(values)) and np.all(np.isfinite(grads))
+    # the limit: with beta = alpha the rise is excess alpha s e^(-alpha s)
+    s = np.clip(np.asarray(t) - params["t0"], 0.0, None)
+    limit = params["optimum"] + (params["floor"] - params["optimum"]) * np.exp(-30.0 * s) + 0.5 * 30.0 * s * np.exp(-30.0 * s)
+    limit = np.where(np.asarray(t) < params["t0"], params["floor"], limit)
+    assert values[-1] == pytest.approx(float(limit.sum()), rel=1e-4)
+    assert values[-2] == pytest.approx(values[-1], rel=1e-5)
