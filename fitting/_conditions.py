@@ -283,7 +283,7 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
     compiled = compiled_posterior(
         ("conditions", model.name, id(model), observation.name, observable, n_conditions),
         lambda: build_conditions_model(model, observation, observable, n_conditions),
-        data, settings, observation=observation,
+        data, settings, observation=observation, count_failures=not model.closed_form,
     )
     key_map, key_draws, key_nuts = jax.random.split(jax.random.PRNGKey(seed), 3)
     zeros = np.zeros(np.shape(data.centring), np.float32)

@@ -86,6 +86,7 @@ def compile_for(model, observation, pooling: str, observable: str, data: FitData
         observation=observation,
         spaces=parameter_spaces(model),
         pooling=pooling,
+        count_failures=not model.closed_form,
     )
 
 

@@ -43,8 +43,9 @@ Pooling of each model parameter ``p`` across seeds:
 
 A failed solve (``ok = False``) adds ``-inf`` to the log density, so the proposal is
 rejected (numpyro marks that transition divergent); with ``count_failures=True`` (what the
-NUTS potential passes) each failure is also counted through a host callback
-(:func:`failed_solves`). The callback sits in a ``lax.cond`` that only fires on a failure,
+NUTS potential of an ODE model passes; closed forms leave it out so that their compiled
+NUTS kernels can enter JAX's persistent cache) each failure is also counted through a host
+callback (:func:`failed_solves`). The callback sits in a ``lax.cond`` that only fires on a failure,
 so chains must not be ``vmap``-ed (a batched cond runs both branches): the sampler runs
 chains with ``lax.map`` / ``pmap`` instead.
 """

@@ -124,7 +124,7 @@ class CompiledPosterior:
     """Jitted pieces of inference for one numpyro model and one data shape."""
 
     def __init__(self, numpyro_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                 spaces=(), pooling: str = "none"):
+                 spaces=(), pooling: str = "none", count_failures: bool = True):
         self.model = numpyro_model
         self.observation = observation
         self.settings = settings
@@ -133,7 +133,12 @@ class CompiledPosterior:
         # potential_energy(model, args, kwargs, unconstrained) maps to the supports itself;
         # the data stay an argument, so one compiled sampler serves every data set of this shape
         self.potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {})
-        self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {"count_failures": True})
+        # the failed-solve counter is a host callback, and an executable with one cannot enter
+        # JAX's persistent compilation cache: closed forms (whose non-finite values are
+        # rejected and marked divergent all the same) leave it out, so their NUTS kernels are
+        # compiled once per machine, not once per process
+        self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,),
+                                                       {"count_failures": count_failures})
         n_seeds = int(example_data.y.shape[0])
         self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
         self._loc_sd = np.array([space.loc_sd for space in spaces], np.float64)
@@ -507,10 +512,11 @@ _CACHE: dict[tuple, CompiledPosterior] = {}
 
 
 def compiled_posterior(key: tuple, build_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                       spaces=(), pooling: str = "none") -> CompiledPosterior:
-    """Cached :class:`CompiledPosterior`; ``key`` names the model structure, shapes are added here."""
-    full_key = key + (tuple(example_data.y.shape), dataclasses.astuple(settings), len(jax.devices()))
+                       spaces=(), pooling: str = "none", count_failures: bool = True) -> CompiledPosterior:
+    """Cached :class:`CompiledPosterior`; ``key`` names the model structure, shapes are added
+    here. ``count_failures``: count failed solves among the NUTS proposals (ODE models)."""
+    full_key = key + (tuple(example_data.y.shape), dataclasses.astuple(settings), len(jax.devices()), count_failures)
     if full_key not in _CACHE:
         _CACHE[full_key] = CompiledPosterior(build_model(), example_data, settings, observation=observation,
-                                             spaces=spaces, pooling=pooling)
+                                             spaces=spaces, pooling=pooling, count_failures=count_failures)
     return _CACHE[full_key]
