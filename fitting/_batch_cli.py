@@ -10,6 +10,9 @@ from pathlib import Path
 
 from valuedyn._config import option
 from valuedyn._errors import ValuedynError
+from valuedyn.fitting._plan import FitSettings
+
+_SETTINGS = FitSettings()  # the plan's defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +33,14 @@ class FitBatchConfig:
     max_behaviours: int = option(4, "at most this many behaviours per trajectory (0 = all)")
     learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
     seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
-    max_seeds: int = option(4, "without --seeds, fit the first this many seeds (0 = all)")
-    chains: int = option(2, "NUTS chains per fit")
-    draws: int = option(300, "NUTS draws per chain")
-    warmup: int = option(300, "NUTS warmup steps per chain")
-    rng_seed: int = option(0, "random seed of the fits")
-    max_tree_depth: int = option(6, "NUTS maximum tree depth of the fits (1..15)")
+    max_seeds: int = option(0, "without --seeds, fit the first this many seeds (0 = all)")
+    chains: int = option(_SETTINGS.chains, "NUTS chains per fit")
+    draws: int = option(_SETTINGS.draws, "NUTS draws per chain")
+    warmup: int = option(_SETTINGS.warmup, "NUTS warmup steps per chain")
+    rng_seed: int = option(_SETTINGS.rng_seed, "random seed of the fits")
+    max_tree_depth: int = option(_SETTINGS.max_tree_depth, "NUTS maximum tree depth of the fits (1..15)")
+    ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (1..15)")
+    target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
     workers: int = option(0, "local fit processes (0: one per core, at most 4; 1: fit in this process)")
     scheduler: str | None = option(None, "address of a Dask distributed scheduler (tcp://HOST:PORT): run the fits "
                                          "on its workers instead of local processes")
@@ -43,7 +48,7 @@ class FitBatchConfig:
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates)")
     choose_observation: bool = option(True, "for each unlock / action behaviour, fit its most flexible closed-form model with the "
                                             "binomial and the beta-binomial first and fit every model with the one the "
-                                            "data demand (90% coverage or PSIS-LOO; recorded in the fit files and "
+                                            "data demand (coverage of the 90-percent interval or PSIS-LOO; recorded in the fit files and "
                                             "batch.json); --no-choose-observation: the binomial. Event totals use the "
                                             "negative binomial (it nests the Poisson), diversity the lognormal")
 
@@ -61,8 +66,7 @@ def validate_options(config) -> None:
 def settings_of(config):
     from valuedyn.fitting._plan import FitSettings
 
-    return FitSettings(chains=config.chains, draws=config.draws, warmup=config.warmup, rng_seed=config.rng_seed,
-                       max_tree_depth=config.max_tree_depth)
+    return FitSettings.from_config(config)
 
 
 def run_fit_batch(config: FitBatchConfig) -> int:

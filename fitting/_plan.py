@@ -57,20 +57,52 @@ VOLATILE_FIT_FIELDS = ("out", "trajectory", "force", "progress")
 @dataclasses.dataclass(frozen=True)
 class FitSettings:
     """The sampler settings every fit of a plan shares (FitConfig's other fields keep
-    their defaults). ``rng_seed`` is FitConfig's ``seed`` (the sampler's random seed)."""
+    their defaults). ``rng_seed`` is FitConfig's ``seed`` (the sampler's random seed).
+
+    The defaults are ``valuedyn report``'s and ``fit-batch``'s, chosen to keep the report
+    under 10 minutes on 2 cores; they are not enough for the stagewise shapes on the shipped
+    run. Measured there (8 seeds x 16 updates): at these defaults no stagewise / stagewise3
+    fit passed the gate (every transition at the cap 6, bulk ESS 13-270); with 4 chains x
+    1000 + 500, ``max_tree_depth=10`` and ``target_accept=0.99`` all six stagewise3 fits of
+    the unlock behaviours did (R-hat <= 1.009, bulk ESS >= 731, 0 divergences; 179 leapfrog
+    steps per iteration, step size 0.02-0.03), at cap 8 three of six had 1-6 divergences,
+    and with 4 x 500 draws two of nine missed R-hat 1.01 (1.010-1.013). Those settings
+    took the report past 10 minutes (overshoot on the rise-only run spends the whole cap on
+    every transition)."""
 
     chains: int = 2
     draws: int = 300
     warmup: int = 300
     rng_seed: int = 0
     max_tree_depth: int = 6
+    #: tree-depth cap of the models without a closed form (each leapfrog step is an ODE
+    #: solve and its adjoint, so the cap bounds such a fit's time); at most max_tree_depth
+    ode_max_tree_depth: int = 6
+    target_accept: float = 0.95
+
+    @classmethod
+    def from_config(cls, config) -> "FitSettings":
+        """The settings of a command's config (``valuedyn report`` / ``fit-batch``: the
+        fields of the same names; ``rng_seed`` is FitConfig's ``seed``)."""
+        return cls(**{field.name: getattr(config, field.name) for field in dataclasses.fields(cls)})
+
+    def tree_depth(self, model: str) -> int:
+        """The tree-depth cap of a fit of ``model``."""
+        from valuedyn.models import get_model
+
+        if get_model(model).closed_form:
+            return self.max_tree_depth
+        return min(self.max_tree_depth, self.ode_max_tree_depth)
 
     def validate(self) -> None:
         """One-line :class:`ValuedynError` for a setting no fit could run with (the
         checks of ``valuedyn fit`` itself, made before any fit starts)."""
         from valuedyn.fitting._fit import validate_sampler_config
 
-        validate_sampler_config(FitJob(Path("-"), "", "-", "-", (), self).fit_config())
+        config = FitJob(Path("-"), "", "-", "logistic_onset", (), self).fit_config()
+        validate_sampler_config(config)
+        if not 1 <= self.ode_max_tree_depth <= 15:
+            raise ValuedynError(f"--ode-max-tree-depth must lie in 1..15; received {self.ode_max_tree_depth}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +142,7 @@ class FitJob:
             trajectory=str(self.trajectory), behaviour=self.behaviour, model=self.model, out=str(out),
             observation=self.observation,
             seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
-            max_tree_depth=s.max_tree_depth,
+            max_tree_depth=s.tree_depth(self.model), target_accept=s.target_accept,
             force=True,  # a stale file under a cache name is replaced, never trusted
             progress=True,
         )

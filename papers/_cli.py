@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from valuedyn._config import option
 from valuedyn._errors import ValuedynError
+from valuedyn.fitting._plan import FitSettings
+
+_SETTINGS = FitSettings()  # the plan's defaults
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,14 @@ class ReportConfig:
     learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
     seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
     max_seeds: int = option(0, "without --seeds, fit the first this many seeds (0 = all)")
-    chains: int = option(2, "NUTS chains per fit")
-    draws: int = option(300, "NUTS draws per chain")
-    warmup: int = option(300, "NUTS warmup steps per chain")
-    rng_seed: int = option(0, "random seed of the fits")
-    max_tree_depth: int = option(6, "NUTS maximum tree depth of the fits (63 leapfrog steps: bounds the time of an "
-                                    "ODE model's fit; hits are reported in each fit's diagnostics)")
+    chains: int = option(_SETTINGS.chains, "NUTS chains per fit")
+    draws: int = option(_SETTINGS.draws, "NUTS draws per chain")
+    warmup: int = option(_SETTINGS.warmup, "NUTS warmup steps per chain")
+    rng_seed: int = option(_SETTINGS.rng_seed, "random seed of the fits")
+    max_tree_depth: int = option(_SETTINGS.max_tree_depth, "NUTS maximum tree depth of the fits (hits are reported in each fit's diagnostics)")
+    ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (63 leapfrog "
+                                        "steps: bounds the time of an ODE model's fit)")
+    target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
     time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit)")
     workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")

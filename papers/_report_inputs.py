@@ -46,8 +46,7 @@ def fit_settings(config):
     """The report's fit settings as the fitting room's :class:`~valuedyn.fitting.FitSettings`."""
     from valuedyn.fitting import FitSettings
 
-    return FitSettings(chains=config.chains, draws=config.draws, warmup=config.warmup, rng_seed=config.rng_seed,
-                       max_tree_depth=config.max_tree_depth)
+    return FitSettings.from_config(config)
 
 
 def check_options(config) -> None:

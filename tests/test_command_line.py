@@ -1,6 +1,8 @@
 """The top-level command line: dispatch and unknown commands."""
 
-from valuedyn.cli import COMMANDS, main
+import pytest
+
+from valuedyn.cli import COMMANDS, build_parser, main
 
 
 def test_unknown_command_is_refused_with_the_known_ones(capsys):
@@ -18,3 +20,12 @@ def test_every_subcommand_builds_its_parser():
     for name in COMMANDS:
         parser, config_cls, run = build_parser(name)
         assert callable(run) and config_cls.__doc__
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_prints_its_help(command):
+    """argparse formats help with %: a bare "90% coverage" in one option's help once made
+    `valuedyn fit-batch --help` crash with a TypeError."""
+    parser, _, _ = build_parser(command)
+    text = parser.format_help()
+    assert "--help" in text and len(text) > 100

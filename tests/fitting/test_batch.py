@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from valuedyn._errors import ValuedynError
 from valuedyn.fitting import FitJob, FitSettings, load_fit, plan_fits, run_plan
 
 TINY = FitSettings(chains=1, draws=30, warmup=30, max_tree_depth=4)
@@ -257,3 +258,16 @@ def test_the_observation_model_is_chosen_on_the_most_flexible_closed_form_model(
     closed = ["logistic_onset", "stagewise", "stagewise3"]
     assert probe_model(closed + ["replicator_mutator"]) == max(closed, key=lambda m: len(get_model(m).parameters))
     assert probe_model(["replicator_mutator"]) == "replicator_mutator"  # no closed-form one: the ODE model
+
+
+def test_ode_models_get_their_own_tree_depth_cap():
+    from types import SimpleNamespace
+
+    settings = FitSettings.from_config(SimpleNamespace(chains=4, draws=100, warmup=50, rng_seed=3, max_tree_depth=10,
+                                                       ode_max_tree_depth=6, target_accept=0.99))
+    closed = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (), settings).fit_config()
+    ode = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "replicator_mutator", (), settings).fit_config()
+    assert (closed.max_tree_depth, ode.max_tree_depth) == (10, 6)
+    assert closed.target_accept == ode.target_accept == 0.99 and closed.seed == 3 and closed.chains == 4
+    with pytest.raises(ValuedynError, match="--ode-max-tree-depth"):
+        dataclasses.replace(settings, ode_max_tree_depth=0).validate()
