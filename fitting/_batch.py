@@ -196,6 +196,31 @@ class FitIndex:
 # ---------------------------------------------------------------- fitting (runs on a worker)
 
 
+_WATCHING_PARENT = False
+
+
+def _exit_with_parent() -> None:
+    """In a spawned worker: end this process as soon as the process that started it is gone.
+    A report or fit-batch stopped with SIGTERM or SIGKILL runs no clean-up, and its workers
+    went on fitting for minutes on cores nobody had asked for."""
+    global _WATCHING_PARENT
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if _WATCHING_PARENT or parent is None:
+        return
+    _WATCHING_PARENT = True
+
+    def watch():
+        from multiprocessing.connection import wait
+
+        wait([parent.sentinel])  # ready when the parent process ends
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel=None,
               fresh_process: bool = True) -> list[tuple[int, str, str, float]]:
     """Fit and check ``configs`` (``(job id, FitConfig)``) one after another; returns (and
@@ -209,6 +234,7 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
         from valuedyn.fitting._cli import prepare_jax
 
         prepare_jax(configs[0][1].chains)
+        _exit_with_parent()
     import numpy as np
 
     from valuedyn.fitting import check_fit, fit_trajectory
@@ -317,8 +343,12 @@ def _run_groups(groups, deadline, *, workers: int, scheduler, on_result: Callabl
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        from multiprocessing.managers import SyncManager
+
         context = multiprocessing.get_context("spawn")  # JAX must not be forked
-        with context.Manager() as manager:
+        manager = SyncManager(ctx=context)
+        manager.start(_exit_with_parent)  # its server process, too, ends with this one
+        with manager:
             channel = manager.Queue()
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = {pool.submit(fit_group, group, deadline, channel, True): group for group in groups}

@@ -209,6 +209,57 @@ def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
         load_fit(path)  # every indexed fit loads
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_end_when_the_run_is_killed(logistic_file, tmp_path):
+    """SIGKILL to fit-batch (no clean-up runs) must not leave its workers fitting."""
+    command = [sys.executable, "-m", "valuedyn", "fit-batch", str(logistic_file), "--fits-dir", str(tmp_path / "fits"),
+               "--behaviours", BEHAVIOUR, "--models", MODEL, "stagewise", "--workers", "2", "--chains", "1",
+               "--draws", "50000", "--warmup", "50000", "--max-tree-depth", "4", "--no-choose-observation"]
+    env = dict(os.environ, VALUEDYN_JAX_CACHE=os.environ.get("VALUEDYN_TEST_JAX_CACHE", "/tmp/valuedyn-test-jax-cache"))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers = []
+    while time.monotonic() < deadline and process.poll() is None:
+        workers = [pid for pid in _children(process.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        if workers:
+            break
+        time.sleep(0.2)
+    assert workers, "no worker process started"
+    time.sleep(8.0)  # the workers import JAX and start their fit
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert alive, "the workers ended before the kill: the plan was too short to test anything"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.2)
+    left = [pid for pid in workers if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} kept running after their parent was killed"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_cache_key_of_unchanged_settings_never_changes():
     from valuedyn.fitting import FitJob
 
