@@ -42,6 +42,10 @@ import numpyro.distributions as dist
 from valuedyn._errors import ValuedynError
 
 _EPS = 1e-6
+#: the largest Poisson rate a replicate draws from: counts are stored as int32, and numpy's
+#: Poisson sampler refuses rates above ~1e19 ("lam value too large"), which a negbin draw's
+#: gamma mixing reached in one stagewise fit of the shipped run (a whole fit lost to it)
+_MAX_RATE = 1e9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +94,13 @@ class ObservationModel:
             phi = 1.0 / np.maximum(np.asarray(params["dispersion"], np.float64)[:, None, None], DISPERSION_FLOOR)
             draws = rng.binomial(np.round(exposure).astype(np.int64), rng.beta(p * phi, (1.0 - p) * phi))
         elif self.name == "poisson":
-            draws = rng.poisson(exposure * np.maximum(mean, _EPS))
+            draws = rng.poisson(np.minimum(exposure * np.maximum(mean, _EPS), _MAX_RATE))
         elif self.name == "negbin":
             # NB2(mu, phi) = Poisson(Gamma(shape phi, scale mu / phi)), phi = exposure / dispersion
             mu = exposure * np.maximum(mean, _EPS)
             dispersion = np.maximum(np.asarray(params["dispersion"], np.float64)[:, None, None], DISPERSION_FLOOR)
             phi = np.maximum(exposure / dispersion, 1e-12)
-            draws = rng.poisson(rng.gamma(phi, mu / phi))
+            draws = rng.poisson(np.minimum(rng.gamma(phi, mu / phi), _MAX_RATE))
         elif self.name == "lognormal":
             sigma = np.asarray(params["sigma"], np.float64)[:, None, None]
             draws = np.exp(np.log(np.maximum(mean, _EPS)) + sigma * rng.standard_normal(mean.shape))
