@@ -60,13 +60,7 @@ def validate_options(config) -> None:
             raise ValuedynError(f"--{name.replace('_', '-')} must be >= 0; received {getattr(config, name)}")
     if not 0.0 < config.learned_threshold < 1.0:
         raise ValuedynError(f"--learned-threshold must lie in (0, 1); received {config.learned_threshold}")
-    settings_of(config).validate()
-
-
-def settings_of(config):
-    from valuedyn.fitting._plan import FitSettings
-
-    return FitSettings.from_config(config)
+    FitSettings.from_config(config).validate()
 
 
 def run_fit_batch(config: FitBatchConfig) -> int:
@@ -85,7 +79,7 @@ def run_fit_batch(config: FitBatchConfig) -> int:
     for trajectory in config.trajectories:
         mine, notes = plan_fits(
             trajectory, config.behaviours, config.models, seeds=config.seeds, max_seeds=config.max_seeds,
-            settings=settings_of(config), learned_threshold=config.learned_threshold,
+            settings=FitSettings.from_config(config), learned_threshold=config.learned_threshold,
             max_behaviours=config.max_behaviours,
         )
         jobs += mine
