@@ -13,14 +13,17 @@
 - ``compare__STEM__BEHAVIOUR__KEY12.json`` per behaviour with two or more fitted models
   (PSIS-LOO and stacking; leave-future-out when asked).
 
-Observation models (``choose_observations``, on by default): before the plan's fits, each
+Observation models: every family's default nests its plain model (beta-binomial for unlocks
+and actions, negative binomial for event totals; lognormal for diversity), so by default
+no choice fit runs and the fitted dispersion says how far the data are from the plain
+model. With ``choose_observations`` (``fit-batch --choose-observation``): before the plan's fits, each
 unlock or action behaviour whose jobs say ``auto`` gets its most flexible closed-form
 model (:func:`~valuedyn.fitting._plan.probe_model`) fitted with the Binomial and with the
 beta-binomial; :func:`~valuedyn.fitting.choose_observation` decides between them (and
 records the decision in both files), and every model of the behaviour is then fitted with
 the chosen one (the probe's own fit is reused). The decisions are in
 :attr:`BatchResult.observation_choices`. If a probe fit fails, the family's default
-(Binomial) is used and the reason says so. Event totals keep the negative binomial (it
+(the beta-binomial) is used and the reason says so. Event totals keep the negative binomial (it
 nests the Poisson), diversity the lognormal. A rigid model's misfit of the curve's
 shape would read as overdispersion too, hence the most flexible one (README, "Many fits at once").
 
@@ -379,7 +382,7 @@ def run_plan(
     compare: bool = True,
     lfo: bool = False,
     show_progress: bool = True,
-    choose_observations: bool = True,
+    choose_observations: bool = False,
 ) -> BatchResult:
     """Fit, check and compare ``jobs``; fit files, comparisons and ``index.json`` in
     ``fits_dir``. Returns every job's :class:`FitOutcome` (in the order of ``jobs``) and
@@ -454,6 +457,7 @@ def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, w
     from fits of its probe model (the most flexible closed-form one) with each candidate. Returns the jobs with their
     observation set, the decisions per :attr:`FitJob.data`, and cache key -> seconds of
     the fits made here (so the plan reports them as run, not cached)."""
+    from valuedyn.fitting._observation import observation_for
     from valuedyn.fitting._overdispersion import choose_observation
     from valuedyn.fitting._plan import OBSERVATION_CHOICES, probe_model
 
@@ -476,7 +480,7 @@ def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, w
     choices: dict[tuple, dict] = {}
     for data, pair in probes.items():
         outcomes = [by_key[p.cache_key()] for p in pair]
-        default, model = pair[0].observation, pair[0].model
+        default, model = observation_for(pair[0].family, "auto").name, pair[0].model
         fits = {p.observation: str(o.path) if o.path else None for p, o in zip(pair, outcomes)}
         if all(o.fitted for o in outcomes):
             try:

@@ -41,16 +41,19 @@ class FitBatchConfig:
     max_tree_depth: int = option(_SETTINGS.max_tree_depth, "NUTS maximum tree depth of the fits (1..15)")
     ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (1..15)")
     target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
+    saturated_draws: int = option(_SETTINGS.saturated_draws, "draws per chain of a fit whose warmup saturated the tree depth "
+                                  "(0 = never cut; see valuedyn fit --help)")
     workers: int = option(0, "local fit processes (0: one per core, at most 4; 1: fit in this process)")
     scheduler: str | None = option(None, "address of a Dask distributed scheduler (tcp://HOST:PORT): run the fits "
                                          "on its workers instead of local processes")
     time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates)")
-    choose_observation: bool = option(True, "for each unlock / action behaviour, fit its most flexible closed-form model with the "
-                                            "binomial and the beta-binomial first and fit every model with the one the "
-                                            "data demand (coverage of the 90-percent interval or PSIS-LOO; recorded in the fit files and "
-                                            "batch.json); --no-choose-observation: the binomial. Event totals use the "
-                                            "negative binomial (it nests the Poisson), diversity the lognormal")
+    choose_observation: bool = option(False, "for each unlock / action behaviour, fit its most flexible closed-form model with "
+                                             "the binomial and the beta-binomial first and fit every model with the one the "
+                                             "data demand (coverage of the 90-percent interval or PSIS-LOO; recorded in the fit "
+                                             "files and batch.json). Without it every unlock / action fit uses the "
+                                             "beta-binomial (it nests the binomial), event totals the negative binomial (it "
+                                             "nests the Poisson), diversity the lognormal")
 
 
 def validate_options(config) -> None:

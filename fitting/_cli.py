@@ -61,9 +61,10 @@ class FitConfig:
     seeds: tuple[int, ...] = option((), help="seed labels to fit (default: all)")
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")
     pooling: str = option("hierarchical", help="pooling of parameters across seeds", choices=POOLING_CHOICES)
-    observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind; "
-                              "betabinomial for unlock or action rates that scatter more than a Binomial allows: "
-                              "valuedyn report and fit-batch choose between the two from data)", choices=OBSERVATIONS)
+    observation: str = option("auto", help="observation model (auto: betabinomial / negbin / lognormal by behaviour kind: "
+                              "the overdispersed models nest the plain ones at dispersion 0, so the fitted dispersion "
+                              "says how far the data scatter beyond Binomial / Poisson noise; binomial or poisson "
+                              "fix it at 0)", choices=OBSERVATIONS)
     parameterization: str = option(
         "auto", help="coordinates of the hierarchical pooling: auto centres each parameter and seed as far as its "
         "data pin it down (chosen at the MAP); noncentred / centred fix that for all", choices=("auto", "noncentred", "centred"),
@@ -79,6 +80,10 @@ class FitConfig:
         "0.9 left 48 divergences and 0.95 none, at the same 31 leapfrog steps per iteration)", static=True
     )
     dense_mass: bool = option(True, help="adapt a dense mass matrix (started from the Laplace approximation at the MAP)", static=True)
+    saturated_draws: int = option(
+        0, help="draws per chain when at least 90 percent of the warmup's last-stage transitions hit --max-tree-depth (NUTS "
+        "then crawls along a ridge of parameters the data do not pin and more draws would not pass the gate; the fit "
+        "is marked untrustworthy and says so); 0 = never cut", static=True)
     strict: bool = option(False, help="exit 1 when the fit misses the diagnostic thresholds")
     force: bool = option(False, help="replace an existing --out")
     progress: bool = option(True, help="progress bar on stderr while sampling")

@@ -318,7 +318,7 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     import jax
 
     from valuedyn.fitting._diagnostics import diagnose
-    from valuedyn.fitting._fit import flat_draws, inference_data
+    from valuedyn.fitting._fit import flat_draws, inference_data, sampled_draws
     from valuedyn.fitting._model import observable_for, parameter_spaces
 
     selection = pooled.selection
@@ -330,7 +330,7 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
         model, observation, observable, data, n_conditions, settings, seed=seed, parameterization=parameterization,
         progress=progress, desc=f"conditions {model.name} {selection.behaviour}",
     )
-    chains, draws = settings.num_chains, settings.num_draws
+    chains, draws = settings.num_chains, sampled_draws(result)
     constrained, log_lik, y_rep = compiled.outputs(data, flat_draws(result, chains, draws), jax.random.PRNGKey(seed + 1))
 
     n_seeds = selection.y.shape[0]
@@ -357,7 +357,7 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     )
     names = [s.name for s in spaces]
     diagnosed = [n + s for n in names for s in ("", "_loc", "_scale")] + [n for n, _ in observation.parameters]
-    diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"])
+    diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"], result.get("draws_cut"))
     diagnostics["centring"] = np.asarray(data.centring).round(3).tolist()
     return idata, diagnostics
 
@@ -532,7 +532,11 @@ VOLATILE_CONDITIONS_FIELDS = ("out", "trajectories", "force", "progress", "stric
 
 
 def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
+    from valuedyn.fitting._plan import keyed_observation
+
     stored = {k: v for k, v in config.items() if k not in VOLATILE_CONDITIONS_FIELDS + ("config_class",)}
+    if "observation" in stored:  # "auto" of a family whose default changed names the new default
+        stored["observation"] = keyed_observation(stored.get("behaviour", stored.get("behavior", "")), stored["observation"])
     return json.dumps({"trajectory_sha256": list(trajectory_sha256), "config": stored}, sort_keys=True)
 
 

@@ -26,7 +26,7 @@ Example: valuedyn conditions default.nc every_plant.nc --model overshoot --behav
     seeds: tuple[int, ...] = option((), help="seed labels to fit in every file (default: all)")
     max_seeds: int = option(0, help="without --seeds, fit the first this many seeds of each file (0 = all)")
     updates: str | None = option(None, help="FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST")
-    observation: str = option("auto", help="observation model (auto: binomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)
+    observation: str = option("auto", help="observation model (auto: betabinomial / negbin / lognormal by behaviour kind)", choices=OBSERVATIONS)
     parameterization: str = option(
         "auto", help="coordinates of the seeds' hierarchy: auto centres each parameter and seed as far as its data pin "
         "it down (chosen at the MAP); noncentred / centred fix that for all", choices=("auto", "noncentred", "centred"),

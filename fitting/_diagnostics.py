@@ -19,8 +19,10 @@ def _diagnosed_variables(idata, parameter_names: list[str]) -> list[str]:
     return [name for name in parameter_names if name in idata.posterior]
 
 
-def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solves: int = 0) -> dict:
-    """Diagnostics dict stored (as JSON) in the fit file's ``diagnostics`` attribute."""
+def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solves: int = 0,
+             draws_cut: dict | None = None) -> dict:
+    """Diagnostics dict stored (as JSON) in the fit file's ``diagnostics`` attribute.
+    ``draws_cut``: the sampler's record of draws cut after a saturated warmup (or None)."""
     import arviz as az
 
     names = _diagnosed_variables(idata, parameter_names)
@@ -69,6 +71,11 @@ def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solv
     if divergences:
         extra = f", {failed_solves} failed ODE solves among the proposals" if failed_solves else ""
         reasons.append(f"{divergences} divergent transitions{extra}")
+    if draws_cut:
+        reasons.append(
+            f"the warmup saturated the tree depth ({draws_cut['share_at_cap']:.0%} of its last stage's transitions at the "
+            f"cap {draws_cut['max_tree_depth']}), so only {draws_cut['to']} of {draws_cut['from']} draws per chain were run"
+        )
     if treedepth_hits:
         warnings.append(f"{treedepth_hits} transitions hit the maximum tree depth {max_tree_depth}")
     if np.isfinite(ebfmi_min) and ebfmi_min < EBFMI_MIN:
@@ -81,6 +88,7 @@ def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solv
         "treedepth_hits": treedepth_hits,
         "ebfmi_min": ebfmi_min,
         "failed_solves": int(failed_solves),
+        "draws_cut": draws_cut,
         "trustworthy": int(not reasons),
         "reasons": reasons,
         "warnings": warnings,

@@ -49,6 +49,7 @@ def settings_from(config) -> SamplerSettings:
         max_tree_depth=int(config.max_tree_depth),
         target_accept=float(config.target_accept),
         dense_mass=bool(config.dense_mass),
+        saturated_draws=int(getattr(config, "saturated_draws", 0)),
     )
 
 
@@ -62,6 +63,8 @@ def validate_sampler_config(config) -> None:
         raise ValuedynError(f"--target-accept must lie in [0.5, 1); received {config.target_accept}")
     if not 1 <= config.max_tree_depth <= 15:
         raise ValuedynError(f"--max-tree-depth must lie in 1..15; received {config.max_tree_depth}")
+    if getattr(config, "saturated_draws", 0) < 0:
+        raise ValuedynError(f"--saturated-draws must be >= 0 (0 = never cut); received {config.saturated_draws}")
     if config.pooling not in POOLINGS:
         raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {config.pooling!r}")
     if config.parameterization not in PARAMETERIZATIONS:
@@ -88,6 +91,11 @@ def compile_for(model, observation, pooling: str, observable: str, data: FitData
         pooling=pooling,
         count_failures=not model.closed_form,
     )
+
+
+def sampled_draws(result: dict) -> int:
+    """Draws per chain the sampler returned (fewer than asked when it cut them, ``draws_cut``)."""
+    return int(np.shape(result["diverging"])[1])
 
 
 def flat_draws(result: dict, chains: int, draws: int) -> dict:
@@ -185,7 +193,7 @@ def infer(
     key = jax.random.PRNGKey(seed)
     key_run, key_pp = jax.random.split(key)
     data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc)
-    chains, draws = settings.num_chains, settings.num_draws
+    chains, draws = settings.num_chains, sampled_draws(result)
     flat = flat_draws(result, chains, draws)
     constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
 
@@ -206,7 +214,7 @@ def infer(
     diagnosed = names + [n + s for n in names for s in ("_loc", "_scale")] + [n for n, _ in observation.parameters]
     if pooling != "hierarchical":
         diagnosed = names + [n for n, _ in observation.parameters]
-    diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"])
+    diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"], result.get("draws_cut"))
     diagnostics["centring"] = np.asarray(data.centring).round(3).tolist() if pooling == "hierarchical" else None
     return Inference(idata, diagnostics, compiled, data, names, flat)
 

@@ -83,6 +83,16 @@ class SamplerSettings:
     map_steps: int = 1000
     map_starts: int = 8
     init_jitter: float = 1.0
+    #: draws per chain when the warmup's final stage saturates the tree depth (0: never cut;
+    #: see :data:`SATURATED_SHARE` and :meth:`CompiledPosterior.sample`)
+    saturated_draws: int = 0
+
+
+#: share of the warmup's final-stage transitions at the tree-depth cap from which a fit
+#: counts as saturated: NUTS then walks the posterior in steps far smaller than its extent
+#: (a curved ridge of parameters the data do not pin), so each draw costs the whole cap and
+#: adds little ESS; more draws would not bring the fit through the gate
+SATURATED_SHARE = 0.9
 
 
 def warmup_schedule(num_warmup: int) -> list[tuple[str, int]]:
@@ -432,9 +442,11 @@ class CompiledPosterior:
             return state, averaging, joined
 
         refine = sigma2 is not None
+        num_draws, cut = s.num_draws, None
         try:
             for kind, length in warmup_schedule(s.num_warmup):
                 state, averaging, out = run_stage(state, averaging, length, True)
+                last_stage = out
                 if kind == "slow" and out is not None:
                     window = out[0]
                     z_now = jax.tree_util.tree_map(lambda a: jnp.reshape(a, (chains,) + a.shape[2:]), state.z)
@@ -457,7 +469,16 @@ class CompiledPosterior:
                     step_now = jnp.reshape(state.adapt_state.step_size, (chains,))
                     state, averaging = restart(z_now, step_now, inverse_mass)
             state = self._finish(state, averaging)
-            state, averaging, out = run_stage(state, averaging, s.num_draws, False)
+            if s.saturated_draws and last_stage is not None and s.saturated_draws < num_draws:
+                at_cap = float(np.mean(np.asarray(last_stage[4]) >= 2**s.max_tree_depth - 1))
+                if at_cap >= SATURATED_SHARE:
+                    cut = {"from": num_draws, "to": s.saturated_draws, "share_at_cap": round(at_cap, 3),
+                           "max_tree_depth": s.max_tree_depth}
+                    num_draws = s.saturated_draws
+                    if bar is not None:
+                        bar.total = s.num_warmup + num_draws
+                        bar.refresh()
+            state, averaging, out = run_stage(state, averaging, num_draws, False)
         finally:
             if bar is not None:
                 bar.close()
@@ -476,6 +497,7 @@ class CompiledPosterior:
             "failed_solves": int(failures),
             "max_tree_depth": s.max_tree_depth,
             "inverse_mass_matrix": np.asarray(inverse_mass),
+            "draws_cut": cut,
         }
 
     def outputs(self, data: FitData, z: dict, key, batch: int = 500,

@@ -11,15 +11,16 @@ A job's :meth:`FitJob.cache_key` is the sha256 of the trajectory's bytes and the
 :class:`~valuedyn.fitting.FitConfig` without its paths (the observation model included):
 the fit is redone only when the data or a setting changed.
 
-Observation models: a planned job says ``auto``; for unlocks and actions (binomial
-family) :func:`~valuedyn.fitting.run_plan` first fits the behaviour's most flexible
-closed-form model (:func:`probe_model`) with the Binomial and with the beta-binomial, lets
+Observation models: a planned job says ``auto``, its family's default: the beta-binomial
+for unlocks and actions and the negative binomial for event totals. Each nests the plain
+model (Binomial, Poisson) at dispersion 0, a finite place its sampler reaches, so on plain
+data it costs little more than one weakly identified parameter, and its fitted dispersion
+says how far the data are from the plain model. Diversity has one observation model
+(lognormal). On request (``choose_observations``) :func:`~valuedyn.fitting.run_plan` first
+fits each unlock / action behaviour's most flexible closed-form model (:func:`probe_model`)
+with the Binomial and with the beta-binomial, lets
 :func:`~valuedyn.fitting.choose_observation` decide (recorded in both fit files), and fits
-every model of that behaviour with the chosen one (:data:`OBSERVATION_CHOICES`). Event
-totals keep the negative binomial without a choice fit: it nests the Poisson (dispersion
-0, a finite place its sampler reaches), so on Poisson counts it costs little more than one
-weakly identified parameter, and its fitted dispersion says how far the data are from Poisson.
-Diversity has one observation model (lognormal).
+every model of that behaviour with the chosen one (:data:`OBSERVATION_CHOICES`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ DIVERSITY_BEHAVIOURS = ("diversity:events", "diversity:actions")
 DIVERSITY_MODELS = ("logistic_onset", "overshoot", "diversify_then_minimize", "replicator_mutator")
 
 #: data family -> (plain, overdispersed) observation models that run_plan chooses between
-#: by fitting both (the first is the family's default, used when the choice cannot be made)
+#: by fitting both, when asked to (the family's default is used when the choice cannot be made)
 OBSERVATION_CHOICES = {"binomial": ("binomial", "betabinomial")}
 
 #: FitConfig fields that name where the data come from or how the fit is shown, not what
@@ -59,26 +60,30 @@ class FitSettings:
     """The sampler settings every fit of a plan shares (FitConfig's other fields keep
     their defaults). ``rng_seed`` is FitConfig's ``seed`` (the sampler's random seed).
 
-    The defaults are ``valuedyn report``'s and ``fit-batch``'s, chosen to keep the report
-    under 10 minutes on 2 cores; they are not enough for the stagewise shapes on the shipped
-    run. Measured there (8 seeds x 16 updates): at these defaults no stagewise / stagewise3
-    fit passed the gate (every transition at the cap 6, bulk ESS 13-270); with 4 chains x
-    1000 + 500, ``max_tree_depth=10`` and ``target_accept=0.99`` all six stagewise3 fits of
-    the unlock behaviours did (R-hat <= 1.009, bulk ESS >= 731, 0 divergences; 179 leapfrog
-    steps per iteration, step size 0.02-0.03), at cap 8 three of six had 1-6 divergences,
-    and with 4 x 500 draws two of nine missed R-hat 1.01 (1.010-1.013). Those settings
-    took the report past 10 minutes (overshoot on the rise-only run spends the whole cap on
-    every transition)."""
+    The defaults are ``valuedyn report``'s and ``fit-batch``'s: 4 chains x (500 + 1000),
+    tree depth 8, target acceptance 0.99, and a fit whose warmup saturates the tree depth
+    runs 200 draws per chain instead of 1000 (``saturated_draws``; it cannot pass the gate,
+    and each of its draws costs the whole cap). Measured on the shipped run (8 seeds x 16
+    updates, beta-binomial for unlocks, fit-batch with 2 workers): every logistic_onset,
+    stagewise and stagewise3 fit of the six default behaviours passed the gate. The old
+    defaults (2 x (300 + 300), depth 6, target 0.95) passed none of them: NUTS needs trees
+    deeper than 6 on these posteriors (100-180 leapfrog steps per iteration), and with the
+    Binomial logistic_onset on unlock:collect_sapling diverged at every setting tried.
+    overshoot on this rise-only run saturates depth 10 too (every transition at the cap,
+    step size 0.001-0.002, 275 s per fit): its optimum and excess trade along a curved
+    ridge the data do not cut, which is why the draws of such a fit are cut."""
 
-    chains: int = 2
-    draws: int = 300
-    warmup: int = 300
+    chains: int = 4
+    draws: int = 1000
+    warmup: int = 500
     rng_seed: int = 0
-    max_tree_depth: int = 6
+    max_tree_depth: int = 8
     #: tree-depth cap of the models without a closed form (each leapfrog step is an ODE
     #: solve and its adjoint, so the cap bounds such a fit's time); at most max_tree_depth
     ode_max_tree_depth: int = 6
-    target_accept: float = 0.95
+    target_accept: float = 0.99
+    #: draws per chain when the warmup saturates the tree depth (FitConfig's saturated_draws; 0 = never cut)
+    saturated_draws: int = 200
 
     @classmethod
     def from_config(cls, config) -> "FitSettings":
@@ -143,6 +148,7 @@ class FitJob:
             observation=self.observation,
             seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
             max_tree_depth=s.tree_depth(self.model), target_accept=s.target_accept,
+            saturated_draws=s.saturated_draws,
             force=True,  # a stale file under a cache name is replaced, never trusted
             progress=True,
         )
@@ -160,16 +166,42 @@ class FitJob:
 
 
 def _hashed_observation(behaviour: str, observation: str) -> str:
-    """The observation model as the cache key names it: ``auto`` for the behaviour family's
-    default, spelled out or not (keys made before the plan chose observation models named
-    every fit ``auto``, and those fits are the default's), else its name."""
+    """The observation model as the cache key names it. ``auto`` stands for the family's
+    default and is resolved to it first; then the model that was each family's default when
+    the keys were introduced (:data:`_KEYED_AS_AUTO`) is hashed as ``auto`` (spelled out or
+    not: keys made before the plan chose observation models named every fit ``auto``, and
+    those fits are that model's), any other under its name. So a change of a family's
+    default (the beta-binomial replaced the Binomial for unlocks and actions) never lets a
+    fit cached under the old default stand in for the new one."""
     from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
     from valuedyn.fitting._select import KIND_FAMILY
 
     family = KIND_FAMILY.get(behaviour.partition(":")[0])
-    if family is not None and observation == FAMILY_OBSERVATIONS[family][0]:
-        return "auto"
-    return observation or "auto"
+    if family is None:
+        return observation or "auto"
+    if observation in ("", "auto", "default", None):
+        observation = FAMILY_OBSERVATIONS[family][0]
+    return "auto" if observation == _KEYED_AS_AUTO[family] else observation
+
+
+def keyed_observation(behaviour: str, observation: str) -> str:
+    """``observation`` as a stored config's hash should name it: unchanged, except ``auto``
+    where the family's default is no longer the model keys called ``auto``
+    (:data:`_KEYED_AS_AUTO`): then the default's name, so that fits made under the old
+    default are not taken for the new one (conditions fits hash their config this way)."""
+    from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
+    from valuedyn.fitting._select import KIND_FAMILY
+
+    family = KIND_FAMILY.get(str(behaviour).partition(":")[0])
+    if family is None or observation not in ("", "auto", "default", None):
+        return observation
+    default = FAMILY_OBSERVATIONS[family][0]
+    return observation if default == _KEYED_AS_AUTO[family] else default
+
+
+#: family -> the observation model a cache key calls ``auto`` (each family's default when
+#: keys were introduced; fixed, so that the keys of fits made since stay valid)
+_KEYED_AS_AUTO = {"binomial": "binomial", "count": "negbin", "continuous": "lognormal"}
 
 
 def probe_model(models: Sequence[str]) -> str:
@@ -200,6 +232,10 @@ def probe_model(models: Sequence[str]) -> str:
 FIT_SEMANTICS = 2
 
 
+#: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was
+_ADDED_FIT_FIELDS = {"saturated_draws": 0}
+
+
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
     """Hash of the trajectory's bytes, a FitConfig without :data:`VOLATILE_FIT_FIELDS`
     and :data:`FIT_SEMANTICS`."""
@@ -209,6 +245,9 @@ def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
     # hashed under the field's name before the spelling was unified, so fits cached
     # before then are still found (the key of unchanged settings never changes)
     stored["behavior"] = stored.pop("behaviour")
+    for name, inactive in _ADDED_FIT_FIELDS.items():  # hashed only when set, so older keys stay valid
+        if stored.get(name) == inactive:
+            stored.pop(name, None)
     stored["observation"] = _hashed_observation(stored["behavior"], stored.get("observation", "auto"))
     text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored, "fit_semantics": FIT_SEMANTICS},
                       sort_keys=True)

@@ -256,6 +256,15 @@ def misspecification(checks: dict) -> tuple[list[str], dict]:
 def sampler_fixes(diagnostics: dict, max_tree_depth: int, target_accept: float, draws: int) -> list[str]:
     """Which setting would fix each failed diagnostic."""
     fixes = []
+    cut = diagnostics.get("draws_cut")
+    if cut:
+        fixes.append(
+            f"the warmup saturated the tree depth ({cut['share_at_cap']:.0%} of its last stage's transitions at the cap "
+            f"{cut['max_tree_depth']}) and the draws were cut to {cut['to']} per chain: NUTS crawls along a ridge "
+            f"(often parameters the data do not pin); --max-tree-depth {cut['max_tree_depth'] + 2} with --saturated-draws 0 "
+            "pays 4x the leapfrog steps per draw for the full draws, data that pin those parameters remove the ridge"
+        )
+        return fixes
     if diagnostics.get("divergences", 0):
         higher = 0.99 if target_accept >= 0.95 else 0.95
         fixes.append(

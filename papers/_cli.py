@@ -52,10 +52,10 @@ class ReportConfig:
     achievement learned within the run (pooled unlock rate below --learned-threshold over
     the first tenth of updates and at or above it over the last tenth), in the order they
     are learned, at most --max-behaviours per trajectory. Default models: every registered
-    model that applies to the behaviour's kind. Observation models: for unlocks and actions
-    one model is first fitted with the binomial and the beta-binomial and every model then
-    with the one the data demand (valuedyn.fitting.choose_observation; stated next to each
-    behaviour); event totals use the negative binomial (it nests the Poisson). The default
+    model that applies to the behaviour's kind. Observation models: unlocks and actions use
+    the beta-binomial (it nests the binomial), event totals the negative binomial (it nests
+    the Poisson); the fitted dispersion says how far the data scatter beyond the plain
+    model (stated next to each behaviour). The default
     fit settings keep the whole run under 10 minutes on a 2-core CPU.
 
     Trajectories trained with different settings (read from their stored configs; seeds
@@ -86,6 +86,8 @@ class ReportConfig:
     ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (63 leapfrog "
                                         "steps: bounds the time of an ODE model's fit)")
     target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
+    saturated_draws: int = option(_SETTINGS.saturated_draws, "draws per chain of a fit whose warmup saturated the tree "
+                                  "depth (0 = never cut; see valuedyn fit --help)")
     time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit)")
     workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")

@@ -97,7 +97,8 @@ def observation_of(job, choice: dict | None) -> dict:
         "negbin": "event totals: the negative binomial nests the Poisson (dispersion 0), so it is used without a "
                   "choice fit; its dispersion says how far the counts scatter beyond Poisson noise",
         "lognormal": "diversity: the only observation model of this family",
-        "binomial": "unlocks / actions: not chosen from data in this run (the Binomial by default)",
+        "betabinomial": "unlocks / actions: the beta-binomial nests the Binomial (dispersion 0), so it is used "
+                        "without a choice fit; its dispersion says how far the rates scatter beyond Binomial noise",
     }
     return {"model": default, "chosen_by": "fixed", "reason": reasons.get(default, "the family's default")}
 

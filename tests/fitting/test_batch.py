@@ -85,7 +85,7 @@ def test_local_run_fits_checks_compares_and_indexes(local_run, plan):
 def _choose(trajectory: Path, fits: Path):
     jobs, _ = plan_fits(trajectory, [BEHAVIOUR], [MODEL], seeds=[0], settings=TINY)
     assert [job.observation for job in jobs] == ["auto"]
-    return run_plan(jobs, fits, workers=1, show_progress=False)
+    return run_plan(jobs, fits, workers=1, show_progress=False, choose_observations=True)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,8 @@ def test_scattered_unlocks_are_fitted_with_the_beta_binomial(overdispersed_run):
 
     # a rerun reuses both fits and the recorded decision, without rewriting the files
     before = {p.name: p.stat().st_mtime_ns for p in fits.glob("*.nc")}
-    again = run_plan([dataclasses.replace(outcome.job, observation="auto")], fits, workers=1, show_progress=False)
+    again = run_plan([dataclasses.replace(outcome.job, observation="auto")], fits, workers=1, show_progress=False,
+                     choose_observations=True)
     assert [o.status for o in again.outcomes] == ["cached"]
     assert next(iter(again.observation_choices.values()))["reason"] == choice["reason"]
     assert {p.name: p.stat().st_mtime_ns for p in fits.glob("*.nc")} == before
@@ -143,9 +144,15 @@ def test_the_cache_key_names_the_observation_model():
     settings = FitSettings()
     unlock = {name: FitJob(Path("run.nc"), "abc", BEHAVIOUR, "overshoot", (), settings, name)
               for name in ("auto", "binomial", "betabinomial")}
-    # the family default is the fit an "auto" job makes: fits cached before the choice are still found
-    assert unlock["auto"].cache_key() == unlock["binomial"].cache_key() != unlock["betabinomial"].cache_key()
-    assert "__betabinomial__" in unlock["betabinomial"].file_name() and "binomial" not in unlock["binomial"].file_name()
+    # the family default (the beta-binomial) is the fit an "auto" job makes; the Binomial, the
+    # default before it, keeps the key it had then ("auto"), so its cached fits are still found
+    # and never stand in for the new default
+    assert unlock["auto"].cache_key() == unlock["betabinomial"].cache_key() != unlock["binomial"].cache_key()
+    assert "__betabinomial__" in unlock["auto"].file_name() and "binomial" not in unlock["binomial"].file_name()
+    old_defaults = FitSettings(chains=2, draws=300, warmup=300, max_tree_depth=6, target_accept=0.95, saturated_draws=0)
+    binomial = FitJob(Path("run.nc"), "ab" * 32, "unlock:place_plant", "stagewise", (0, 1), old_defaults, "binomial")
+    # the key an "auto" unlock job had while the Binomial was the default (measured on d1363db)
+    assert binomial.cache_key() == "84e23576447d37d7da13ae87a39eae0cfb8b843a74c214eb6575ead8f79bf7a5"
     event = {name: FitJob(Path("run.nc"), "abc", "event:place_plant", "overshoot", (), settings, name)
              for name in ("auto", "negbin", "poisson")}
     assert event["auto"].cache_key() == event["negbin"].cache_key() != event["poisson"].cache_key()
@@ -263,10 +270,16 @@ def _running(pid: int) -> bool:
 def test_cache_key_of_unchanged_settings_never_changes():
     from valuedyn.fitting import FitJob
 
-    job = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
     # pinned on purpose: the key changes only when the fit itself does (FIT_SEMANTICS 2:
-    # the binned likelihood and target_accept 0.95 made every earlier cached fit stale)
+    # the binned likelihood and target_accept 0.95 made every earlier cached fit stale).
+    # The plan's defaults until 2026-12-01, spelled out: a FitConfig field added since
+    # (saturated_draws) is hashed only when set, so these fits keep their keys
+    before = FitSettings(chains=2, draws=300, warmup=300, max_tree_depth=6, target_accept=0.95, saturated_draws=0)
+    job = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), before)
     assert job.cache_key() == "2448e3b5f16b9dd6dc1f32954e920dd80ccb0d73e96292d29c98d152da36e8ec"
+    # today's defaults (4 x (500 + 1000), depth 8, target 0.99, saturated draws 200)
+    job = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
+    assert job.cache_key() == "46999150572b9db6bafb95d3d1d1d2aa22828bacfc40537c29d60e9005d2f784"
 
 
 def test_the_old_spelling_stays_readable(local_run, tmp_path):

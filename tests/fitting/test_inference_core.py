@@ -334,3 +334,36 @@ def test_count_replicates_survive_an_extreme_draw(name):
     draws = observation.replicate(np.random.default_rng(0), mean, np.full((2, 4), 50.0), mask, params)
     assert draws.dtype == np.int32 and draws.shape == mean.shape
     assert np.all(draws[:, mask] >= 0) and np.all(draws[:, ~mask] == 0) and draws.max() >= 9e8
+
+
+def test_a_saturated_warmup_cuts_the_draws_and_says_so():
+    """A fit whose warmup spends (nearly) every transition at the tree-depth cap runs only
+    ``saturated_draws`` draws per chain and is untrustworthy with that reason; the same fit
+    with room in its trees runs every draw."""
+    from valuedyn.fitting._fit import infer
+    from valuedyn.fitting._nuts import SamplerSettings
+    from valuedyn.fitting._observation import observation_for
+    from valuedyn.fitting._select import select_behaviour
+    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.fitting._trust import sampler_fixes
+    from valuedyn.models import get_model
+
+    model = get_model("logistic_onset")
+    truth = {"t0": np.full(2, 0.4), "k": np.full(2, 15.0), "floor": np.full(2, 0.05), "ceiling": np.full(2, 0.6)}
+    dataset = simulate_trajectory(model, truth, behaviour="unlock:place_table", n_updates=FIT_UPDATES,
+                                  episodes_per_update=200.0, seed=2)
+    selection = select_behaviour(dataset, "unlock:place_table")
+    observation = observation_for("binomial", "binomial")
+    draws = {}
+    for depth in (1, 6):
+        settings = SamplerSettings(num_warmup=60, num_draws=80, num_chains=2, max_tree_depth=depth, map_steps=300,
+                                   map_starts=4, saturated_draws=15)
+        inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
+        draws[depth] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
+    size, diagnostics = draws[1]
+    assert size == 15 and diagnostics["draws_cut"]["from"] == 80 and diagnostics["draws_cut"]["to"] == 15
+    assert diagnostics["draws_cut"]["share_at_cap"] >= 0.9 and not diagnostics["trustworthy"]
+    assert any("saturated the tree depth" in reason for reason in diagnostics["reasons"])
+    assert "--saturated-draws 0" in sampler_fixes(diagnostics, 1, 0.95, 15)[0]
+    size, diagnostics = draws[6]
+    assert size == 80 and diagnostics["draws_cut"] is None

@@ -24,7 +24,8 @@ from valuedyn.fitting._trust import (
     rank_fits,
 )
 
-TRUST_SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behaviour="unlock:place_table")
+TRUST_SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behaviour="unlock:place_table",
+                      observation="binomial")  # the data are Binomial; the overdispersed default has its own tests
 
 
 def _same_for_every_seed(**values):

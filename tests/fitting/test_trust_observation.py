@@ -52,7 +52,8 @@ def test_beta_binomial_replicates_scatter_as_claimed():
 
 
 def test_unlocks_may_use_the_beta_binomial_but_not_counts():
-    assert observation_for("binomial", None).name == "binomial"
+    assert observation_for("binomial", None).name == "betabinomial"  # it nests the Binomial (dispersion 0)
+    assert observation_for("binomial", "binomial").name == "binomial"
     assert observation_for("binomial", "betabinomial").name == "betabinomial"
     with pytest.raises(ValuedynError, match="does not fit count data"):
         observation_for("count", "betabinomial")
