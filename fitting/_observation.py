@@ -160,12 +160,12 @@ def _beta_binomial_kernel(y, mean, exposure, dispersion):
     stalled NUTS with the negbin (issue 12); this form is the Binomial's at dispersion 0."""
     p = jnp.clip(mean, _EPS, 1.0 - _EPS)
     phi = 1.0 / dispersion
-    return (
-        y * jnp.log(p) + (exposure - y) * jnp.log1p(-p)
-        + log_rising_factorial_ratio(y, p * phi)
-        + log_rising_factorial_ratio(exposure - y, (1.0 - p) * phi)
-        - log_rising_factorial_ratio(exposure, phi)
-    )
+    # the three ratios in one call (one branch choice instead of three: the conds and their
+    # gradients were over a third of this likelihood's cost on the shipped run's 128 cells)
+    counts = jnp.stack(jnp.broadcast_arrays(y, exposure - y, exposure))
+    shapes = jnp.stack(jnp.broadcast_arrays(p * phi, (1.0 - p) * phi, jnp.broadcast_to(phi, jnp.shape(p))))
+    ratios = log_rising_factorial_ratio(counts, shapes)
+    return y * jnp.log(p) + (exposure - y) * jnp.log1p(-p) + ratios[0] + ratios[1] - ratios[2]
 
 
 def _log_binomial_coefficient(n, k):

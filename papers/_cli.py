@@ -88,8 +88,9 @@ class ReportConfig:
     target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
     saturated_draws: int = option(_SETTINGS.saturated_draws, "draws per chain of a fit whose warmup saturated the tree "
                                   "depth (0 = never cut; see valuedyn fit --help)")
-    time_budget: int = option(480, "seconds for the fit step: behaviours that would end past it are left out "
-                              "and named in the report (0 = no limit)")
+    time_budget: int = option(0, "seconds for the fit step: behaviours that would end past it are left out "
+                              "and named in the report (0 = no limit: every planned fit runs, as the verdicts "
+                              "and rankings need)")
     workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")
     scheduler: str | None = option(None, "address of a Dask distributed scheduler (tcp://HOST:PORT): run the fits on "
                                          "its workers instead of local processes")
