@@ -328,10 +328,11 @@ def test_ode_models_get_their_own_tree_depth_cap():
     from types import SimpleNamespace
 
     settings = FitSettings.from_config(SimpleNamespace(chains=4, draws=100, warmup=50, rng_seed=3, max_tree_depth=10,
-                                                       ode_max_tree_depth=6, target_accept=0.99))
+                                                       ode_max_tree_depth=6, target_accept=0.99, saturated_draws=50))
     closed = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (), settings).fit_config()
     ode = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "replicator_mutator", (), settings).fit_config()
     assert (closed.max_tree_depth, ode.max_tree_depth) == (10, 6)
     assert closed.target_accept == ode.target_accept == 0.99 and closed.seed == 3 and closed.chains == 4
+    assert closed.saturated_draws == ode.saturated_draws == 50
     with pytest.raises(ValuedynError, match="--ode-max-tree-depth"):
         dataclasses.replace(settings, ode_max_tree_depth=0).validate()

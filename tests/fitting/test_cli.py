@@ -10,7 +10,8 @@ from valuedyn.fitting import fit_attrs, load_fit
 
 from fitting_helpers import SETTINGS, make_trajectory
 
-FLAGS = ["--chains", str(SETTINGS["chains"]), "--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"]), "--no-progress"]
+FLAGS = ["--chains", str(SETTINGS["chains"]), "--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"]),
+         "--observation", SETTINGS["observation"], "--no-progress"]
 
 
 def _fit_args(trajectory, model, out, *extra):

@@ -93,7 +93,7 @@ def test_fit_file_follows_the_contract(overshoot_fit, overshoot_file):
     assert idata.observed_data["y"].dtype.kind == "i"
     attrs = fit_attrs(idata)
     assert attrs["model"] == "overshoot" and attrs["behaviour"] == "unlock:place_table"
-    assert attrs["observation_model"] == "binomial" and attrs["pooling"] == "none"
+    assert attrs["observation_model"] == SETTINGS["observation"] and attrs["pooling"] == "none"
     assert attrs["trajectory"] == str(overshoot_file) and len(attrs["trajectory_sha256"]) == 64
     assert attrs["selection"]["seeds"] == [0, 1, 2]
     assert attrs["time_scale_env_steps"] > 0 and "git_commit" in attrs
