@@ -22,7 +22,11 @@ One fit (:meth:`CompiledPosterior.run`):
    alone. Pooling the chains gives a dense estimate from 4x the draws of numpyro's
    per-chain windows, whose first windows (25-50 draws for tens of dimensions) are what
    made the default adaptation slow here (trees of hundreds of leapfrog steps).
-5. Sampling with the final step size (the dual-averaging average of each chain).
+5. Sampling with the final step size (the dual-averaging average of each chain). With
+   ``saturated_draws`` set, a warmup whose final stage spent at least
+   :data:`SATURATED_SHARE` of its transitions at the tree-depth cap runs only that many
+   draws per chain (recorded as ``draws_cut``; the fit cannot pass the gate, and each of
+   its draws costs the whole cap).
 
 Chains: split over the JAX CPU devices with ``pmap``, and run one after another inside a
 device with ``lax.map`` (not ``vmap``: batched NUTS waits for the longest tree of all
