@@ -118,7 +118,13 @@ def run_report(config) -> dict:
         "fit_settings": {"chains": settings.chains, "draws": settings.draws, "warmup": settings.warmup,
                          "seeds": list(config.seeds), "rng_seed": settings.rng_seed,
                          "max_tree_depth": settings.max_tree_depth},
-        "fit_settings_text": f"{config.chains} chains x {config.draws} draws after {config.warmup} warmup",
+        "fit_settings_text": (
+            f"{config.chains} chains x {config.draws} draws after {config.warmup} warmup, tree depth "
+            f"{config.max_tree_depth} (models without a closed form {min(config.max_tree_depth, config.ode_max_tree_depth)}), "
+            f"target acceptance {config.target_accept}"
+            + (f", {config.saturated_draws} draws per chain after a warmup that saturates the tree depth"
+               if config.saturated_draws else "")
+        ),
         "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
         "notes": notes,
         "trajectories": trajectories,
