@@ -18,7 +18,7 @@ from valuedyn.fitting._model import (
     parameter_spaces,
     recentre,
 )
-from valuedyn.fitting._nuts import pooled_inverse_mass
+from valuedyn.fitting._nuts import pooled_inverse_mass, warmup_schedule
 from valuedyn.fitting._observation import OBSERVATION_MODELS
 
 N_SEEDS, N_UPDATES = 3, 25
@@ -226,6 +226,22 @@ def test_binned_mean_is_the_average_over_each_span_and_smooth_in_the_change_poin
     point_jump = abs(slope(model.solve, at + 1e-4) - slope(model.solve, at - 1e-4))
     binned_jump = abs(slope(model.solve_binned, at + 1e-4) - slope(model.solve_binned, at - 1e-4))
     assert point_jump > 5.0 and binned_jump < 0.05 * point_jump, (point_jump, binned_jump)
+
+
+@pytest.mark.parametrize("num_warmup", [10, 60, 149, 150, 300, 500, 1000, 2000])
+def test_warmup_schedule_is_stans(num_warmup):
+    stages = warmup_schedule(num_warmup)
+    assert sum(length for _, length in stages) == num_warmup and all(length > 0 for _, length in stages)
+    kinds = [kind for kind, _ in stages]
+    if num_warmup < 40:
+        assert kinds == ["fast"]
+        return
+    assert kinds[0] == "fast" and kinds[-1] == "final" and set(kinds[1:-1]) == {"slow"}
+    if num_warmup >= 150:  # Stan's buffers: 75 fast, windows 25, 50, 100, ... (the last takes the rest), 50 final
+        windows = [length for kind, length in stages if kind == "slow"]
+        assert stages[0][1] == 75 and stages[-1][1] == 50 and windows[0] == 25
+        assert windows[:-1] == [25 * 2**i for i in range(len(windows) - 1)]
+        assert windows[-1] >= 25 * 2 ** (len(windows) - 1)
 
 
 def test_pooled_mass_matrix_is_the_mean_within_chain_covariance():
