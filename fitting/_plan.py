@@ -175,14 +175,11 @@ def _hashed_observation(behaviour: str, observation: str) -> str:
     those fits are that model's), any other under its name. So a change of a family's
     default (the beta-binomial replaced the Binomial for unlocks and actions) never lets a
     fit cached under the old default stand in for the new one."""
-    from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
-    from valuedyn.fitting._select import KIND_FAMILY
-
-    family = KIND_FAMILY.get(behaviour.partition(":")[0])
+    family, default = _family_default(behaviour)
     if family is None:
         return observation or "auto"
-    if observation in ("", "auto", "default", None):
-        observation = FAMILY_OBSERVATIONS[family][0]
+    if observation in _AUTO:
+        observation = default
     return "auto" if observation == _KEYED_AS_AUTO[family] else observation
 
 
@@ -191,14 +188,24 @@ def keyed_observation(behaviour: str, observation: str) -> str:
     where the family's default is no longer the model keys called ``auto``
     (:data:`_KEYED_AS_AUTO`): then the default's name, so that fits made under the old
     default are not taken for the new one (conditions fits hash their config this way)."""
+    family, default = _family_default(behaviour)
+    if family is None or observation not in _AUTO:
+        return observation
+    return observation if default == _KEYED_AS_AUTO[family] else default
+
+
+def _family_default(behaviour: str) -> tuple[str | None, str | None]:
+    """(observation family of ``behaviour``'s kind, that family's default observation model);
+    (None, None) for an unknown kind."""
     from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
     from valuedyn.fitting._select import KIND_FAMILY
 
     family = KIND_FAMILY.get(str(behaviour).partition(":")[0])
-    if family is None or observation not in ("", "auto", "default", None):
-        return observation
-    default = FAMILY_OBSERVATIONS[family][0]
-    return observation if default == _KEYED_AS_AUTO[family] else default
+    return (family, FAMILY_OBSERVATIONS[family][0]) if family else (None, None)
+
+
+#: the spellings of "the family's default observation model"
+_AUTO = ("", "auto", "default", None)
 
 
 #: family -> the observation model a cache key calls ``auto`` (each family's default when
