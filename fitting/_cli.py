@@ -81,8 +81,8 @@ class FitConfig:
     )
     dense_mass: bool = option(True, help="adapt a dense mass matrix (started from the Laplace approximation at the MAP)", static=True)
     saturated_draws: int = option(
-        0, help="draws per chain when at least 90 percent of the warmup's last-stage transitions hit --max-tree-depth (NUTS "
-        "then crawls along a ridge of parameters the data do not pin and more draws would not pass the gate; the fit "
+        0, help="draws per chain when at least 90 percent of the transitions of the warmup's last stage, or of a "
+        "window of 100+ iterations (the warmup then stops there), hit --max-tree-depth (NUTS then crawls along a ridge of parameters the data do not pin and more draws would not pass the gate; the fit "
         "is marked untrustworthy and says so); 0 = never cut", static=True)
     strict: bool = option(False, help="exit 1 when the fit misses the diagnostic thresholds")
     force: bool = option(False, help="replace an existing --out")

@@ -72,10 +72,7 @@ def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solv
         extra = f", {failed_solves} failed ODE solves among the proposals" if failed_solves else ""
         reasons.append(f"{divergences} divergent transitions{extra}")
     if draws_cut:
-        reasons.append(
-            f"the warmup saturated the tree depth ({draws_cut['share_at_cap']:.0%} of its last stage's transitions at the "
-            f"cap {draws_cut['max_tree_depth']}), so only {draws_cut['to']} of {draws_cut['from']} draws per chain were run"
-        )
+        reasons.append(f"{saturation_phrase(draws_cut)}, so only {draws_cut['to']} of {draws_cut['from']} draws per chain were run")
     if treedepth_hits:
         warnings.append(f"{treedepth_hits} transitions hit the maximum tree depth {max_tree_depth}")
     if np.isfinite(ebfmi_min) and ebfmi_min < EBFMI_MIN:
@@ -110,3 +107,15 @@ def format_diagnostics(diagnostics: dict) -> str:
     for warning in diagnostics["warnings"]:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
+
+
+def saturation_phrase(cut: dict) -> str:
+    """What the sampler's ``draws_cut`` record says: where the warmup saturated the tree
+    depth and, when it stopped early, after how many iterations (records written before
+    the windows were named describe the warmup's last stage)."""
+    window = cut.get("window")
+    where = f"warmup iterations {window[0]}-{window[1]}" if window else "its last stage"
+    text = f"the warmup saturated the tree depth ({cut['share_at_cap']:.0%} of the transitions of {where} at the cap {cut['max_tree_depth']}"
+    if cut.get("warmup_run") is not None and cut["warmup_run"] < cut.get("warmup_asked", cut["warmup_run"]):
+        text += f"; it stopped there, after {cut['warmup_run']} of {cut['warmup_asked']} iterations"
+    return text + ")"

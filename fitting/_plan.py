@@ -238,8 +238,9 @@ def probe_model(models: Sequence[str]) -> str:
 #: (the likelihood or the sampler changed), so that no fit cached before is reused:
 #: 2 = the expected observation of an update is the level averaged over its span
 #: (``Model.solve_binned``) and the population locations have their own frame
-#: 3 = Stan's warmup windows (the first mass matrix from draws after 100 iterations) and
-#: the CPU kernels compiled at lower LLVM optimisation levels (other rounding)
+#: 3 = Stan's warmup windows (the first mass matrix from draws after 100 iterations), a
+#: saturated warmup stopped after its first saturated window of 100+ iterations, and the
+#: CPU kernels compiled at lower LLVM optimisation levels (other rounding)
 FIT_SEMANTICS = 3
 
 

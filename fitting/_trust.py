@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from valuedyn.fitting._diagnostics import saturation_phrase
 from valuedyn.fitting._headline import format_env_steps
 from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
 from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
@@ -259,8 +260,7 @@ def sampler_fixes(diagnostics: dict, max_tree_depth: int, target_accept: float, 
     cut = diagnostics.get("draws_cut")
     if cut:
         fixes.append(
-            f"the warmup saturated the tree depth ({cut['share_at_cap']:.0%} of its last stage's transitions at the cap "
-            f"{cut['max_tree_depth']}) and the draws were cut to {cut['to']} per chain: NUTS crawls along a ridge "
+            f"{saturation_phrase(cut)} and the draws were cut to {cut['to']} per chain: NUTS crawls along a ridge "
             f"(often parameters the data do not pin); --max-tree-depth {cut['max_tree_depth'] + 2} with --saturated-draws 0 "
             "pays 4x the leapfrog steps per draw for the full draws, data that pin those parameters remove the ridge"
         )

@@ -371,15 +371,21 @@ def test_a_saturated_warmup_cuts_the_draws_and_says_so():
     selection = select_behaviour(dataset, "unlock:place_table")
     observation = observation_for("binomial", "binomial")
     draws = {}
-    for depth in (1, 6):
-        settings = SamplerSettings(num_warmup=60, num_draws=80, num_chains=2, max_tree_depth=depth, map_steps=300,
+    for depth, warmup in ((1, 60), (1, 300), (6, 60)):
+        settings = SamplerSettings(num_warmup=warmup, num_draws=80, num_chains=2, max_tree_depth=depth, map_steps=300,
                                    map_starts=4, saturated_draws=15)
         inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
-        draws[depth] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
-    size, diagnostics = draws[1]
-    assert size == 15 and diagnostics["draws_cut"]["from"] == 80 and diagnostics["draws_cut"]["to"] == 15
-    assert diagnostics["draws_cut"]["share_at_cap"] >= 0.9 and not diagnostics["trustworthy"]
-    assert any("saturated the tree depth" in reason for reason in diagnostics["reasons"])
-    assert "--saturated-draws 0" in sampler_fixes(diagnostics, 1, 0.95, 15)[0]
-    size, diagnostics = draws[6]
+        draws[depth, warmup] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
+    for warmup, window in ((60, [51, 60]), (300, [150, 250])):
+        size, diagnostics = draws[1, warmup]
+        cut = diagnostics["draws_cut"]
+        assert size == 15 and cut["from"] == 80 and cut["to"] == 15
+        assert cut["share_at_cap"] >= 0.9 and not diagnostics["trustworthy"]
+        # a short warmup is judged on its last stage; a long one stops after the first slow
+        # window of >= 100 iterations that saturates (the third: iterations 150-250)
+        assert cut["window"] == window and cut["warmup_run"] == window[1] and cut["warmup_asked"] == warmup
+        assert any("saturated the tree depth" in reason for reason in diagnostics["reasons"])
+        assert "--saturated-draws 0" in sampler_fixes(diagnostics, 1, 0.95, 15)[0]
+    assert "stopped there, after 250 of 300 iterations" in " ".join(draws[1, 300][1]["reasons"])
+    size, diagnostics = draws[6, 60]
     assert size == 80 and diagnostics["draws_cut"] is None
