@@ -19,9 +19,10 @@ One fit (:meth:`CompiledPosterior.run`):
    matrix; slow windows of 25, 50, 100, ... iterations after each of which the mass matrix
    is re-estimated from the draws of *all* chains (the mean of the within-chain
    covariances, regularised as Stan does), the step size found afresh and dual averaging
-   restarted; a final stage of 50 adapting the step size alone. Pooling the chains gives a dense estimate from 4x the draws of numpyro's
-   per-chain windows, whose first windows (25-50 draws for tens of dimensions) are what
-   made the default adaptation slow here (trees of hundreds of leapfrog steps).
+   restarted; a final stage of 50 adapting the step size alone. Pooling the chains gives a
+   dense estimate from 4x the draws of numpyro's per-chain windows, whose first windows
+   (25-50 draws for tens of dimensions) are what made the default adaptation slow here
+   (trees of hundreds of leapfrog steps).
 5. Sampling with the final step size (the dual-averaging average of each chain). With
    ``saturated_draws`` set, a warmup whose final stage, or a slow window of at least
    :data:`EARLY_SATURATION_WINDOW` iterations (the warmup then stops there), spent at least
@@ -47,7 +48,6 @@ from the level of each draw (numpyro's vmapped Binomial sampler took minutes for
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from functools import partial
 from typing import Any
@@ -159,8 +159,7 @@ def _cpu_options(level: int) -> dict | None:
 
 
 def _jit(fn, level: int):
-    options = _cpu_options(level)
-    return jax.jit(fn, compiler_options=options) if options else jax.jit(fn)
+    return jax.jit(fn, compiler_options=_cpu_options(level))
 
 
 class _CompiledOnce:
@@ -266,7 +265,7 @@ class CompiledPosterior:
             squeezed = [jax.tree_util.tree_map(lambda a: a[0], a) if ax == 0 else a for a, ax in zip(args, in_axes)]
             return jax.tree_util.tree_map(lambda a: a[None], on_device(*squeezed))
 
-        return jax.jit(single, compiler_options=options) if options else jax.jit(single)
+        return jax.jit(single, compiler_options=options)
 
     def _build(self) -> None:
         s = self.settings
@@ -513,13 +512,17 @@ class CompiledPosterior:
 
         refine = sigma2 is not None
         num_draws, cut = s.num_draws, None
+        cuts_draws = bool(s.saturated_draws) and s.saturated_draws < num_draws
+
+        def saturated(stage_out) -> bool:
+            return cuts_draws and stage_out is not None and _share_at_cap(stage_out, s.max_tree_depth) >= SATURATED_SHARE
+
         try:
             done = 0
             for kind, length in warmup_schedule(s.num_warmup):
                 state, averaging, out = run_stage(state, averaging, length, True)
                 last_stage, window_span, done = out, (done, done + length), done + length
-                if (kind == "slow" and length >= EARLY_SATURATION_WINDOW and s.saturated_draws
-                        and _share_at_cap(out, s.max_tree_depth) >= SATURATED_SHARE):
+                if kind == "slow" and length >= EARLY_SATURATION_WINDOW and saturated(out):
                     break  # saturated after two mass-matrix updates: the rest of the warmup would crawl too
                 if kind == "slow" and out is not None:
                     window = out[0]
@@ -543,16 +546,15 @@ class CompiledPosterior:
                     step_now = jnp.reshape(state.adapt_state.step_size, (chains,))
                     state, averaging = restart(z_now, step_now, inverse_mass)
             state = self._finish(state, averaging)
-            if s.saturated_draws and last_stage is not None and s.saturated_draws < num_draws:
-                at_cap = _share_at_cap(last_stage, s.max_tree_depth)
-                if at_cap >= SATURATED_SHARE:
-                    cut = {"from": num_draws, "to": s.saturated_draws, "share_at_cap": round(at_cap, 3),
-                           "max_tree_depth": s.max_tree_depth, "window": list(window_span),
-                           "warmup_run": done, "warmup_asked": s.num_warmup}
-                    num_draws = s.saturated_draws
-                    if bar is not None:
-                        bar.total = done + num_draws
-                        bar.refresh()
+            if saturated(last_stage):
+                cut = {"from": num_draws, "to": s.saturated_draws,
+                       "share_at_cap": round(_share_at_cap(last_stage, s.max_tree_depth), 3),
+                       "max_tree_depth": s.max_tree_depth, "window": list(window_span),
+                       "warmup_run": done, "warmup_asked": s.num_warmup}
+                num_draws = s.saturated_draws
+                if bar is not None:
+                    bar.total = done + num_draws
+                    bar.refresh()
             state, averaging, out = run_stage(state, averaging, num_draws, False)
         finally:
             if bar is not None:
