@@ -291,7 +291,7 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
     start, _ = compiled.find_map(data, key_map)
     n_params, n_seeds = zeros.shape
     if parameterization == "auto":
-        hessian = np.asarray(compiled._hessian(start, data))
+        hessian = compiled.hessian(start, data)
         sigma2, (mean, variance) = likelihood_variances(spaces, start, hessian, compiled.index_of_sites(start))
         normal = np.asarray(jax.random.normal(key_draws, (n_params, 256)), np.float64)
         weights = centring_weights(sigma2, mean[:, None] + np.sqrt(variance)[:, None] * normal)

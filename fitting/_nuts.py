@@ -1,8 +1,9 @@
 """Compile once, fit many: MAP (optax) start + NUTS chains over the CPU cores.
 
-:class:`CompiledPosterior` holds, for one numpyro model and one data shape, the jitted
-MAP optimiser, Hessian, NUTS init and chunk kernels, and the postprocessing; the data are
-arguments of every jitted function, so a second fit of the same shapes (another seed
+:class:`CompiledPosterior` holds, for one numpyro model and one data shape, three jitted
+kernels that carry the model: a batch of potential gradients with an Adam step (the MAP,
+the Hessian and the chains' starting gradients all call it from the host), the NUTS chunk,
+and the postprocessing; the data are arguments of every jitted function, so a second fit of the same shapes (another seed
 selection, another behaviour, a leave-future-out refit, an SBC replicate) reuses the
 compiled code. :func:`compiled_posterior` caches them by (model, observation model,
 pooling, observable, shapes, sampler settings).
@@ -56,12 +57,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
-from numpyro.infer.util import constrain_fn, potential_energy
+from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 
 from valuedyn.fitting._model import (
     FitData,
@@ -74,7 +74,6 @@ from valuedyn.fitting._model import (
     population_locations,
     recentre,
     reset_failed_solves,
-    site_tag,
 )
 
 
@@ -174,6 +173,35 @@ class _CompiledOnce:
         return self.compiled(*args)
 
 
+def numpy_rng(key) -> np.random.Generator:
+    """A numpy generator seeded by a JAX key: the sampler's host-side noise (MAP starts,
+    chain jitter, centring draws, chain keys) drawn without a jitted helper per shape."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key), np.uint32).ravel().tolist())
+
+
+class _Layout:
+    """A site dict <-> flat vector, in the order of ``jax.flatten_util.ravel_pytree`` (the
+    leaves of ``jax.tree_util.tree_flatten``), for numpy and traced arrays alike, with any
+    leading batch axes: the host never needs a jitted helper to move between the two."""
+
+    def __init__(self, example: dict):
+        leaves, self.treedef = jax.tree_util.tree_flatten(example)
+        self.shapes = [tuple(np.shape(leaf)) for leaf in leaves]
+        self.bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in self.shapes]).tolist()
+        self.dim = self.bounds[-1]
+
+    def ravel(self, tree, batch_ndim: int = 0) -> np.ndarray:
+        leaves = jax.tree_util.tree_leaves(tree)
+        return np.concatenate([np.asarray(leaf, np.float32).reshape(np.shape(leaf)[:batch_ndim] + (-1,))
+                               for leaf in leaves], axis=-1)
+
+    def unravel(self, flat):
+        batch = tuple(flat.shape[:-1])
+        leaves = [flat[..., a:b].reshape(batch + shape)
+                  for a, b, shape in zip(self.bounds[:-1], self.bounds[1:], self.shapes)]
+        return self.treedef.unflatten(leaves)
+
+
 def _device_split(num_chains: int) -> int:
     devices = len(jax.devices())
     for d in range(min(devices, num_chains), 0, -1):
@@ -219,6 +247,7 @@ class CompiledPosterior:
                                                        {"count_failures": count_failures})
         n_seeds = int(example_data.y.shape[0])
         self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
+        self.layout = _Layout(self.median_init)
         self._loc_sd = np.array([space.loc_sd for space in spaces], np.float64)
         self.n_devices = _device_split(settings.num_chains)
         self.per_device = settings.num_chains // self.n_devices
@@ -271,44 +300,42 @@ class CompiledPosterior:
         s = self.settings
         potential_gen = self.potential_gen
 
-        def map_one(u0, data):
-            potential = potential_gen(data)
-            schedule = optax.cosine_decay_schedule(0.05, s.map_steps, alpha=0.02)
-            optimiser = optax.chain(optax.zero_nans(), optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        layout = self.layout
 
-            def step(carry, _):
-                u, opt_state = carry
-                value, grad = jax.value_and_grad(potential)(u)
-                updates, opt_state = optimiser.update(grad, opt_state, u)
-                return (optax.apply_updates(u, updates), opt_state), value
+        # The one compiled gradient outside NUTS: the MAP's Adam steps, the Hessian's central
+        # differences and the chains' starting gradients all call it, a batch of
+        # ``map_starts`` points at a time (one gradient compile where a vmapped Adam scan, a
+        # vmapped Hessian and a pmapped init compiled three: 20 of the 58 s of compiling and
+        # tracing a cold stagewise3 fit). The batch runs under lax.map, not vmap: vmapped, the
+        # beta-binomial's branch for small concentrations ran both ways (2x the cost).
+        schedule = optax.cosine_decay_schedule(0.05, s.map_steps, alpha=0.02)
+        optimiser = optax.chain(optax.zero_nans(), optax.clip_by_global_norm(10.0), optax.adam(schedule))
 
-            (u, _), _ = jax.lax.scan(step, (u0, optimiser.init(u0)), None, length=s.map_steps)
-            return u, potential(u)
+        def step_one(flat, opt_state, data):
+            value, grad = jax.value_and_grad(lambda f: potential_gen(data)(layout.unravel(f)))(flat)
+            updates, opt_state = optimiser.update(grad, opt_state, flat)
+            return value, grad, optax.apply_updates(flat, updates), opt_state
 
-        self._map = _jit(jax.vmap(map_one, in_axes=(0, None)), HOT_OPT_LEVEL)
+        def steps(flats, opt_states, data):
+            """The potential and its gradient at each of ``flats`` [B, D], and the MAP's Adam
+            step from there."""
+            return jax.lax.map(lambda a: step_one(a[0], a[1], data), (flats, opt_states))
 
-        def hessian(u, data):
-            """Hessian of the potential over the flattened coordinates, by central
-            differences of the reverse-mode gradient (one reverse pass per direction; it
-            needs nothing of a model's solver beyond the gradient NUTS uses anyway)."""
-            flat, unravel = ravel_pytree(u)
-            gradient = jax.grad(lambda f: potential_gen(data)(unravel(f)))
-            step = 1e-2 * jnp.maximum(1.0, jnp.abs(flat))
-            basis = jnp.diag(step)
-            h = jax.vmap(lambda e: gradient(flat + e) - gradient(flat - e))(basis) / (2.0 * step[:, None])
-            return 0.5 * (h + h.T)
-
-        self._hessian = _jit(hessian, ONE_SHOT_OPT_LEVEL)
+        self._steps = _jit(steps, HOT_OPT_LEVEL)
+        self._batch = max(1, s.map_starts)
+        self._adam_init = jax.jit(jax.vmap(optimiser.init))
+        # any optimiser state will do where only the gradients are wanted
+        self._idle_opt_state = self._adam_init(np.zeros((self._batch, layout.dim), np.float32))
 
         init_kernel, sample_kernel = hmc(potential_fn_gen=self.nuts_potential_gen, algo="NUTS")
         ss_init, ss_update = dual_averaging()
         target = s.target_accept
 
-        def init_one(key, u, step_size, inverse_mass, data):
-            # num_warmup=0: numpyro adapts nothing itself; adapt_step_size=True only asks
-            # init for a reasonable step size under the new mass matrix
+        def init_one(key, z, potential, z_grad, step_size, inverse_mass, data):
+            # the potential and its gradient at z come in (no gradient compiled here);
+            # num_warmup=0: numpyro adapts nothing itself, the windows and dual averaging are ours
             state = init_kernel(
-                u,
+                ParamInfo(z, potential, z_grad),
                 0,
                 step_size=step_size,
                 inverse_mass_matrix=inverse_mass,
@@ -323,7 +350,7 @@ class CompiledPosterior:
             averaging = ss_init(jnp.log(10.0 * state.adapt_state.step_size))
             return state, averaging
 
-        self._init = self._per_device(init_one, (0, 0, 0, None, None), _cpu_options(ONE_SHOT_OPT_LEVEL))
+        self._init = _jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, None, None)), ONE_SHOT_OPT_LEVEL)
 
         chunk = self.chunk
         tiny, huge = float(jnp.finfo(jnp.float32).tiny), float(jnp.finfo(jnp.float32).max)
@@ -364,8 +391,6 @@ class CompiledPosterior:
             return state._replace(adapt_state=state.adapt_state._replace(step_size=step))
 
         self._finish = jax.jit(finish_warmup)
-        # draws [chain, n] of the site dict -> flat [chain, n, D], compiled once per sampler
-        self._flat_chain = jax.jit(jax.vmap(jax.vmap(lambda t: ravel_pytree(t)[0])))
 
         model = self.model
 
@@ -380,26 +405,51 @@ class CompiledPosterior:
         self._outputs = _jit(jax.vmap(draw_outputs, in_axes=(0, None, None)), ONE_SHOT_OPT_LEVEL)
 
     # ------------------------------------------------------------------ public
+    def values_and_grads(self, flats: np.ndarray, data: FitData) -> tuple[np.ndarray, np.ndarray]:
+        """Potential energy [N] and its gradient [N, D] at flat points [N, D]."""
+        flats = np.asarray(flats, np.float32)
+        n, batch = flats.shape[0], self._batch
+        padded = np.concatenate([flats, np.repeat(flats[-1:], -n % batch, axis=0)])
+        values, grads = [], []
+        for start in range(0, padded.shape[0], batch):
+            value, grad, _, _ = self._steps(padded[start:start + batch], self._idle_opt_state, data)
+            values.append(np.asarray(value))
+            grads.append(np.asarray(grad))
+        return np.concatenate(values)[:n], np.concatenate(grads)[:n]
+
     def find_map(self, data: FitData, key) -> tuple[dict, float]:
-        """Best of ``map_starts`` Adam runs (from the prior median and jittered copies)."""
-        k = self.settings.map_starts
-        keys = jax.random.split(key, k)
-
-        def start(i, name, value):
-            noise = jax.random.uniform(jax.random.fold_in(keys[i], site_tag(name)), jnp.shape(value), minval=-1.5, maxval=1.5)
-            return value if i == 0 else value + noise
-
-        starts = {name: jnp.stack([start(i, name, v) for i in range(k)]) for name, v in self.median_init.items()}
-        u, values = self._map(starts, data)
-        values = np.asarray(values)
+        """Best of ``map_starts`` Adam runs (from the prior median and copies jittered
+        uniformly by up to 1.5 in every unconstrained coordinate)."""
+        s = self.settings
+        median = self.layout.ravel(self.median_init)
+        noise = numpy_rng(key).uniform(-1.5, 1.5, size=(s.map_starts, median.shape[0])).astype(np.float32)
+        noise[0] = 0.0
+        flats = median[None] + noise
+        data = jax.device_put(data)
+        opt_states = self._adam_init(flats)
+        for _ in range(s.map_steps):
+            _, _, flats, opt_states = self._steps(flats, opt_states, data)
+        values, _ = self.values_and_grads(np.asarray(flats), data)
         values = np.where(np.isfinite(values), values, np.inf)
         best = int(np.argmin(values))
-        return {name: v[best] for name, v in u.items()}, float(values[best])
+        return self.layout.unravel(np.asarray(flats)[best]), float(values[best])
+
+    def hessian(self, u: dict, data: FitData) -> np.ndarray:
+        """Hessian of the potential over the flat coordinates at ``u``, by central
+        differences of the reverse-mode gradient (two gradients per direction; it needs
+        nothing of a model's solver beyond the gradient NUTS uses anyway)."""
+        flat = self.layout.ravel(u).astype(np.float64)
+        step = 1e-2 * np.maximum(1.0, np.abs(flat))
+        shifts = np.diag(step)
+        _, grads = self.values_and_grads(np.concatenate([flat + shifts, flat - shifts]), data)
+        grads = grads.astype(np.float64)
+        h = (grads[:flat.shape[0]] - grads[flat.shape[0]:]) / (2.0 * step[:, None])
+        return 0.5 * (h + h.T)
 
     def laplace_inverse_mass(self, u: dict, data: FitData) -> np.ndarray:
         """Inverse mass matrix from the Hessian at ``u`` (Laplace approximation); flat or
         non-convex directions get unit scale, very sharp ones a floor."""
-        h = np.asarray(self._hessian(u, data), np.float64)
+        h = self.hessian(u, data)
         dim = h.shape[0]
         if not np.all(np.isfinite(h)):
             covariance = np.eye(dim)
@@ -411,17 +461,17 @@ class CompiledPosterior:
             return (0.5 * (covariance + covariance.T)).astype(np.float32)
         return np.clip(np.diag(covariance), 1e-8, 1e2).astype(np.float32)
 
-    def index_of_sites(self, u: dict) -> dict:
+    def index_of_sites(self, u: dict | None = None) -> dict:
         """Site name -> flat indices of its elements in ``ravel_pytree`` order."""
-        flat, unravel = ravel_pytree(u)
-        positions = unravel(jnp.arange(flat.shape[0], dtype=jnp.float32))
-        return {name: np.asarray(v).round().astype(int) for name, v in positions.items()}
+        positions = self.layout.unravel(np.arange(self.layout.dim))
+        return {name: np.asarray(v).astype(int) for name, v in positions.items()}
 
     def prepare(self, data: FitData, key, parameterization: str = "auto") -> tuple[FitData, dict, np.ndarray | None]:
         """MAP, then (hierarchical pooling) the centring weights: returns the data with
         those weights, the starting point in their coordinates, and (``auto``) the
         likelihood variances that let warmup refine the weights."""
-        data = data._replace(centring=jnp.zeros_like(data.centring), location=jnp.zeros_like(data.location))
+        data = data._replace(centring=np.zeros(np.shape(data.centring), np.float32),
+                             location=np.zeros(np.shape(data.location), np.float32))
         key_map, key_draws = jax.random.split(key)
         start, _ = self.find_map(data, key_map)
         if self.pooling != "hierarchical" or not self.spaces:
@@ -429,9 +479,9 @@ class CompiledPosterior:
         n_params, n_seeds = data.centring.shape
         sigma2 = None
         if parameterization == "auto":
-            hessian = np.asarray(self._hessian(start, data))
-            sigma2, (mean, variance) = likelihood_variances(self.spaces, start, hessian, self.index_of_sites(start))
-            normal = np.asarray(jax.random.normal(key_draws, (n_params, 256)), np.float64)
+            hessian = self.hessian(start, data)
+            sigma2, (mean, variance) = likelihood_variances(self.spaces, start, hessian, self.index_of_sites())
+            normal = numpy_rng(key_draws).standard_normal((n_params, 256))
             log_scale = mean[:, None] + np.sqrt(variance)[:, None] * normal
             weights = centring_weights(sigma2, log_scale)
             # the MAP's population locations (non-centred coordinates: loc_c is the location)
@@ -440,8 +490,9 @@ class CompiledPosterior:
         else:
             weights = fixed_centring(parameterization, n_params, n_seeds)
             location = np.zeros((n_params, 2))
-        start = recentre(self.spaces, start, np.zeros_like(weights), weights, new_location=location)
-        return data._replace(centring=jnp.asarray(weights), location=jnp.asarray(location, jnp.float32)), start, sigma2
+        start = recentre(self.spaces, start, np.zeros_like(weights), weights, xp=np, new_location=location)
+        return (data._replace(centring=np.asarray(weights, np.float32), location=np.asarray(location, np.float32)),
+                start, sigma2)
 
     def run(self, data: FitData, key, *, parameterization: str = "auto", progress: bool = True,
             desc: str = "NUTS") -> tuple[FitData, dict[str, Any]]:
@@ -452,8 +503,9 @@ class CompiledPosterior:
         return self.sample(data, key_nuts, start, progress=progress, desc=desc, sigma2=sigma2)
 
     def _reshape_chains(self, x):
+        """[chains, ...] -> [devices, chains per device, ...] (numpy; pmap shards it)."""
         n_dev, per = self.n_devices, self.per_device
-        return jax.tree_util.tree_map(lambda a: jnp.reshape(a, (n_dev, per) + jnp.shape(a)[1:]), x)
+        return jax.tree_util.tree_map(lambda a: np.reshape(np.asarray(a), (n_dev, per) + np.shape(a)[1:]), x)
 
     def sample(self, data: FitData, key, init: dict, *, progress: bool = True, desc: str = "NUTS",
                sigma2: np.ndarray | None = None) -> tuple[FitData, dict[str, Any]]:
@@ -467,20 +519,26 @@ class CompiledPosterior:
         estimated from them."""
         s = self.settings
         chains = s.num_chains
-        keys = iter(jax.random.split(key, 16))
+        rng = numpy_rng(key)
         inverse_mass = self.laplace_inverse_mass(init, data)
-        flat, unravel = ravel_pytree(init)
+        flat = self.layout.ravel(init)
         scale = np.sqrt(np.diag(inverse_mass) if inverse_mass.ndim == 2 else inverse_mass)
-        noise = np.asarray(jax.random.normal(next(keys), (chains, flat.shape[0])))
+        noise = rng.standard_normal((chains, flat.shape[0]))
         # chains start around the point, init_jitter Laplace standard deviations apart
-        inits = jax.vmap(unravel)(jnp.asarray(np.asarray(flat)[None] + s.init_jitter * scale[None] * noise, jnp.float32))
-        step0 = jnp.ones((chains,), jnp.float32)
+        inits = self.layout.unravel((flat[None] + s.init_jitter * scale[None] * noise).astype(np.float32))
+        step0 = np.ones((chains,), np.float32)
         reset_failed_solves()
 
         def restart(z, step, mass):
-            chain_keys = jax.random.split(next(keys), chains)
-            return self._init(self._reshape_chains(chain_keys), self._reshape_chains(z), self._reshape_chains(step),
-                              jnp.asarray(mass), data)
+            """numpyro's state for each chain at ``z`` [chains, ...] (the potential and its
+            gradient from the host's compiled gradient), laid out for the devices."""
+            flat_z = self.layout.ravel(z, batch_ndim=1)
+            energies, grads = self.values_and_grads(flat_z, data)
+            chain_keys = rng.integers(0, 2**32, size=(chains, 2), dtype=np.uint32)
+            state, averaging = self._init(chain_keys, self.layout.unravel(flat_z), energies,
+                                          self.layout.unravel(grads), np.asarray(step, np.float32),
+                                          np.asarray(mass, np.float32), data)
+            return self._reshape_chains(state), self._reshape_chains(averaging)
 
         state, averaging = restart(inits, step0, inverse_mass)
         bar = None
@@ -526,7 +584,7 @@ class CompiledPosterior:
                     break  # saturated after two mass-matrix updates: the rest of the warmup would crawl too
                 if kind == "slow" and out is not None:
                     window = out[0]
-                    z_now = jax.tree_util.tree_map(lambda a: jnp.reshape(a, (chains,) + a.shape[2:]), state.z)
+                    z_now = jax.tree_util.tree_map(lambda a: np.reshape(np.asarray(a), (chains,) + a.shape[2:]), state.z)
                     if refine:
                         refine = False
                         log_scale = np.stack([np.asarray(window[f"{p.name}_scale"]).reshape(-1) for p in self.spaces])
@@ -538,12 +596,13 @@ class CompiledPosterior:
                             new_location = np.stack([loc, location_weights(sigma2, log_scale, self._loc_sd)], 1)
                             moves = dict(old_location=old_location, new_location=new_location)
                             window = recentre(self.spaces, window, old, new, xp=np, **moves)
-                            z_now = recentre(self.spaces, z_now, old, new, **moves)
-                            data = data._replace(centring=jnp.asarray(new), location=jnp.asarray(new_location, jnp.float32))
-                    draws = np.asarray(self._flat_chain(window), np.float64)  # [chains, n, D]
+                            z_now = recentre(self.spaces, z_now, old, new, xp=np, **moves)
+                            data = data._replace(centring=np.asarray(new, np.float32),
+                                                 location=np.asarray(new_location, np.float32))
+                    draws = self.layout.ravel(window, batch_ndim=2).astype(np.float64)  # [chains, n, D]
                     if np.all(np.isfinite(draws)):
                         inverse_mass = pooled_inverse_mass(draws, s.dense_mass)
-                    step_now = jnp.reshape(state.adapt_state.step_size, (chains,))
+                    step_now = np.reshape(np.asarray(state.adapt_state.step_size), (chains,))
                     state, averaging = restart(z_now, step_now, inverse_mass)
             state = self._finish(state, averaging)
             if saturated(last_stage):
@@ -599,7 +658,7 @@ class CompiledPosterior:
         log_lik = np.concatenate([p[1] for p in parts])
         y_rep = None
         if replicate:
-            seed = int(np.asarray(jax.random.randint(key, (), 0, 2**31 - 1)))
+            seed = int(numpy_rng(key).integers(0, 2**31 - 1))
             y_rep = observation.replicate(
                 np.random.default_rng(seed), constrained["level"], np.asarray(data.exposure), np.asarray(data.mask),
                 {name: constrained[name] for name, _ in observation.parameters},

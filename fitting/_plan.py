@@ -242,7 +242,9 @@ def probe_model(models: Sequence[str]) -> str:
 #: 3 = Stan's warmup windows (the first mass matrix from draws after 100 iterations), a
 #: saturated warmup stopped after its first saturated window of 100+ iterations, and the
 #: CPU kernels compiled at lower LLVM optimisation levels (other rounding)
-FIT_SEMANTICS = 3
+#: 4 = the MAP, the Hessian and the chains' starting gradients from one batched gradient
+#: kernel, and the sampler's host-side noise (MAP starts, chain jitter, chain keys) from numpy
+FIT_SEMANTICS = 4
 
 
 #: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was

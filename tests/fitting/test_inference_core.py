@@ -283,7 +283,11 @@ def fit_error_on_own_data(model_name: str) -> tuple[int, float]:
     dataset = simulate_trajectory(model, truth, behaviour=behaviour, n_updates=FIT_UPDATES, episodes_per_update=200.0,
                                   observation="poisson", level_scale=EVENT_LEVEL_SCALE, seed=5)
     selection = select_behaviour(dataset, behaviour)
-    settings = SamplerSettings(num_warmup=150, num_draws=100, num_chains=2, max_tree_depth=6, map_steps=300, map_starts=4)
+    # stagewise3's three change points: after 150 warmup iterations its two chains still sat
+    # in different modes (R-hat 1.9-2.1 under two random streams; the mean curve then missed
+    # the truth by 3 % under one and 11 % under the other), after 300 the curve was within 1.4 %
+    warmup = 300 if model_name == "stagewise3" else 150
+    settings = SamplerSettings(num_warmup=warmup, num_draws=100, num_chains=2, max_tree_depth=6, map_steps=300, map_starts=4)
     observation = observation_for(KIND_FAMILY[kind], "poisson" if kind == "event" else None)
     inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
     level = inference.idata.posterior["level"].values.mean(axis=(0, 1))  # observation units
