@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from functools import partial
 from typing import Any
 
@@ -162,12 +163,37 @@ def _jit(fn, level: int):
 
 
 class _CompiledOnce:
-    """A transformed function (``pmap``) compiled on its first call with ``options``."""
+    """A transformed function (``pmap`` or ``jit``) compiled with ``options`` once: on its
+    first call, or ahead of it on a thread (:meth:`compile_in_background`)."""
 
     def __init__(self, transformed, options):
-        self.transformed, self.options, self.compiled = transformed, options, None
+        self.transformed, self.options, self.compiled, self._pending = transformed, options, None, None
+
+    def compile_in_background(self, *args) -> None:
+        """Lower for ``args`` (arrays or ``jax.ShapeDtypeStruct``) here and compile on a
+        thread while this one goes on: XLA releases the GIL while it compiles, so on a cold
+        fit the NUTS kernel compiles on the second core while the MAP runs on the first.
+        Tracing stays on this thread (numpyro's effect handlers keep one global stack)."""
+        if self.compiled is not None or self._pending is not None:
+            return
+        lowered = self.transformed.lower(*args)
+        result: dict = {}
+
+        def work():
+            try:
+                result["compiled"] = lowered.compile(compiler_options=self.options)
+            except Exception as err:  # compiled again on the first call, which raises it there
+                result["error"] = err
+
+        thread = threading.Thread(target=work, name="valuedyn-compile", daemon=True)
+        thread.start()
+        self._pending = (thread, result)
 
     def __call__(self, *args):
+        if self.compiled is None and self._pending is not None:
+            thread, result = self._pending
+            thread.join()
+            self._pending, self.compiled = None, result.get("compiled")
         if self.compiled is None:
             self.compiled = self.transformed.lower(*args).compile(compiler_options=self.options)
         return self.compiled(*args)
@@ -287,14 +313,13 @@ class CompiledPosterior:
             return jax.lax.map(one, mapped)
 
         if self.n_devices > 1:
-            mapped = jax.pmap(on_device, in_axes=in_axes)
-            return _CompiledOnce(mapped, options) if options else mapped
+            return _CompiledOnce(jax.pmap(on_device, in_axes=in_axes), options)
 
         def single(*args):  # one device: drop the device axis instead of vmapping over it
             squeezed = [jax.tree_util.tree_map(lambda a: a[0], a) if ax == 0 else a for a, ax in zip(args, in_axes)]
             return jax.tree_util.tree_map(lambda a: a[None], on_device(*squeezed))
 
-        return jax.jit(single, compiler_options=options)
+        return _CompiledOnce(jax.jit(single), options)
 
     def _build(self) -> None:
         s = self.settings
@@ -417,10 +442,31 @@ class CompiledPosterior:
             grads.append(np.asarray(grad))
         return np.concatenate(values)[:n], np.concatenate(grads)[:n]
 
+    def _compile_chunk_ahead(self, data: FitData) -> None:
+        """Start compiling the NUTS chunk for ``data``'s shapes (see
+        :meth:`_CompiledOnce.compile_in_background`); the state's shapes come from
+        ``eval_shape`` of the init kernel."""
+        s, f32 = self.settings, np.float32
+        if self._chunk.compiled is not None or self._chunk._pending is not None:
+            return
+        z = self.layout.unravel(np.zeros((s.num_chains, self.layout.dim), f32))
+        mass = np.zeros((self.layout.dim,) * (2 if s.dense_mass else 1), f32)
+        data = data._replace(centring=np.zeros(np.shape(data.centring), f32), location=np.zeros(np.shape(data.location), f32))
+        state, averaging = jax.eval_shape(self._init, np.zeros((s.num_chains, 2), np.uint32), z,
+                                          np.zeros(s.num_chains, f32), z, np.ones(s.num_chains, f32), mass, data)
+
+        def per_device(a):
+            return jax.ShapeDtypeStruct((self.n_devices, self.per_device) + tuple(a.shape[1:]), a.dtype)
+
+        self._chunk.compile_in_background(jax.tree_util.tree_map(per_device, state),
+                                          jax.tree_util.tree_map(per_device, averaging), data,
+                                          jax.ShapeDtypeStruct((), np.int32), jax.ShapeDtypeStruct((), np.bool_))
+
     def find_map(self, data: FitData, key) -> tuple[dict, float]:
         """Best of ``map_starts`` Adam runs (from the prior median and copies jittered
         uniformly by up to 1.5 in every unconstrained coordinate)."""
         s = self.settings
+        self._compile_chunk_ahead(data)
         median = self.layout.ravel(self.median_init)
         noise = numpy_rng(key).uniform(-1.5, 1.5, size=(s.map_starts, median.shape[0])).astype(np.float32)
         noise[0] = 0.0

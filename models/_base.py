@@ -603,6 +603,25 @@ class Model:
         if self.spec.change_point is None:  # one piece per span
             at = lo[:, None] + width[:, None] * x
             weight = jnp.broadcast_to(w, at.shape)
+        elif self.closed_form:
+            # Only the span that holds the change point needs two pieces (split there): in
+            # every other span the split is clipped to an end and one piece has zero width.
+            # So: one piece per span, and the split span's two pieces evaluated once more and
+            # put in its place (half the evaluations; the same sums). An ODE solve needs its
+            # times sorted, so ODE models keep the layout below.
+            at = lo[:, None] + width[:, None] * x
+            change = ps[self._param_syms.index(self.spec.change_point)]
+            # the split span as a one-hot mask (gathers and scatters cost more than the sums here)
+            k = jnp.clip(jnp.sum(hi < change), 0, t_arr.shape[0] - 1)
+            here = jnp.arange(t_arr.shape[0]) == k
+            lo_k, hi_k = jnp.sum(jnp.where(here, lo, 0.0)), jnp.sum(jnp.where(here, hi, 0.0))
+            split = jnp.clip(change, lo_k, hi_k)
+            at_k = jnp.concatenate([lo_k + (split - lo_k) * x, split + (hi_k - split) * x])
+            weight_k = jnp.concatenate([(split - lo_k) * w, (hi_k - split) * w]) / (hi_k - lo_k)
+            observed, ok = self.solve(params, jnp.concatenate([at.reshape(-1), at_k]))
+            n_regular = at.size
+            return {key: jnp.where(here, jnp.sum(v[n_regular:] * weight_k), jnp.sum(v[:n_regular].reshape(at.shape) * w, axis=1))
+                    for key, v in observed.items()}, ok
         else:
             split = jnp.clip(ps[self._param_syms.index(self.spec.change_point)], lo, hi)
             # [T, 2 nodes]: nodes of [lo, split] then of [split, hi]; sorted along the flat axis
