@@ -67,14 +67,15 @@ class FitSettings:
     updates; beta-binomial for unlocks, negbin for event totals, lognormal for diversity):
     13 of the report's 14 logistic_onset / stagewise / stagewise3 fits passed the gate in
     each of two runs, at 31-213 leapfrog steps per iteration; the miss, at the gate's edge,
-    changed between them (one divergence in 4000 draws; R-hat 1.010 with bulk ESS 402). The former defaults (2 x (300 + 300), depth 6, target
+    changed between them (one divergence in 4000 draws; R-hat 1.010 with bulk ESS 402); at
+    FIT_SEMANTICS 4 all 14 passed (R-hat <= 1.006, bulk ESS >= 498). The former defaults (2 x (300 + 300), depth 6, target
     0.95) passed none of them: NUTS needs trees deeper than 6 on these posteriors, and at
     target 0.95 stagewise3 on unlock:collect_wood had 30 divergences. overshoot on this
     rise-only run saturates even depth 10 (step size 0.001-0.002, 275 s per fit): its
     optimum and excess trade along a curved ridge the data do not cut, which is why such a
     fit's draws are cut. The cost: the report's fit step took 999-1014 s on 2 idle cores
-    with cold caches (the rest of the report about 135-180 s; the whole report at the former
-    defaults 466-506 s)."""
+    with cold caches, 841 s (whole report 887 s) since one gradient kernel serves the MAP,
+    the Hessian and the chains' starts (the whole report at the former defaults 466-506 s)."""
 
     chains: int = 4
     draws: int = 1000
