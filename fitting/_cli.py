@@ -136,6 +136,9 @@ class SBCConfig:
 
 
 def run_fit(config: FitConfig) -> int:
+    from valuedyn._io import refuse_overwrite
+
+    refuse_overwrite(config.out, config.force)  # before JAX starts (seconds): a mistyped --out fails at once
     prepare_jax(config.chains)
     from valuedyn.fitting._fit import fit_trajectory
     from valuedyn.fitting._store import fit_attrs, load_fit

@@ -90,3 +90,20 @@ def test_bad_input_exits_2_and_writes_nothing(logistic_file, tmp_path, capsys):
     out.write_text("precious")
     assert main(_fit_args(logistic_file, "logistic_onset", out)) == 2
     assert "already exists" in capsys.readouterr().err and out.read_text() == "precious"
+
+
+def test_fit_refuses_an_existing_out_before_jax_starts(tmp_path):
+    """A mistyped --out fails at once: the check runs before JAX is imported (seconds)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fit.nc"
+    out.write_text("precious")
+    script = (
+        "import sys; from valuedyn.cli import main; "
+        f"rc = main(['fit', {str(tmp_path / 'run.nc')!r}, '--model', 'overshoot', '--behaviour', 'event:place_plant', "
+        f"'--out', {str(out)!r}]); print(rc, 'jax' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
+    assert "already exists" in done.stderr and out.read_text() == "precious"
