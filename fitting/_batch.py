@@ -161,7 +161,8 @@ class BatchResult:
 
 
 class FitIndex:
-    """``FITS_DIR/index.json``: cache key -> ``{"file", "trajectory", "behaviour", "model"}``."""
+    """``FITS_DIR/index.json``: cache key -> ``{"file", "trajectory", "behaviour", "model",
+    "observation", "seconds"}`` (``seconds``: wall time of the fit and its checks when it ran)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -190,9 +191,11 @@ class FitIndex:
             return None
         return path if str(attrs.get("trajectory_sha256", "")) == trajectory_sha256 else None
 
-    def record(self, key: str, path: Path, job: FitJob) -> None:
+    def record(self, key: str, path: Path, job: FitJob, seconds: float | None = None) -> None:
         self.entries[key] = {"file": path.name, "trajectory": str(job.trajectory), "behaviour": job.behaviour,
                              "model": job.model, "observation": job.observation}
+        if seconds is not None:
+            self.entries[key]["seconds"] = round(float(seconds), 1)
         write_text_atomic(self.path, json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
 
 
@@ -514,7 +517,7 @@ def _fit_todo(groups, outcomes: list[FitOutcome], index: FitIndex, fits_dir: Pat
         outcome.status, outcome.seconds = status, seconds
         if status == "done":
             outcome.path = Path(payload)
-            index.record(outcome.key, outcome.path, outcome.job)  # at once: a kill later keeps this fit
+            index.record(outcome.key, outcome.path, outcome.job, seconds)  # at once: a kill later keeps this fit
         elif status == "failed":
             outcome.error = payload
             log(f"fit of {outcome.job.model} to {outcome.job.behaviour} failed ({payload}); listed as failed")

@@ -67,6 +67,8 @@ def test_local_run_fits_checks_compares_and_indexes(local_run, plan):
     for outcome in result.outcomes[:2]:
         assert outcome.path == fits / outcome.job.file_name() and outcome.checks is not None
         assert "trustworthy" in outcome.diagnostics
+        # the index keeps how long each fit (and its checks) took
+        assert index[outcome.key]["seconds"] == round(outcome.seconds, 1) > 0
     # two fits of the same behaviour with one model each (different seeds): nothing to compare
     assert result.comparisons == []
     again = run_plan(plan[:2], fits, workers=1, show_progress=False, choose_observations=False)
