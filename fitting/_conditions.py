@@ -292,7 +292,7 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
     n_params, n_seeds = zeros.shape
     if parameterization == "auto":
         hessian = compiled.hessian(start, data)
-        sigma2, (mean, variance) = likelihood_variances(spaces, start, hessian, compiled.index_of_sites(start))
+        sigma2, (mean, variance) = likelihood_variances(spaces, start, hessian, compiled.index_of_sites())
         normal = np.asarray(jax.random.normal(key_draws, (n_params, 256)), np.float64)
         weights = centring_weights(sigma2, mean[:, None] + np.sqrt(variance)[:, None] * normal)
     else:

@@ -2,11 +2,12 @@
 
 :class:`CompiledPosterior` holds, for one numpyro model and one data shape, three jitted
 kernels that carry the model: a batch of potential gradients with an Adam step (the MAP,
-the Hessian and the chains' starting gradients all call it from the host), the NUTS chunk,
-and the postprocessing; the data are arguments of every jitted function, so a second fit of the same shapes (another seed
-selection, another behaviour, a leave-future-out refit, an SBC replicate) reuses the
-compiled code. :func:`compiled_posterior` caches them by (model, observation model,
-pooling, observable, shapes, sampler settings).
+the Hessian and the chains' starting gradients all call it from the host), the NUTS
+chunk, and the postprocessing; the data are arguments of every jitted function, so a
+second fit of the same shapes (another seed selection, another behaviour, a
+leave-future-out refit, an SBC replicate) reuses the compiled code.
+:func:`compiled_posterior` caches them by (model, observation model, pooling, observable,
+shapes, sampler settings).
 
 One fit (:meth:`CompiledPosterior.run`):
 
@@ -169,12 +170,17 @@ class _CompiledOnce:
     def __init__(self, transformed, options):
         self.transformed, self.options, self.compiled, self._pending = transformed, options, None, None
 
+    @property
+    def started(self) -> bool:
+        """Compiled, or compiling on a thread."""
+        return self.compiled is not None or self._pending is not None
+
     def compile_in_background(self, *args) -> None:
         """Lower for ``args`` (arrays or ``jax.ShapeDtypeStruct``) here and compile on a
         thread while this one goes on: XLA releases the GIL while it compiles, so on a cold
         fit the NUTS kernel compiles on the second core while the MAP runs on the first.
         Tracing stays on this thread (numpyro's effect handlers keep one global stack)."""
-        if self.compiled is not None or self._pending is not None:
+        if self.started:
             return
         lowered = self.transformed.lower(*args)
         result: dict = {}
@@ -226,6 +232,12 @@ class _Layout:
         leaves = [flat[..., a:b].reshape(batch + shape)
                   for a, b, shape in zip(self.bounds[:-1], self.bounds[1:], self.shapes)]
         return self.treedef.unflatten(leaves)
+
+
+def _uncentred(data: FitData) -> FitData:
+    """``data`` with zero centring weights and location frames (float32, as sampled)."""
+    return data._replace(centring=np.zeros(np.shape(data.centring), np.float32),
+                         location=np.zeros(np.shape(data.location), np.float32))
 
 
 def _device_split(num_chains: int) -> int:
@@ -447,11 +459,11 @@ class CompiledPosterior:
         :meth:`_CompiledOnce.compile_in_background`); the state's shapes come from
         ``eval_shape`` of the init kernel."""
         s, f32 = self.settings, np.float32
-        if self._chunk.compiled is not None or self._chunk._pending is not None:
+        if self._chunk.started:
             return
         z = self.layout.unravel(np.zeros((s.num_chains, self.layout.dim), f32))
         mass = np.zeros((self.layout.dim,) * (2 if s.dense_mass else 1), f32)
-        data = data._replace(centring=np.zeros(np.shape(data.centring), f32), location=np.zeros(np.shape(data.location), f32))
+        data = _uncentred(data)
         state, averaging = jax.eval_shape(self._init, np.zeros((s.num_chains, 2), np.uint32), z,
                                           np.zeros(s.num_chains, f32), z, np.ones(s.num_chains, f32), mass, data)
 
@@ -507,7 +519,7 @@ class CompiledPosterior:
             return (0.5 * (covariance + covariance.T)).astype(np.float32)
         return np.clip(np.diag(covariance), 1e-8, 1e2).astype(np.float32)
 
-    def index_of_sites(self, u: dict | None = None) -> dict:
+    def index_of_sites(self) -> dict:
         """Site name -> flat indices of its elements in ``ravel_pytree`` order."""
         positions = self.layout.unravel(np.arange(self.layout.dim))
         return {name: np.asarray(v).astype(int) for name, v in positions.items()}
@@ -516,8 +528,7 @@ class CompiledPosterior:
         """MAP, then (hierarchical pooling) the centring weights: returns the data with
         those weights, the starting point in their coordinates, and (``auto``) the
         likelihood variances that let warmup refine the weights."""
-        data = data._replace(centring=np.zeros(np.shape(data.centring), np.float32),
-                             location=np.zeros(np.shape(data.location), np.float32))
+        data = _uncentred(data)
         key_map, key_draws = jax.random.split(key)
         start, _ = self.find_map(data, key_map)
         if self.pooling != "hierarchical" or not self.spaces:
