@@ -41,6 +41,8 @@ class FitBatchConfig:
     max_tree_depth: int = option(_SETTINGS.max_tree_depth, "NUTS maximum tree depth of the fits (1..15)")
     ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (1..15)")
     target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
+    min_draws: int = option(_SETTINGS.min_draws, "draws per chain after which a fit stops sampling once it passes the "
+                            "diagnostics gate with a margin (0 = always run --draws; see valuedyn fit --help)")
     saturated_draws: int = option(_SETTINGS.saturated_draws, "draws per chain of a fit whose warmup saturated the tree depth "
                                   "(0 = never cut; see valuedyn fit --help)")
     workers: int = option(0, "local fit processes (0: one per core, at most 4; 1: fit in this process)")

@@ -71,7 +71,11 @@ class FitConfig:
         static=True,
     )
     chains: int = option(4, help="NUTS chains (run in parallel on the CPU cores)", static=True)
-    draws: int = option(1000, help="posterior draws per chain", static=True)
+    draws: int = option(1000, help="posterior draws per chain (the most, with --min-draws)", static=True)
+    min_draws: int = option(
+        500, help="stop sampling once this many draws per chain (then every half of it) pass the diagnostics gate with a "
+        "margin: R-hat <= 1.01, bulk and tail ESS >= 500, no divergence; the fit file then holds fewer than --draws "
+        "(0 = always run --draws)", static=True)
     warmup: int = option(1000, help="warmup (adaptation) iterations per chain", static=True)
     seed: int = option(0, help="random seed of the sampler")
     max_tree_depth: int = option(10, help="NUTS maximum tree depth", static=True)

@@ -13,10 +13,45 @@ import numpy as np
 RHAT_MAX = 1.01
 ESS_MIN = 400
 EBFMI_MIN = 0.3
+#: bulk and tail ESS at which sampling may stop before its last draw (``min_draws``): a
+#: quarter above the gate's, so that a fit stopped there is not one at the gate's edge
+STOP_ESS = int(1.25 * ESS_MIN)
 
 
 def _diagnosed_variables(idata, parameter_names: list[str]) -> list[str]:
     return [name for name in parameter_names if name in idata.posterior]
+
+
+def convergence(posterior) -> tuple[dict, float, float, float]:
+    """R-hat and bulk / tail ESS of every variable of ``posterior`` (an xarray Dataset with
+    chain and draw dimensions): name -> the worst over its elements, and the worst over all
+    (R-hat max, bulk ESS min, tail ESS min; non-finite values skipped)."""
+    import arviz as az
+
+    rhat = az.rhat(posterior)
+    ess_bulk = az.ess(posterior, method="bulk")
+    ess_tail = az.ess(posterior, method="tail")
+
+    def extreme(ds, fn):
+        values = [float(fn(np.asarray(ds[v].values))) for v in ds.data_vars]
+        values = [v for v in values if np.isfinite(v)]
+        return float(fn(np.asarray(values))) if values else float("nan")
+
+    worst = {}
+    for name in posterior.data_vars:
+        worst[name] = {
+            "rhat": float(np.nanmax(np.asarray(rhat[name].values))),
+            "ess_bulk": float(np.nanmin(np.asarray(ess_bulk[name].values))),
+            "ess_tail": float(np.nanmin(np.asarray(ess_tail[name].values))),
+        }
+    return worst, extreme(rhat, np.nanmax), extreme(ess_bulk, np.nanmin), extreme(ess_tail, np.nanmin)
+
+
+def passes_with_margin(posterior) -> bool:
+    """Whether draws so far (``posterior`` as for :func:`convergence`) already pass the
+    gate's R-hat and reach :data:`STOP_ESS` bulk and tail ESS: the sampler's early stop."""
+    _, rhat_max, ess_bulk_min, ess_tail_min = convergence(posterior)
+    return bool(np.isfinite(rhat_max) and rhat_max <= RHAT_MAX and ess_bulk_min >= STOP_ESS and ess_tail_min >= STOP_ESS)
 
 
 def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solves: int = 0,
@@ -28,25 +63,7 @@ def diagnose(idata, parameter_names: list[str], max_tree_depth: int, failed_solv
     names = _diagnosed_variables(idata, parameter_names)
     posterior = idata.posterior[names]
     n_chains = posterior.sizes["chain"]
-    rhat = az.rhat(posterior)
-    ess_bulk = az.ess(posterior, method="bulk")
-    ess_tail = az.ess(posterior, method="tail")
-
-    def extreme(ds, fn):
-        values = [float(fn(np.asarray(ds[v].values))) for v in ds.data_vars]
-        values = [v for v in values if np.isfinite(v)]
-        return float(fn(np.asarray(values))) if values else float("nan")
-
-    worst = {}
-    for name in names:
-        worst[name] = {
-            "rhat": float(np.nanmax(np.asarray(rhat[name].values))),
-            "ess_bulk": float(np.nanmin(np.asarray(ess_bulk[name].values))),
-            "ess_tail": float(np.nanmin(np.asarray(ess_tail[name].values))),
-        }
-    rhat_max = extreme(rhat, np.nanmax)
-    ess_bulk_min = extreme(ess_bulk, np.nanmin)
-    ess_tail_min = extreme(ess_tail, np.nanmin)
+    worst, rhat_max, ess_bulk_min, ess_tail_min = convergence(posterior)
     stats = idata.sample_stats
     divergences = int(np.asarray(stats["diverging"].values).sum())
     treedepth_hits = int((np.asarray(stats["n_steps"].values) >= 2**max_tree_depth - 1).sum())

@@ -18,7 +18,7 @@ from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
 from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
-from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, fit_data, observable_for, parameter_spaces
+from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces
 from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
 from valuedyn.fitting._select import Selection, parse_behaviour, parse_updates, select_behaviour
@@ -50,6 +50,7 @@ def settings_from(config) -> SamplerSettings:
         target_accept=float(config.target_accept),
         dense_mass=bool(config.dense_mass),
         saturated_draws=int(getattr(config, "saturated_draws", 0)),
+        min_draws=int(getattr(config, "min_draws", 0)),
     )
 
 
@@ -63,6 +64,8 @@ def validate_sampler_config(config) -> None:
         raise ValuedynError(f"--target-accept must lie in [0.5, 1); received {config.target_accept}")
     if not 1 <= config.max_tree_depth <= 15:
         raise ValuedynError(f"--max-tree-depth must lie in 1..15; received {config.max_tree_depth}")
+    if getattr(config, "min_draws", 0) < 0:
+        raise ValuedynError(f"--min-draws must be >= 0 (0 = always run --draws); received {config.min_draws}")
     if getattr(config, "saturated_draws", 0) < 0:
         raise ValuedynError(f"--saturated-draws must be >= 0 (0 = never cut); received {config.saturated_draws}")
     if config.pooling not in POOLINGS:
@@ -211,10 +214,9 @@ def infer(
                 posterior[name + suffix] = np.asarray(constrained[name + suffix]).reshape(chains, draws)
     idata = inference_data(selection, observation, constrained, log_lik, y_rep, result, posterior,
                            {name: ["seed"] for name in names}, chains=chains, draws=draws)
-    diagnosed = names + [n + s for n in names for s in ("_loc", "_scale")] + [n for n, _ in observation.parameters]
-    if pooling != "hierarchical":
-        diagnosed = names + [n for n, _ in observation.parameters]
+    diagnosed = diagnosed_sites(spaces, observation, pooling)
     diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"], result.get("draws_cut"))
+    diagnostics["draws_stopped"] = result.get("draws_stopped")
     diagnostics["centring"] = np.asarray(data.centring).round(3).tolist() if pooling == "hierarchical" else None
     return Inference(idata, diagnostics, compiled, data, names, flat)
 

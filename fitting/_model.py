@@ -237,6 +237,16 @@ def build_numpyro_model(model, observation, pooling: str, observable: str):
     return numpyro_model
 
 
+def diagnosed_sites(spaces, observation, pooling: str) -> list[str]:
+    """The quantities whose R-hat and ESS decide whether a fit converged: every model
+    parameter per seed, under hierarchical pooling its population location and scale, and
+    the observation model's parameters."""
+    names = [s.name for s in spaces]
+    if pooling == "hierarchical":
+        names += [n + suffix for n in [s.name for s in spaces] for suffix in ("_loc", "_scale")]
+    return names + [n for n, _ in observation.parameters]
+
+
 def observe_solution(model, observation, observable: str, params: dict, data, observe: bool, count_failures: bool) -> None:
     """The part of a numpyro model after its parameters (single fits and conditions fits
     share it): samples the observation parameters, solves the model for every seed

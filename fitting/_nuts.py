@@ -30,7 +30,10 @@ One fit (:meth:`CompiledPosterior.run`):
    :data:`EARLY_SATURATION_WINDOW` iterations (the warmup then stops there), spent at least
    :data:`SATURATED_SHARE` of its transitions at the tree-depth cap runs only that many
    draws per chain (recorded as ``draws_cut``; the fit cannot pass the gate, and each of
-   its draws costs the whole cap).
+   its draws costs the whole cap). With ``min_draws`` set, sampling runs in pieces and stops
+   at the first piece after which the draws pass the diagnostics gate with a margin (bulk
+   and tail ESS >= ``STOP_ESS``; recorded as ``draws_stopped``): most of the report's fits
+   reach it well before their last draw, and the fit file holds exactly the draws judged.
 
 Chains: split over the JAX CPU devices with ``pmap``, and run one after another inside a
 device with ``lax.map`` (not ``vmap``: batched NUTS waits for the longest tree of all
@@ -68,6 +71,7 @@ from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 from valuedyn.fitting._model import (
     FitData,
     centring_weights,
+    diagnosed_sites,
     failed_solves,
     fixed_centring,
     initial_point,
@@ -93,6 +97,11 @@ class SamplerSettings:
     #: draws per chain when the warmup saturates the tree depth (0: never cut;
     #: see :data:`SATURATED_SHARE` and :meth:`CompiledPosterior.sample`)
     saturated_draws: int = 0
+    #: stop sampling once this many draws per chain (then every half of it, at least 100
+    #: more) pass the gate with a margin (:func:`~valuedyn.fitting._diagnostics.passes_with_margin`:
+    #: R-hat <= 1.01, bulk and tail ESS >= STOP_ESS, no divergence); ``num_draws`` is then the
+    #: most. 0: always run ``num_draws`` (see :meth:`CompiledPosterior.sample`)
+    min_draws: int = 0
 
 
 #: share of the warmup's final-stage transitions at the tree-depth cap from which a fit
@@ -681,7 +690,10 @@ class CompiledPosterior:
                 if bar is not None:
                     bar.total = done + num_draws
                     bar.refresh()
-            state, averaging, out = run_stage(state, averaging, num_draws, False)
+            state, averaging, out, stopped = self._draws(state, averaging, data, num_draws, cut is None, run_stage)
+            if stopped is not None and bar is not None:
+                bar.total = bar.n
+                bar.refresh()
         finally:
             if bar is not None:
                 bar.close()
@@ -701,7 +713,48 @@ class CompiledPosterior:
             "max_tree_depth": s.max_tree_depth,
             "inverse_mass_matrix": np.asarray(inverse_mass),
             "draws_cut": cut,
+            "draws_stopped": stopped,
         }
+
+    def _draws(self, state, averaging, data: FitData, num_draws: int, may_stop: bool, run_stage):
+        """The sampling stage: ``num_draws`` per chain, or (``min_draws`` set) fewer, in
+        pieces, when the draws so far pass the gate with a margin. A stopped fit's draws are
+        all that was sampled, so its stored diagnostics are those the stop was decided on;
+        a fit that could not pass runs every draw. Returns (state, averaging, the stage's
+        output, the stop's record or None)."""
+        s = self.settings
+        if not (may_stop and self.spaces and 0 < s.min_draws < num_draws):
+            return *run_stage(state, averaging, num_draws, False), None
+        pieces, done, piece = [], 0, s.min_draws
+        while done < num_draws:
+            n = min(piece, num_draws - done)
+            state, averaging, out = run_stage(state, averaging, n, False)
+            pieces.append(out)
+            done += n
+            piece = max(100, s.min_draws // 2)
+            joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *pieces)
+            if done < num_draws and self._passes(data, joined):
+                return state, averaging, joined, {"at": done, "of": num_draws, "min_draws": s.min_draws}
+        return state, averaging, joined, None
+
+    def _passes(self, data: FitData, out) -> bool:
+        """Whether a sampling stage's draws so far pass the gate with a margin (see
+        :func:`~valuedyn.fitting._diagnostics.passes_with_margin`), judged on the quantities
+        the fit's diagnostics use (:func:`~valuedyn.fitting._model.diagnosed_sites`)."""
+        import arviz as az
+
+        from valuedyn.fitting._diagnostics import passes_with_margin
+
+        z_flat, diverging = np.asarray(out[0]), np.asarray(out[3])
+        if diverging.any() or not np.all(np.isfinite(z_flat)):
+            return False
+        chains, n = z_flat.shape[:2]
+        z = self.layout.unravel(z_flat.reshape(chains * n, -1))
+        constrained, _, _ = self.outputs(data, z, None, replicate=False)
+        names = [name for name in diagnosed_sites(self.spaces, self.observation, self.pooling) if name in constrained]
+        posterior = az.convert_to_dataset({name: np.asarray(constrained[name], np.float64).reshape((chains, n) + np.shape(constrained[name])[1:])
+                                           for name in names})
+        return passes_with_margin(posterior)
 
     def outputs(self, data: FitData, z: dict, key, batch: int = 500,
                 replicate: bool = True) -> tuple[dict, np.ndarray, np.ndarray | None]:

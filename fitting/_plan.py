@@ -88,6 +88,9 @@ class FitSettings:
     target_accept: float = 0.99
     #: draws per chain when the warmup saturates the tree depth (FitConfig's saturated_draws; 0 = never cut)
     saturated_draws: int = 200
+    #: draws per chain after which sampling stops once the gate passes with a margin
+    #: (FitConfig's min_draws; 0 = always run ``draws``)
+    min_draws: int = 500
 
     @classmethod
     def from_config(cls, config) -> "FitSettings":
@@ -152,7 +155,7 @@ class FitJob:
             observation=self.observation,
             seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
             max_tree_depth=s.tree_depth(self.model), target_accept=s.target_accept,
-            saturated_draws=s.saturated_draws,
+            saturated_draws=s.saturated_draws, min_draws=s.min_draws,
             force=True,  # a stale file under a cache name is replaced, never trusted
             progress=True,
         )
@@ -249,7 +252,7 @@ FIT_SEMANTICS = 4
 
 
 #: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was
-_ADDED_FIT_FIELDS = {"saturated_draws": 0}
+_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0}
 
 
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:

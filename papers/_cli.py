@@ -86,6 +86,8 @@ class ReportConfig:
     ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (63 leapfrog "
                                         "steps: bounds the time of an ODE model's fit)")
     target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
+    min_draws: int = option(_SETTINGS.min_draws, "draws per chain after which a fit stops sampling once it passes the "
+                            "diagnostics gate with a margin (0 = always run --draws; see valuedyn fit --help)")
     saturated_draws: int = option(_SETTINGS.saturated_draws, "draws per chain of a fit whose warmup saturated the tree "
                                   "depth (0 = never cut; see valuedyn fit --help)")
     time_budget: int = option(0, "seconds for the fit step: behaviours that would end past it are left out "

@@ -26,6 +26,7 @@ from pathlib import Path
 from valuedyn._config import config_to_dict, config_to_json
 from valuedyn._io import file_sha256, provenance, write_text_atomic
 from valuedyn.fitting import progress_bar
+from valuedyn.fitting._diagnostics import STOP_ESS
 
 
 def log(message: str) -> None:
@@ -117,13 +118,15 @@ def run_report(config) -> dict:
         "provenance": provenance(),
         "fit_settings": {"chains": settings.chains, "draws": settings.draws, "warmup": settings.warmup,
                          "seeds": list(config.seeds), "rng_seed": settings.rng_seed,
-                         "max_tree_depth": settings.max_tree_depth},
+                         "max_tree_depth": settings.max_tree_depth, "min_draws": settings.min_draws},
         "fit_settings_text": (
             f"{config.chains} chains x {config.draws} draws after {config.warmup} warmup, tree depth "
             f"{config.max_tree_depth} (models without a closed form {min(config.max_tree_depth, config.ode_max_tree_depth)}), "
             f"target acceptance {config.target_accept}"
             + (f", {config.saturated_draws} draws per chain after a warmup that saturates the tree depth"
                if config.saturated_draws else "")
+            + (f"; a fit stops after {config.min_draws} draws per chain (or every {max(100, config.min_draws // 2)} more) "
+               f"once it passes the gate with bulk and tail ESS >= {STOP_ESS}" if 0 < config.min_draws < config.draws else "")
         ),
         "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
         "notes": notes,

@@ -151,7 +151,8 @@ def test_the_cache_key_names_the_observation_model(monkeypatch):
     # and never stand in for the new default
     assert unlock["auto"].cache_key() == unlock["betabinomial"].cache_key() != unlock["binomial"].cache_key()
     assert "__betabinomial__" in unlock["auto"].file_name() and "binomial" not in unlock["binomial"].file_name()
-    old_defaults = FitSettings(chains=2, draws=300, warmup=300, max_tree_depth=6, target_accept=0.95, saturated_draws=0)
+    old_defaults = FitSettings(chains=2, draws=300, warmup=300, max_tree_depth=6, target_accept=0.95, saturated_draws=0,
+                               min_draws=0)
     binomial = FitJob(Path("run.nc"), "ab" * 32, "unlock:place_plant", "stagewise", (0, 1), old_defaults, "binomial")
     # the key an "auto" unlock job had while the Binomial was the default (measured on d1363db,
     # FIT_SEMANTICS 2); every bump of FIT_SEMANTICS since (3: Stan's warmup windows; 4: one
@@ -282,14 +283,19 @@ def test_cache_key_of_unchanged_settings_never_changes(monkeypatch):
     # pinned on purpose: the key changes only when the fit itself does (FIT_SEMANTICS 2:
     # the binned likelihood and target_accept 0.95 made every earlier cached fit stale).
     # The plan's defaults until 2026-12-01, spelled out: a FitConfig field added since
-    # (saturated_draws) is hashed only when set, so these fits keep their keys
-    before = FitSettings(chains=2, draws=300, warmup=300, max_tree_depth=6, target_accept=0.95, saturated_draws=0)
+    # (saturated_draws, min_draws) is hashed only when set, so these fits keep their keys
+    before = FitSettings(chains=2, draws=300, warmup=300, max_tree_depth=6, target_accept=0.95, saturated_draws=0,
+                         min_draws=0)
     job = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), before)
-    defaults = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
+    # the defaults before sampling could stop early (min_draws 0: every draw run)
+    defaults = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings(min_draws=0))
+    today = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
+    # today's: the same with min_draws 500 (a fit may stop once it passes the gate with a margin)
+    assert today.cache_key() == "8a873968b2c772b6e78b2e03ee75f3aae4a1288da5f74332e23ef1cac5449e69"
     # FIT_SEMANTICS 4 (one gradient kernel for MAP, Hessian and chain starts; numpy host
     # noise): every key changed once, as at 3 (Stan's warmup windows, other CPU rounding)
     assert job.cache_key() == "63febc3dca71f99e0fa428f8518fbe7f1335f80c01ee7f5e7d4d6a18db633edc"
-    # today's defaults (4 x (500 + 1000), depth 8, target 0.99, saturated draws 200)
+    # the defaults of 2026-12-01 (4 x (500 + 1000), depth 8, target 0.99, saturated draws 200)
     assert defaults.cache_key() == "511f9db316a81cba682edd150d227959ae66119ac47df90a67fc0a2ce8fa0dde"
     # and nothing else in the key did: under FIT_SEMANTICS 3 and 2 the keys are those measured then
     monkeypatch.setattr("valuedyn.fitting._plan.FIT_SEMANTICS", 3)
@@ -346,11 +352,14 @@ def test_ode_models_get_their_own_tree_depth_cap():
     from types import SimpleNamespace
 
     settings = FitSettings.from_config(SimpleNamespace(chains=4, draws=100, warmup=50, rng_seed=3, max_tree_depth=10,
-                                                       ode_max_tree_depth=6, target_accept=0.99, saturated_draws=50))
+                                                       ode_max_tree_depth=6, target_accept=0.99, saturated_draws=50,
+                                                       min_draws=300))
     closed = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (), settings).fit_config()
     ode = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "replicator_mutator", (), settings).fit_config()
     assert (closed.max_tree_depth, ode.max_tree_depth) == (10, 6)
     assert closed.target_accept == ode.target_accept == 0.99 and closed.seed == 3 and closed.chains == 4
-    assert closed.saturated_draws == ode.saturated_draws == 50
+    assert closed.saturated_draws == ode.saturated_draws == 50 and closed.min_draws == ode.min_draws == 300
+    with pytest.raises(ValuedynError, match="--min-draws"):
+        dataclasses.replace(settings, min_draws=-1).validate()
     with pytest.raises(ValuedynError, match="--ode-max-tree-depth"):
         dataclasses.replace(settings, ode_max_tree_depth=0).validate()

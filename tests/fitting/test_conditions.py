@@ -28,7 +28,7 @@ EXCESS_RATIO = 0.5
 TRUTH_B = dict(OVERSHOOT_TRUTH, excess=OVERSHOOT_TRUTH["excess"] * EXCESS_RATIO)
 SETTINGS = dict(chains=4, warmup=1000, draws=1000)
 PLAN_SETTINGS = FitSettings(chains=4, draws=1000, warmup=1000, rng_seed=5, max_tree_depth=10, target_accept=0.95,
-                             saturated_draws=0)  # SETTINGS as a plan's
+                             saturated_draws=0, min_draws=0)  # SETTINGS as a plan's
 BEHAVIOUR = "unlock:place_plant"  # a behaviour of the plant motif, so the report compares it
 DEFAULT = TrainConfig()
 EVERY_PLANT = dataclasses.replace(DEFAULT, reward_every=("place_plant",))

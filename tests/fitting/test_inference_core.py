@@ -393,3 +393,38 @@ def test_a_saturated_warmup_cuts_the_draws_and_says_so():
     assert "stopped there, after 250 of 300 iterations" in " ".join(draws[1, 300][1]["reasons"])
     size, diagnostics = draws[6, 60]
     assert size == 80 and diagnostics["draws_cut"] is None
+
+
+def test_sampling_stops_once_the_gate_passes_with_a_margin():
+    """With ``min_draws`` a fit that converges stops at the first check whose draws pass the
+    gate with bulk and tail ESS >= STOP_ESS, and its stored diagnostics (computed on exactly
+    those draws) say so; a fit that cannot reach that ESS runs every draw."""
+    from valuedyn.fitting._diagnostics import RHAT_MAX, STOP_ESS
+    from valuedyn.fitting._fit import infer
+    from valuedyn.fitting._nuts import SamplerSettings
+    from valuedyn.fitting._observation import observation_for
+    from valuedyn.fitting._select import select_behaviour
+    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.models import get_model
+
+    model = get_model("logistic_onset")
+    truth = {"t0": np.full(2, 0.4), "k": np.full(2, 15.0), "floor": np.full(2, 0.05), "ceiling": np.full(2, 0.6)}
+    dataset = simulate_trajectory(model, truth, behaviour="unlock:place_table", n_updates=FIT_UPDATES,
+                                  episodes_per_update=200.0, seed=2)
+    selection = select_behaviour(dataset, "unlock:place_table")
+    observation = observation_for("binomial", "binomial")
+    runs = {}
+    for depth in (6, 1):
+        settings = SamplerSettings(num_warmup=150, num_draws=1000, num_chains=2, max_tree_depth=depth, map_steps=300,
+                                   map_starts=4, min_draws=200)
+        inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
+        runs[depth] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
+    size, diagnostics = runs[6]
+    stopped = diagnostics["draws_stopped"]
+    assert stopped is not None and stopped["at"] == size and stopped["of"] == 1000 and size < 1000
+    assert size in range(200, 1000, 100)  # checked after 200 draws, then every 100
+    assert diagnostics["trustworthy"] and diagnostics["rhat_max"] <= RHAT_MAX
+    assert min(diagnostics["ess_bulk_min"], diagnostics["ess_tail_min"]) >= STOP_ESS
+    # trees of one leapfrog step: a random walk whose ESS stays far below the margin
+    size, diagnostics = runs[1]
+    assert size == 1000 and diagnostics["draws_stopped"] is None and diagnostics["ess_bulk_min"] < STOP_ESS
