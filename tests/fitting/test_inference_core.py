@@ -356,24 +356,30 @@ def test_count_replicates_survive_an_extreme_draw(name):
     assert np.all(draws[:, mask] >= 0) and np.all(draws[:, ~mask] == 0) and draws.max() >= 9e8
 
 
-def test_a_saturated_warmup_cuts_the_draws_and_says_so():
-    """A fit whose warmup spends (nearly) every transition at the tree-depth cap runs only
-    ``saturated_draws`` draws per chain and is untrustworthy with that reason; the same fit
-    with room in its trees runs every draw."""
-    from valuedyn.fitting._fit import infer
-    from valuedyn.fitting._nuts import SamplerSettings
+def _well_identified_unlocks():
+    """logistic_onset, the Binomial and a selection of 2 seeds of simulated place_table
+    unlocks (200 episodes per update): a posterior NUTS walks in a few leapfrog steps."""
     from valuedyn.fitting._observation import observation_for
     from valuedyn.fitting._select import select_behaviour
     from valuedyn.fitting._simulate import simulate_trajectory
-    from valuedyn.fitting._trust import sampler_fixes
     from valuedyn.models import get_model
 
     model = get_model("logistic_onset")
     truth = {"t0": np.full(2, 0.4), "k": np.full(2, 15.0), "floor": np.full(2, 0.05), "ceiling": np.full(2, 0.6)}
     dataset = simulate_trajectory(model, truth, behaviour="unlock:place_table", n_updates=FIT_UPDATES,
                                   episodes_per_update=200.0, seed=2)
-    selection = select_behaviour(dataset, "unlock:place_table")
-    observation = observation_for("binomial", "binomial")
+    return model, observation_for("binomial", "binomial"), select_behaviour(dataset, "unlock:place_table")
+
+
+def test_a_saturated_warmup_cuts_the_draws_and_says_so():
+    """A fit whose warmup spends (nearly) every transition at the tree-depth cap runs only
+    ``saturated_draws`` draws per chain and is untrustworthy with that reason; the same fit
+    with room in its trees runs every draw."""
+    from valuedyn.fitting._fit import infer
+    from valuedyn.fitting._nuts import SamplerSettings
+    from valuedyn.fitting._trust import sampler_fixes
+
+    model, observation, selection = _well_identified_unlocks()
     draws = {}
     for depth, warmup in ((1, 60), (1, 300), (6, 60)):
         settings = SamplerSettings(num_warmup=warmup, num_draws=80, num_chains=2, max_tree_depth=depth, map_steps=300,
@@ -402,17 +408,8 @@ def test_sampling_stops_once_the_gate_passes_with_a_margin():
     from valuedyn.fitting._diagnostics import RHAT_MAX, STOP_ESS
     from valuedyn.fitting._fit import infer
     from valuedyn.fitting._nuts import SamplerSettings
-    from valuedyn.fitting._observation import observation_for
-    from valuedyn.fitting._select import select_behaviour
-    from valuedyn.fitting._simulate import simulate_trajectory
-    from valuedyn.models import get_model
 
-    model = get_model("logistic_onset")
-    truth = {"t0": np.full(2, 0.4), "k": np.full(2, 15.0), "floor": np.full(2, 0.05), "ceiling": np.full(2, 0.6)}
-    dataset = simulate_trajectory(model, truth, behaviour="unlock:place_table", n_updates=FIT_UPDATES,
-                                  episodes_per_update=200.0, seed=2)
-    selection = select_behaviour(dataset, "unlock:place_table")
-    observation = observation_for("binomial", "binomial")
+    model, observation, selection = _well_identified_unlocks()
     runs = {}
     for depth in (6, 1):
         settings = SamplerSettings(num_warmup=150, num_draws=1000, num_chains=2, max_tree_depth=depth, map_steps=300,
