@@ -18,6 +18,12 @@ EBFMI_MIN = 0.3
 STOP_ESS = int(1.25 * ESS_MIN)
 
 
+def stop_check_interval(min_draws: int) -> int:
+    """Draws per chain between two checks of the early stop after the first (at
+    ``min_draws``): half of it, at least 100."""
+    return max(100, min_draws // 2)
+
+
 def _diagnosed_variables(idata, parameter_names: list[str]) -> list[str]:
     return [name for name in parameter_names if name in idata.posterior]
 

@@ -242,9 +242,8 @@ def diagnosed_sites(spaces, observation, pooling: str) -> list[str]:
     parameter per seed, under hierarchical pooling its population location and scale, and
     the observation model's parameters."""
     names = [s.name for s in spaces]
-    if pooling == "hierarchical":
-        names += [n + suffix for n in [s.name for s in spaces] for suffix in ("_loc", "_scale")]
-    return names + [n for n, _ in observation.parameters]
+    population = [n + suffix for n in names for suffix in ("_loc", "_scale")] if pooling == "hierarchical" else []
+    return names + population + [n for n, _ in observation.parameters]
 
 
 def observe_solution(model, observation, observable: str, params: dict, data, observe: bool, count_failures: bool) -> None:

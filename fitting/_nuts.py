@@ -722,39 +722,50 @@ class CompiledPosterior:
         all that was sampled, so its stored diagnostics are those the stop was decided on;
         a fit that could not pass runs every draw. Returns (state, averaging, the stage's
         output, the stop's record or None)."""
+        from valuedyn.fitting._diagnostics import stop_check_interval
+
         s = self.settings
         if not (may_stop and self.spaces and 0 < s.min_draws < num_draws):
             return *run_stage(state, averaging, num_draws, False), None
-        pieces, done, piece = [], 0, s.min_draws
+        pieces, judged, done, piece = [], [], 0, s.min_draws
         while done < num_draws:
             n = min(piece, num_draws - done)
             state, averaging, out = run_stage(state, averaging, n, False)
             pieces.append(out)
             done += n
-            piece = max(100, s.min_draws // 2)
-            joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *pieces)
-            if done < num_draws and self._passes(data, joined):
-                return state, averaging, joined, {"at": done, "of": num_draws, "min_draws": s.min_draws}
-        return state, averaging, joined, None
+            piece = stop_check_interval(s.min_draws)
+            if done < num_draws:
+                judged.append(self._diagnosed(data, out))  # each piece's quantities once
+                if self._passes(pieces, judged):
+                    break
+        joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *pieces)
+        stopped = {"at": done, "of": num_draws, "min_draws": s.min_draws} if done < num_draws else None
+        return state, averaging, joined, stopped
 
-    def _passes(self, data: FitData, out) -> bool:
-        """Whether a sampling stage's draws so far pass the gate with a margin (see
-        :func:`~valuedyn.fitting._diagnostics.passes_with_margin`), judged on the quantities
-        the fit's diagnostics use (:func:`~valuedyn.fitting._model.diagnosed_sites`)."""
+    def _diagnosed(self, data: FitData, out) -> dict:
+        """The quantities the fit's diagnostics judge (:func:`~valuedyn.fitting._model.diagnosed_sites`),
+        name -> [chains, n, ...], for a piece of a sampling stage's output."""
+        z_flat = np.asarray(out[0])
+        chains, n = z_flat.shape[:2]
+        constrained, _, _ = self.outputs(data, self.layout.unravel(z_flat.reshape(chains * n, -1)), None, replicate=False)
+        names = [name for name in diagnosed_sites(self.spaces, self.observation, self.pooling) if name in constrained]
+        return {name: np.asarray(constrained[name], np.float64).reshape((chains, n) + np.shape(constrained[name])[1:])
+                for name in names}
+
+    @staticmethod
+    def _passes(pieces: list, judged: list[dict]) -> bool:
+        """Whether the draws so far (the stage's output ``pieces`` and their diagnosed
+        quantities ``judged``) pass the gate with a margin (see
+        :func:`~valuedyn.fitting._diagnostics.passes_with_margin`): no divergence, no
+        non-finite position, R-hat and both ESS over all pieces."""
         import arviz as az
 
         from valuedyn.fitting._diagnostics import passes_with_margin
 
-        z_flat, diverging = np.asarray(out[0]), np.asarray(out[3])
-        if diverging.any() or not np.all(np.isfinite(z_flat)):
+        if any(np.asarray(out[3]).any() or not np.all(np.isfinite(np.asarray(out[0]))) for out in pieces):
             return False
-        chains, n = z_flat.shape[:2]
-        z = self.layout.unravel(z_flat.reshape(chains * n, -1))
-        constrained, _, _ = self.outputs(data, z, None, replicate=False)
-        names = [name for name in diagnosed_sites(self.spaces, self.observation, self.pooling) if name in constrained]
-        posterior = az.convert_to_dataset({name: np.asarray(constrained[name], np.float64).reshape((chains, n) + np.shape(constrained[name])[1:])
-                                           for name in names})
-        return passes_with_margin(posterior)
+        joined = {name: np.concatenate([part[name] for part in judged], axis=1) for name in judged[0]}
+        return passes_with_margin(az.convert_to_dataset(joined))
 
     def outputs(self, data: FitData, z: dict, key, batch: int = 500,
                 replicate: bool = True) -> tuple[dict, np.ndarray, np.ndarray | None]:

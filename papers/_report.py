@@ -26,7 +26,7 @@ from pathlib import Path
 from valuedyn._config import config_to_dict, config_to_json
 from valuedyn._io import file_sha256, provenance, write_text_atomic
 from valuedyn.fitting import progress_bar
-from valuedyn.fitting._diagnostics import STOP_ESS
+from valuedyn.fitting._diagnostics import STOP_ESS, stop_check_interval
 
 
 def log(message: str) -> None:
@@ -125,7 +125,7 @@ def run_report(config) -> dict:
             f"target acceptance {config.target_accept}"
             + (f", {config.saturated_draws} draws per chain after a warmup that saturates the tree depth"
                if config.saturated_draws else "")
-            + (f"; a fit stops after {config.min_draws} draws per chain (or every {max(100, config.min_draws // 2)} more) "
+            + (f"; a fit stops after {config.min_draws} draws per chain (or every {stop_check_interval(config.min_draws)} more) "
                f"once it passes the gate with bulk and tail ESS >= {STOP_ESS}" if 0 < config.min_draws < config.draws else "")
         ),
         "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
