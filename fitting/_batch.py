@@ -4,8 +4,8 @@
 :func:`~valuedyn.fitting._plan.plan_fits` and a fits folder, and leaves there:
 
 - one fit file per job, named ``STEM__BEHAVIOUR__MODEL__KEY12.nc`` (ArviZ netCDF with
-  its posterior predictive checks stored, written atomically by ``fit_trajectory`` and
-  ``check_fit``);
+  its posterior predictive checks stored, written once, atomically, by
+  ``fit_trajectory(..., check=True)``);
 - ``index.json``: cache key -> fit file, rewritten atomically after every finished fit,
   so a run killed at any moment loses at most the fits in flight and a rerun redoes only
   those (a fit file is trusted only when the index names it, it loads, and it names the
@@ -243,7 +243,7 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
         _exit_with_parent()
     import numpy as np
 
-    from valuedyn.fitting import check_fit, fit_trajectory
+    from valuedyn.fitting import fit_trajectory
 
     results, durations = [], []
     for job_id, fit_config in configs:
@@ -254,8 +254,7 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
                 fit_config = dataclasses.replace(fit_config, progress=False)
             mark = time.perf_counter()
             try:
-                written = fit_trajectory(fit_config)
-                check_fit(written)  # stored in the file: the parent only reads it
+                written = fit_trajectory(fit_config, check=True)  # checks stored in the file: the parent only reads it
                 status, payload = "done", str(written)
             except Exception as err:  # one fit that raises must not lose the others; the result names it
                 first_line = str(err).splitlines()[0] if str(err) else ""

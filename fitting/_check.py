@@ -163,12 +163,20 @@ def check_fit(path, seed: int = 0) -> dict:
     rewrite), and return them."""
     path = Path(path)
     idata = load_fit(path)
+    checks = attach_checks(idata, seed=seed)
+    save_fit(idata, path)
+    return checks
+
+
+def attach_checks(idata, seed: int = 0) -> dict:
+    """Compute the checks of an in-memory fit and store them in its ``checks`` attribute
+    (what :func:`check_fit` writes; ``fit_trajectory(..., check=True)`` calls it before
+    its one write)."""
     checks = compute_checks(idata, seed=seed)
     attrs = fit_attrs(idata)
     checks["model"] = attrs.get("model")
     checks["behaviour"] = attrs.get("behaviour")
     idata.attrs["checks"] = json.dumps(checks)
-    save_fit(idata, path)
     return checks
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from valuedyn._config import config_from_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, refuse_overwrite, write_text_atomic
+from valuedyn.fitting._diagnostics import pareto_k_counted
 from valuedyn.fitting._store import fit_attrs, load_fit
 
 PARETO_K_WARN = 0.7
@@ -146,7 +147,8 @@ def compare_fits(paths, *, lfo: bool = True, lfo_fraction: float = 0.75, out=Non
     warnings = []
     loo = {}
     for name, idata in zip(names, fits):
-        result = az.loo(idata, pointwise=True)
+        with pareto_k_counted():  # counted here and stated in the warnings
+            result = az.loo(idata, pointwise=True)
         k = np.asarray(result.pareto_k)
         bad = int((k > PARETO_K_WARN).sum())
         loo[name] = (result, bad)
@@ -158,7 +160,8 @@ def compare_fits(paths, *, lfo: bool = True, lfo_fraction: float = 0.75, out=Non
         if not int(a.get("trustworthy", 0)):
             warnings.append(f"{name}: the fit is marked untrustworthy ({'; '.join(a.get('diagnostics', {}).get('reasons', []))})")
     if len(fits) > 1:
-        table = az.compare(dict(zip(names, fits)), ic="loo", method="stacking")
+        with pareto_k_counted():
+            table = az.compare(dict(zip(names, fits)), ic="loo", method="stacking")
         table = table.rename(columns={"elpd_diff": "d_elpd"})
     else:
         result = loo[names[0]][0]

@@ -8,7 +8,21 @@ an E-BFMI below 0.3 are reported as warnings (they cost efficiency, not validity
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
+
+
+@contextlib.contextmanager
+def pareto_k_counted():
+    """Silence ArviZ's raw "Estimated shape parameter of Pareto distribution is greater
+    than 0.70" warning inside a block whose caller counts the observations with high Pareto
+    k and states them in its own result (comparisons, rankings, the observation choice);
+    otherwise it reaches stderr twice per affected fit, in no one's words."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
+        yield
 
 RHAT_MAX = 1.01
 ESS_MIN = 400

@@ -271,11 +271,13 @@ def prepare(config):
     return model, observation, selection, trajectory
 
 
-def fit_trajectory(config) -> Path:
+def fit_trajectory(config, *, check: bool = False) -> Path:
     """Run NUTS for ``config`` (a FitConfig), write ``config.out`` atomically, return its path.
 
     Raises :class:`ValuedynError` for bad input before any work; an untrustworthy fit is
     written (marked ``trustworthy = 0``) and, with ``config.strict``, then raises.
+    ``check``: the posterior predictive checks (:func:`~valuedyn.fitting.check_fit`'s) are
+    computed and stored before the file is written (one write instead of two).
     """
     model, observation, selection, trajectory = prepare(config)
     sha = file_sha256(trajectory)
@@ -289,6 +291,10 @@ def fit_trajectory(config) -> Path:
         config, model, observation, selection, inference.diagnostics, parameter_spaces(model), pooling=config.pooling,
         trajectory=str(trajectory), trajectory_sha256=sha, selection_json=selection.selection_json(),
     ))
+    if check:
+        from valuedyn.fitting._check import attach_checks
+
+        attach_checks(idata)
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
     save_fit(idata, out)

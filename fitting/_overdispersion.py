@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn._errors import ValuedynError
+from valuedyn.fitting._compare import PARETO_K_WARN
+from valuedyn.fitting._diagnostics import pareto_k_counted
 from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
 
 
@@ -88,7 +90,10 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
     for name, idata, a in zip(names, fits, attrs):
         checks = a.get("checks") or compute_checks(idata)
         coverage[name] = float(checks["coverage"]["90"])
-    loo = [az.loo(f, pointwise=True) for f in fits]
+    with pareto_k_counted():  # counted below and named in the reason when LOO decides
+        loo = [az.loo(f, pointwise=True) for f in fits]
+    high_k = sum(int((np.asarray(l.pareto_k) > PARETO_K_WARN).sum()) for l in loo)
+    unreliable = f"; PSIS-LOO is unreliable for {high_k} observations (Pareto k > {PARETO_K_WARN})" if high_k else ""
     pointwise = [np.asarray(l.loo_i) for l in loo]
     difference = pointwise[wide] - pointwise[plain]
     d_elpd = float(difference.sum())
@@ -100,11 +105,11 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
                   f"{coverage[wide_name]:.2f}")
     elif d_elpd > 2 * dse:
         chosen = wide_name
-        reason = f"{wide_name} predicts better: d_elpd {d_elpd:.1f} > 2 x dse {dse:.1f}"
+        reason = f"{wide_name} predicts better: d_elpd {d_elpd:.1f} > 2 x dse {dse:.1f}{unreliable}"
     else:
         chosen = plain_name
         reason = (f"{wide_name} does not earn its extra parameter (d_elpd {d_elpd:.1f}, dse {dse:.1f}; 90% coverage "
-                  f"{coverage[plain_name]:.2f} vs {coverage[wide_name]:.2f})")
+                  f"{coverage[plain_name]:.2f} vs {coverage[wide_name]:.2f}){unreliable}")
     choice = ObservationChoice(chosen, reason, coverage, {n: float(l.elpd_loo) for n, l in zip(names, loo)}, d_elpd, dse)
     if record:
         for path, idata in zip(paths, fits):

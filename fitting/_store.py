@@ -5,11 +5,20 @@ The fit-file contract: an ArviZ InferenceData netCDF (h5netcdf) with the groups
 behaviour, the observation model and pooling, the data file (and its sha256), the
 selection and the FitConfig (JSON); ``diagnostics``, ``trustworthy`` and, once checked,
 ``checks`` follow. Writes are atomic.
+
+A fit file read once in a process is kept (:data:`LOADED_BYTES` at most, by file identity:
+path, inode, modification and change times and size, so an atomic rewrite is read afresh) and later
+reads get a deep copy of it: the report reads each fit for its checks, comparisons,
+verdicts, headline and figures, and one read costs 0.6-1 s (h5netcdf's per-variable
+metadata), a copy 5 ms.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from valuedyn._errors import ValuedynError
@@ -28,15 +37,45 @@ def save_fit(idata, path) -> Path:
     return path
 
 
-def load_fit(path):
-    """Read a fit file fully into memory; :class:`ValuedynError` for a missing, corrupt or wrong file."""
-    import arviz as az
+#: most bytes of fit data :func:`load_fit` keeps in memory (least recently read dropped first)
+LOADED_BYTES = 1 << 29
+_loaded: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+_loaded_lock = threading.Lock()
 
+
+def _identity(path: Path) -> tuple:
+    st = path.stat()
+    return str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+
+
+def load_fit(path):
+    """Read a fit file fully into memory; :class:`ValuedynError` for a missing, corrupt or
+    wrong file. A file read before in this process, unchanged since, is not read again:
+    the caller gets its own deep copy (change it freely)."""
     path = Path(path)
     if not path.exists():
         raise ValuedynError(f"fit file {path} does not exist; check the path or run `valuedyn fit`")
     if not path.is_file():
         raise ValuedynError(f"fit file {path} is not a file")
+    identity = _identity(path)
+    with _loaded_lock:
+        kept = _loaded.get(identity)
+        if kept is not None:
+            _loaded.move_to_end(identity)
+            return copy.deepcopy(kept[0])
+    idata = _read_fit(path)
+    size = sum(int(getattr(idata, group).nbytes) for group in idata.groups())
+    if size <= LOADED_BYTES:
+        with _loaded_lock:
+            _loaded[identity] = (copy.deepcopy(idata), size)
+            while sum(n for _, n in _loaded.values()) > LOADED_BYTES:
+                _loaded.popitem(last=False)
+    return idata
+
+
+def _read_fit(path: Path):
+    import arviz as az
+
     try:
         idata = az.from_netcdf(str(path), engine="h5netcdf")
         idata.load() if hasattr(idata, "load") else None

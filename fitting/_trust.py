@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.fitting._diagnostics import saturation_phrase
+from valuedyn.fitting._diagnostics import pareto_k_counted, saturation_phrase
 from valuedyn.fitting._headline import format_env_steps
 from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
 from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
@@ -424,15 +424,17 @@ def rank_fits(fits: dict, verdicts: dict[str, Verdict]) -> Ranking:
         idata = load_fit(fits[n]) if isinstance(fits[n], (str, Path)) else fits[n]
         loaded[n] = stacked_fit(idata, verdicts[n].modes) if verdicts[n].modes.multimodal else idata
     high_k = {}
-    for n, idata in loaded.items():
-        k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
-        high_k[n] = int((k > PARETO_K_MAX).sum())
+    with pareto_k_counted():  # high k is counted here and stated in the table and text
+        for n, idata in loaded.items():
+            k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
+            high_k[n] = int((k > PARETO_K_MAX).sum())
     left_out = f" Not ranked: {'; '.join(f'{n} ({verdicts[n].label})' for n in excluded)}." if excluded else ""
     if len(eligible) == 1:
         only = eligible[0]
         text = f"{only} is the only trustworthy fit, so there is no comparison to win.{left_out}"
         return Ranking(only, False, text, None, excluded)
-    table = az.compare(loaded, ic="loo", method="stacking").rename(columns={"elpd_diff": "d_elpd"})
+    with pareto_k_counted():
+        table = az.compare(loaded, ic="loo", method="stacking").rename(columns={"elpd_diff": "d_elpd"})
     table["pareto_k_bad"] = [high_k[n] for n in table.index]
     winner, runner_up = table.index[0], table.index[1]
     d_elpd, dse = float(table.loc[runner_up, "d_elpd"]), float(table.loc[runner_up, "dse"])

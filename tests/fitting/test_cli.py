@@ -107,3 +107,25 @@ def test_fit_refuses_an_existing_out_before_jax_starts(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
     assert "already exists" in done.stderr and out.read_text() == "precious"
+
+
+def test_a_fit_file_is_read_once_per_process_and_each_reader_gets_its_own_copy(round_trip, monkeypatch):
+    from valuedyn.fitting import _store
+
+    _, fits = round_trip
+    reads = []
+    real_read = _store._read_fit
+    monkeypatch.setattr(_store, "_read_fit", lambda path: reads.append(path) or real_read(path))
+    first = load_fit(fits[1])  # read (the module's earlier tests may have read it: then a copy)
+    first.attrs["model"] = "changed by a reader"
+    first.posterior["t0"].values[:] = -1.0
+    second = load_fit(fits[1])
+    assert second.attrs["model"] == "overshoot" and np.all(second.posterior["t0"].values > 0)
+    assert len(reads) <= 1
+    before = len(reads)
+    # a rewrite (atomic: a new file) is read afresh, not served from memory
+    _store.save_fit(first, fits[1].with_name("rewritten.nc"))
+    fits[1].with_name("rewritten.nc").replace(fits[1])
+    third = load_fit(fits[1])
+    assert len(reads) == before + 1
+    assert third.attrs["model"] == "changed by a reader" and np.all(third.posterior["t0"].values == -1.0)
