@@ -27,14 +27,10 @@ the chosen one (the probe's own fit is reused). The decisions are in
 nests the Poisson), diversity the lognormal. A rigid model's misfit of the curve's
 shape would read as overdispersion too, hence the most flexible one (README, "Many fits at once").
 
-Executors: fits run in groups, one model's fits per group, per observation model (``auto``
-resolved to the family's default: they share one compiled sampler; compilation dominates
-small fits). By default the groups run in a local pool of spawned processes (one per
-core, at most 4) that take a group each, largest first, and once every group is taken
-steal single fits from the tail of the group with the most left (:func:`_next_job`): with
-whole groups, the report's fits (their measured times, one group per model as the groups
-were then) left one of its two workers idle for the last 129 of 498 s while the other
-finished the overshoot group; or in this process with ``workers=1``. With ``scheduler="tcp://HOST:PORT"`` (or a ``distributed.Client``) they
+Executors: fits run in groups, one model's fits per group, per observation model (they share one compiled
+sampler; compilation dominates small fits). By default the groups run in a local pool
+of spawned processes (one per core, at most 4), or in this process with
+``workers=1``. With ``scheduler="tcp://HOST:PORT"`` (or a ``distributed.Client``) they
 are submitted to a Dask distributed cluster, groups split so every worker has work.
 Either way a fit that raises is reported as failed with its error and the others
 complete; the files are the same (the fit is determined by its config and seed).
@@ -245,86 +241,31 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
 
         prepare_jax(configs[0][1].chains)
         _exit_with_parent()
-    results, durations = [], []
-    for job_id, fit_config in configs:
-        result = _fit_one(job_id, fit_config, deadline, durations, quiet=fresh_process)
-        results.append(result)
-        if channel is not None:
-            channel.put(result)
-    return results
-
-
-def _fit_one(job_id: int, fit_config, deadline: float | None, durations: list[float], *,
-             quiet: bool) -> tuple[int, str, str, float]:
-    """One fit and its checks on a worker: ``(job id, status, payload, seconds)`` (see
-    :func:`fit_group`); ``durations``: this worker's fit times so far (appended to), which
-    decide whether the next fit would end past ``deadline``."""
     import numpy as np
 
     from valuedyn.fitting import fit_trajectory
 
-    if deadline is not None and durations and time.time() + float(np.mean(durations)) > deadline:
-        return job_id, "skipped", "", 0.0
-    if quiet:  # one progress bar (the parent's) instead of interleaved NUTS bars
-        fit_config = dataclasses.replace(fit_config, progress=False)
-    mark = time.perf_counter()
-    try:
-        written = fit_trajectory(fit_config, check=True)  # checks stored in the file: the parent only reads it
-        status, payload = "done", str(written)
-    except Exception as err:  # one fit that raises must not lose the others; the result names it
-        first_line = str(err).splitlines()[0] if str(err) else ""
-        status, payload = "failed", f"{type(err).__name__}: {first_line}"
-    seconds = time.perf_counter() - mark
-    durations.append(seconds)
-    return job_id, status, payload, seconds
-
-
-def _next_job(pending, claimed, lock, mine: int | None) -> tuple[int | None, tuple[int, object] | None]:
-    """The next fit for a pool worker whose current group is ``mine``: the head of that
-    group; else the first group no worker has taken yet (the groups come largest first);
-    else, once every group is taken, one fit from the tail of the group with the most fits
-    left (work stealing: the last groups no longer leave one worker idle while another
-    finishes a long group; the stolen fit's kernels mostly come from the persistent
-    compilation cache the group's worker filled). ``pending``: group -> its fits not yet
-    started, ``claimed``: group -> taken (manager proxies, read and changed under ``lock``).
-    Returns (the worker's group now, the fit) or (None, None) when nothing is left."""
-    with lock:
-        if mine is not None and pending[mine]:
-            group = mine
-            take_tail = False
+    results, durations = [], []
+    for job_id, fit_config in configs:
+        if deadline is not None and durations and time.time() + float(np.mean(durations)) > deadline:
+            result = (job_id, "skipped", "", 0.0)
         else:
-            free = [g for g in sorted(pending.keys()) if pending[g] and not claimed[g]]
-            if free:
-                group, take_tail = free[0], False
-                claimed[group] = True
-            else:
-                left = {g: len(pending[g]) for g in pending.keys() if pending[g]}
-                if not left:
-                    return None, None
-                group, take_tail = max(left, key=lambda g: (left[g], -g)), True
-        jobs = list(pending[group])
-        job = jobs.pop(-1 if take_tail else 0)
-        pending[group] = jobs
-    return (mine if take_tail and mine is not None else group), job
-
-
-def fit_shared(pending, claimed, lock, deadline: float | None, channel) -> list[tuple[int, str, str, float]]:
-    """A pool worker: fit and check jobs taken one by one with :func:`_next_job` until
-    none is left, each result put on ``channel`` as it ends (see :func:`fit_group`)."""
-    results, durations, mine, started = [], [], None, False
-    while True:
-        mine, job = _next_job(pending, claimed, lock, mine)
-        if job is None:
-            return results
-        if not started:
-            from valuedyn.fitting._cli import prepare_jax
-
-            prepare_jax(job[1].chains)
-            _exit_with_parent()
-            started = True
-        result = _fit_one(job[0], job[1], deadline, durations, quiet=True)
+            if fresh_process:  # one progress bar (the parent's) instead of interleaved NUTS bars
+                fit_config = dataclasses.replace(fit_config, progress=False)
+            mark = time.perf_counter()
+            try:
+                written = fit_trajectory(fit_config, check=True)  # checks stored in the file: the parent only reads it
+                status, payload = "done", str(written)
+            except Exception as err:  # one fit that raises must not lose the others; the result names it
+                first_line = str(err).splitlines()[0] if str(err) else ""
+                status, payload = "failed", f"{type(err).__name__}: {first_line}"
+            seconds = time.perf_counter() - mark
+            durations.append(seconds)
+            result = (job_id, status, payload, seconds)
         results.append(result)
-        channel.put(result)
+        if channel is not None:
+            channel.put(result)
+    return results
 
 
 def _groups(todo: list[tuple[int, object]], at_least: int) -> list[list[tuple[int, object]]]:
@@ -333,18 +274,9 @@ def _groups(todo: list[tuple[int, object]], at_least: int) -> list[list[tuple[in
     there are ``at_least`` groups (or single fits)."""
     from valuedyn.models import get_model
 
-    from valuedyn.fitting._plan import _AUTO, _family_default
-
-    def compiled_as(config) -> tuple[str, str]:
-        """(model, observation model): fits sharing it share one compiled sampler."""
-        observation = config.observation
-        if observation in _AUTO:
-            observation = _family_default(config.behaviour)[1] or "auto"
-        return config.model, observation
-
     by_model: dict[tuple[str, str], list] = {}
     for item in todo:
-        by_model.setdefault(compiled_as(item[1]), []).append(item)
+        by_model.setdefault((item[1].model, item[1].observation), []).append(item)
     groups = [members for _, members in sorted(
         by_model.items(), key=lambda kv: (get_model(kv[0][0]).closed_form, -len(kv[1]), kv[0]))]
     while len(groups) < at_least and max(map(len, groups)) > 1:
@@ -423,13 +355,8 @@ def _run_groups(groups, deadline, *, workers: int, scheduler, on_result: Callabl
         manager.start(_exit_with_parent)  # its server process, too, ends with this one
         with manager:
             channel = manager.Queue()
-            # the workers take fits from shared lists: a group each, then fits of others' groups
-            pending = manager.dict({g: list(group) for g, group in enumerate(groups)})
-            claimed = manager.dict({g: False for g in range(len(groups))})
-            lock = manager.Lock()
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [pool.submit(fit_shared, pending, claimed, lock, deadline, channel)
-                           for _ in range(min(workers, sum(map(len, groups))))]
+                futures = {pool.submit(fit_group, group, deadline, channel, True): group for group in groups}
                 while not all(f.done() for f in futures):
                     try:
                         deliver(channel.get(timeout=0.5))
@@ -437,14 +364,11 @@ def _run_groups(groups, deadline, *, workers: int, scheduler, on_result: Callabl
                         pass
                 while not channel.empty():
                     deliver(channel.get())
-                errors = []
-                for future in futures:
+                for future, group in futures.items():
                     try:
                         future.result()
                     except Exception as err:  # BrokenProcessPool: a worker was killed
-                        errors.append(err)
-                if errors:  # the fits no result came back for, started or not, are lost
-                    lost([item for group in groups for item in group], errors[0])
+                        lost(group, err)
 
 
 # ---------------------------------------------------------------- the runner

@@ -180,8 +180,8 @@ def test_dask_cluster_gives_the_same_fits(local_run, plan, tmp_path):
 
 
 def test_a_process_pool_gives_the_same_fits(local_run, plan, tmp_path):
-    """Two spawned workers share one group of three fits: one takes the group, the other
-    steals from its tail; every fit runs once, the failure is reported, the draws match."""
+    """The default executor (spawned worker processes) runs to the end: every fit once,
+    the failure reported, the same draws as in this process."""
     result_local, _ = local_run
     result = run_plan(plan, tmp_path / "fits", workers=2, show_progress=False, choose_observations=False)
     _assert_same_fits(result, result_local)
@@ -196,30 +196,6 @@ def _assert_same_fits(result, result_local) -> None:
         assert sorted(mine) == sorted(local)
         for name in mine:
             np.testing.assert_array_equal(mine[name], local[name], err_msg=name)  # same draws for the same seeds
-
-
-def test_pool_workers_take_a_group_each_then_steal_from_the_longest():
-    import threading
-
-    from valuedyn.fitting._batch import _next_job
-
-    pending = {0: ["a", "b", "c"], 1: ["d"]}  # groups come largest first
-    claimed = {0: False, 1: False}
-    lock = threading.Lock()
-    taken = []
-
-    def take(worker, mine):
-        mine, job = _next_job(pending, claimed, lock, mine)
-        taken.append((worker, job))
-        return mine
-
-    first = take("A", None)  # the first free group, from its head
-    second = take("B", None)  # the next free group
-    second = take("B", second)  # B's group is done and none is free: B steals from the tail of A's
-    first = take("A", first)
-    take("A", first)
-    take("B", second)
-    assert taken == [("A", "a"), ("B", "d"), ("B", "c"), ("A", "b"), ("A", None), ("B", None)]
 
 
 def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
