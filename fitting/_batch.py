@@ -517,6 +517,7 @@ def _fit_todo(groups, outcomes: list[FitOutcome], index: FitIndex, fits_dir: Pat
         if status == "done":
             outcome.path = Path(payload)
             index.record(outcome.key, outcome.path, outcome.job, seconds)  # at once: a kill later keeps this fit
+            _read_ahead(outcome.path)
         elif status == "failed":
             outcome.error = payload
             log(f"fit of {outcome.job.model} to {outcome.job.behaviour} failed ({payload}); listed as failed")
@@ -528,6 +529,19 @@ def _fit_todo(groups, outcomes: list[FitOutcome], index: FitIndex, fits_dir: Pat
         _run_groups(groups, deadline, workers=workers, scheduler=client, on_result=on_result)
     finally:
         bar.close()
+
+
+def _read_ahead(path: Path) -> None:
+    """Read a fit file the moment its worker reports it, while the other fits run: the
+    checks, comparisons, verdicts and figures then take it from :func:`load_fit`'s memory
+    instead of reading 20 files (0.6-1 s each) one after another once fitting ends. A file
+    that does not read is left for those steps to report."""
+    from valuedyn.fitting._store import load_fit
+
+    try:
+        load_fit(path)
+    except ValuedynError:
+        pass
 
 
 def _read_diagnostics_and_checks(outcomes: list[FitOutcome], show_progress: bool) -> None:
