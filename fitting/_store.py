@@ -29,11 +29,26 @@ REQUIRED_FIT_ATTRS = ("model", "behaviour", "observation_model", "pooling", "tra
 JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "parameter_transforms")
 
 
+#: HDF5 storage settings a variable read from a (compressed) fit file carries in its
+#: encoding; dropped before a write so every fit file is written the same way
+_STORAGE_ENCODING = ("zlib", "complevel", "compression", "compression_opts", "shuffle", "fletcher32", "chunksizes",
+                     "contiguous")
+
+
 def save_fit(idata, path) -> Path:
-    """Write ``idata`` to ``path`` atomically (a kill leaves the old file or the new one)."""
+    """Write ``idata`` to ``path`` atomically (a kill leaves the old file or the new one).
+
+    Uncompressed: ArviZ's default gzip (in small auto-sized chunks) made the core case's
+    44 MB of draws, log-likelihood and replicates a 26 MB file but took 4.2 s to write and
+    1.6 s to read, against 0.8 and 1.0 s uncompressed; a report fit (8 seeds x 16 updates)
+    6.2 MB in 1.5 s against 7.6 MB in 0.9 s."""
     path = Path(path)
+    for group in idata.groups():
+        for variable in getattr(idata, group).variables.values():
+            for key in _STORAGE_ENCODING:
+                variable.encoding.pop(key, None)
     with atomic_path(path) as tmp:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
+        idata.to_netcdf(str(tmp), engine="h5netcdf", compress=False)
     return path
 
 

@@ -29,3 +29,22 @@ def test_every_command_prints_its_help(command):
     parser, _, _ = build_parser(command)
     text = parser.format_help()
     assert "--help" in text and len(text) > 100
+
+
+def test_the_process_ends_promptly_with_its_status_and_all_its_output(tmp_path):
+    """``python -m valuedyn`` (as the console script) ends the process as soon as a
+    fitting or report command returns: its exit status and everything it printed, into a
+    pipe (block-buffered), still come out."""
+    import subprocess
+    import sys
+
+    from valuedyn.cli import PROMPT_EXIT
+
+    assert {"fit", "report", "fit-batch"} <= PROMPT_EXIT and "train" not in PROMPT_EXIT
+    listed = subprocess.run([sys.executable, "-m", "valuedyn", "models"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "overshoot" in listed.stdout and listed.stdout.endswith("\n")
+    refused = subprocess.run([sys.executable, "-m", "valuedyn", "fit", str(tmp_path / "missing.nc"), "--model",
+                              "overshoot", "--behaviour", "event:place_plant", "--out", str(tmp_path / "fit.nc")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "does not exist" in refused.stderr
+    assert not (tmp_path / "fit.nc").exists()

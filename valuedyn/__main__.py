@@ -1,5 +1,3 @@
-import sys
+from valuedyn.cli import entry
 
-from valuedyn.cli import main
-
-sys.exit(main())
+entry()
