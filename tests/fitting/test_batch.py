@@ -300,10 +300,15 @@ def test_cache_key_of_unchanged_settings_never_changes(monkeypatch):
                          min_draws=0)
     job = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), before)
     # the defaults before sampling could stop early (min_draws 0: every draw run)
-    defaults = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings(min_draws=0))
+    defaults = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1),
+                       FitSettings(min_draws=0, saturated_draws=200))
+    stopping = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1),
+                      FitSettings(saturated_draws=200))
     today = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
-    # today's: the same with min_draws 500 (a fit may stop once it passes the gate with a margin)
-    assert today.cache_key() == "8a873968b2c772b6e78b2e03ee75f3aae4a1288da5f74332e23ef1cac5449e69"
+    # the same with min_draws 500 (a fit may stop once it passes the gate with a margin)
+    assert stopping.cache_key() == "8a873968b2c772b6e78b2e03ee75f3aae4a1288da5f74332e23ef1cac5449e69"
+    # today's: 100 draws per chain, not 200, when the warmup saturates the tree depth
+    assert today.cache_key() == "4b48d43c78d9ffaf0d192cf065d082f438d4c4500f280fbbec0d52da6c93db0e"
     # FIT_SEMANTICS 4 (one gradient kernel for MAP, Hessian and chain starts; numpy host
     # noise): every key changed once, as at 3 (Stan's warmup windows, other CPU rounding)
     assert job.cache_key() == "63febc3dca71f99e0fa428f8518fbe7f1335f80c01ee7f5e7d4d6a18db633edc"
