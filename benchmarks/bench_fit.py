@@ -61,7 +61,8 @@ MODELS = {
     "replicator_mutator": ("action:place_plant", "binomial"),
 }
 SAMPLERS = ("valuedyn", "stock noncentred", "stock valuedyn-centring")
-#: both sides: valuedyn's default (``valuedyn fit --target-accept``)
+#: both sides: ``valuedyn fit``'s default target when the table above was measured (0.97
+#: since: at 0.95 the core case left one divergence in 4 of 5 sampler seeds)
 TARGET_ACCEPT = 0.95
 
 
@@ -117,16 +118,17 @@ def run_one(args) -> dict:
     row = {"model": args.one_model, "sampler": args.one_sampler}
 
     if args.one_sampler == "valuedyn":
-        walls, results = [], []
+        walls = []
         for seed in (0, 1):
             start = time.perf_counter()
             inference = infer(model, observation, "hierarchical", selection, settings, seed=seed, progress=False)
             walls.append(time.perf_counter() - start)
-            results.append(inference)
-        diagnostics = results[1].diagnostics
-        row.update(cold_s=walls[0], warm_s=walls[1], ess_bulk_min=diagnostics["ess_bulk_min"],
-                   rhat_max=diagnostics["rhat_max"], divergences=diagnostics["divergences"],
-                   treedepth_hits=diagnostics["treedepth_hits"])
+            diagnostics = inference.diagnostics
+            row.update(cold_s=walls[0], warm_s=walls[1] if len(walls) > 1 else None,
+                       ess_bulk_min=diagnostics["ess_bulk_min"], rhat_max=diagnostics["rhat_max"],
+                       divergences=diagnostics["divergences"], treedepth_hits=diagnostics["treedepth_hits"])
+            if len(walls) == 1:  # the cold run's row, in case the warm one does not finish in time
+                print("ROW " + json.dumps(row), flush=True)
         return row
 
     data = fit_data(selection, len(names))
