@@ -40,7 +40,16 @@ So both hand-written pieces stay: the start and adaptation (MAP, Laplace mass ma
 chain-pooled dense windows) give 9x the stock ESS/s on the same coordinates for overshoot
 and converge where the stock adaptation does not (logistic_onset); the coordinates
 (partial centring, location frame) finish where the non-centred stock run does not.
-The ODE model (replicator_mutator) was not run in that session.
+The ODE model (replicator_mutator), 2026-12-02, 2 idle cores, ``--models replicator_mutator
+--samplers valuedyn "stock noncentred" --warmup 200 --draws 200 --timeout 540``::
+
+    replicator_mutator  valuedyn                    no result in 540 s
+    replicator_mutator  stock noncentred            no result in 540 s
+
+Neither side finished even its cold fit (4 chains on 4 JAX CPU devices over 2 cores, tree
+depth 10, each leapfrog step an ODE solve of 4 seeds x 300 updates and its adjoint); this
+row needs the GPU machine or a run longer than a session here (the report's ODE fits, at
+8 seeds x 16 updates and depth 6, take ~6 minutes each).
 """
 
 from __future__ import annotations
