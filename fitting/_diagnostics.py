@@ -13,17 +13,6 @@ import warnings
 
 import numpy as np
 
-
-@contextlib.contextmanager
-def pareto_k_counted():
-    """Silence ArviZ's raw "Estimated shape parameter of Pareto distribution is greater
-    than 0.70" warning inside a block whose caller counts the observations with high Pareto
-    k and states them in its own result (comparisons, rankings, the observation choice);
-    otherwise it reaches stderr twice per affected fit, in no one's words."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        yield
-
 RHAT_MAX = 1.01
 ESS_MIN = 400
 EBFMI_MIN = 0.3
@@ -36,6 +25,17 @@ def stop_check_interval(min_draws: int) -> int:
     """Draws per chain between two checks of the early stop after the first (at
     ``min_draws``): half of it, at least 100."""
     return max(100, min_draws // 2)
+
+
+@contextlib.contextmanager
+def pareto_k_counted():
+    """Silence ArviZ's raw "Estimated shape parameter of Pareto distribution is greater
+    than 0.70" warning inside a block whose caller counts the observations with high Pareto
+    k and states them in its own result (comparisons, rankings, the observation choice);
+    otherwise it reaches stderr twice per affected fit, in no one's words."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
+        yield
 
 
 def _diagnosed_variables(idata, parameter_names: list[str]) -> list[str]:

@@ -129,3 +129,35 @@ def test_a_fit_file_is_read_once_per_process_and_each_reader_gets_its_own_copy(r
     third = load_fit(fits[1])
     assert len(reads) == before + 1
     assert third.attrs["model"] == "changed by a reader" and np.all(third.posterior["t0"].values == -1.0)
+
+
+def test_a_fit_written_with_its_checks_holds_what_check_fit_computes(logistic_file, tmp_path):
+    """``fit_trajectory(..., check=True)`` (the batch runner's workers) writes the fit once
+    with the checks stored; they are those ``check_fit`` computes from the file."""
+    from valuedyn._config import config_from_namespace
+    from valuedyn.cli import build_parser
+    from valuedyn.fitting import check_fit, fit_trajectory
+
+    out = tmp_path / "checked.nc"
+    parser, config_cls, _ = build_parser("fit")
+    config = config_from_namespace(config_cls, parser.parse_args(_fit_args(logistic_file, "logistic_onset", out)[1:]))
+    fit_trajectory(config, check=True)
+    stored = fit_attrs(load_fit(out))["checks"]
+    assert set(stored["p_values"]) == {"peak_height", "peak_time", "final_level", "overshoot_ratio", "onset_time"}
+    fresh = json.loads(json.dumps(check_fit(out)))
+    # the same checks; numbers equal up to summation order (in-memory arrays vs the file's)
+    assert _flat(stored).keys() == _flat(fresh).keys()
+    for key, value in _flat(stored).items():
+        if isinstance(value, float):
+            assert value == pytest.approx(_flat(fresh)[key], rel=1e-9, abs=1e-12, nan_ok=True), key
+        else:
+            assert value == _flat(fresh)[key], key
+
+
+def _flat(tree, prefix=""):
+    """Nested dicts and lists -> {"a/b/0": leaf}."""
+    if isinstance(tree, dict):
+        return {k: v for name, sub in tree.items() for k, v in _flat(sub, f"{prefix}{name}/").items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree) for k, v in _flat(sub, f"{prefix}{i}/").items()}
+    return {prefix: tree}

@@ -112,6 +112,32 @@ def test_a_ranking_without_a_trustworthy_fit_is_undecided(overshoot_fits):
     assert "overshoot" in ranking.excluded
 
 
+def test_arviz_says_nothing_of_high_pareto_k_where_the_caller_counts_it():
+    """Inside ``pareto_k_counted`` (comparisons, rankings, the observation choice: each
+    counts and states high k itself) ArviZ's raw warning is silenced; outside it is not."""
+    import warnings
+
+    import arviz as az
+
+    from valuedyn.fitting._diagnostics import pareto_k_counted
+
+    rng = np.random.default_rng(0)
+    log_lik = rng.normal(-1.0, 0.1, size=(2, 500, 20))
+    log_lik[..., 0] = -5.0 * np.abs(rng.standard_cauchy(size=(2, 500)))  # one observation with heavy-tailed weights
+    idata = az.from_dict(posterior={"a": rng.normal(size=(2, 500))}, log_likelihood={"y": log_lik})
+    for counted in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if counted:
+                with pareto_k_counted():
+                    k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
+            else:
+                k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
+        assert k[0] > 0.7 and np.all(k[1:] <= 0.7)
+        raw = [w for w in caught if "Estimated shape parameter of Pareto" in str(w.message)]
+        assert (len(raw) == 0) if counted else (len(raw) >= 1)
+
+
 def test_clearly_needs_a_margin_and_reliable_psis():
     assert clearly_ahead(5.0, 1.0, {"a": 0, "b": 0}) == (True, [])
     clearly, why = clearly_ahead(5.0, 1.0, {"a": 2, "b": 0})
