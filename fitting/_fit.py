@@ -18,7 +18,7 @@ from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
 from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
-from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces
+from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces, parameter_spaces_ahead
 from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
 from valuedyn.fitting._select import Selection, parse_behaviour, parse_updates, select_behaviour
@@ -198,7 +198,11 @@ def infer(
     data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc)
     chains, draws = settings.num_chains, sampled_draws(result)
     flat = flat_draws(result, chains, draws)
-    constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
+    if result.get("outputs") is not None:  # the sampler computed them for its stop
+        constrained, log_lik = result["outputs"]
+        y_rep = compiled.replicates(data, constrained, key_pp)
+    else:
+        constrained, log_lik, y_rep = compiled.outputs(data, flat, key_pp)
 
     n_seeds = selection.y.shape[0]
     spaces = parameter_spaces(model)
@@ -264,6 +268,7 @@ def prepare(config):
     if Path(config.out).resolve() == trajectory.resolve():  # --force cannot make this right
         raise ValuedynError(f"--out {config.out} is the trajectory file being fitted; choose another --out")
     model = get_model(config.model)
+    parameter_spaces_ahead(model)  # overlaps reading the trajectory
     dataset = open_trajectory(trajectory)
     selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)
     observation = observation_for(selection.family, config.observation)

@@ -139,8 +139,7 @@ class ParameterSpace(NamedTuple):
     transform_name: str
 
 
-@functools.lru_cache(maxsize=None)
-def _spaces_cached(model_name: str, model) -> tuple[ParameterSpace, ...]:
+def _compute_spaces(model) -> tuple[ParameterSpace, ...]:
     spaces = []
     key = jax.random.PRNGKey(20240601)
     for index, parameter in enumerate(model.parameters):
@@ -157,8 +156,34 @@ def _spaces_cached(model_name: str, model) -> tuple[ParameterSpace, ...]:
     return tuple(spaces)
 
 
+#: (model name, model) -> [lock, spaces or None]: each model's spaces computed once per
+#: process, also when a thread started by :func:`parameter_spaces_ahead` is computing them
+_SPACES: dict[tuple, list] = {}
+_SPACES_LOCK = threading.Lock()
+
+
 def parameter_spaces(model) -> tuple[ParameterSpace, ...]:
-    return _spaces_cached(model.name, model)
+    key = (model.name, model)
+    with _SPACES_LOCK:
+        entry = _SPACES.setdefault(key, [threading.Lock(), None])
+    with entry[0]:
+        if entry[1] is None:
+            entry[1] = _compute_spaces(model)
+        return entry[1]
+
+
+def parameter_spaces_ahead(model) -> None:
+    """Start computing ``model``'s parameter spaces on a thread (the moment matching runs
+    JAX op by op, ~1.5 s in a fresh process), so that it overlaps reading the trajectory;
+    :func:`parameter_spaces` then waits for it. An error is left for that call to raise."""
+
+    def work():
+        try:
+            parameter_spaces(model)
+        except Exception:  # raised again, in the caller's words, by the fit's own call
+            pass
+
+    threading.Thread(target=work, name="valuedyn-spaces", daemon=True).start()
 
 
 def observable_for(model, kind: str) -> str:

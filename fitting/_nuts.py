@@ -53,6 +53,7 @@ from the level of each draw (numpyro's vmapped Binomial sampler took minutes for
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 import threading
 from functools import partial
@@ -103,6 +104,9 @@ class SamplerSettings:
     #: most. 0: always run ``num_draws`` (see :meth:`CompiledPosterior.sample`)
     min_draws: int = 0
 
+
+#: draws per call of the outputs kernel (constrained values and pointwise log-likelihood)
+OUTPUTS_BATCH = 500
 
 #: share of the warmup's final-stage transitions at the tree-depth cap from which a fit
 #: counts as saturated: NUTS then walks the posterior in steps far smaller than its extent
@@ -172,24 +176,36 @@ def _jit(fn, level: int):
     return jax.jit(fn, compiler_options=_cpu_options(level))
 
 
+def _signature(args) -> tuple:
+    """What an executable compiled for ``args`` (arrays or ``jax.ShapeDtypeStruct``) needs of
+    a call's arguments: the tree's structure and every leaf's shape, dtype and weak type."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple((tuple(np.shape(a)), np.dtype(a.dtype), bool(getattr(a, "weak_type", False))) for a in leaves)
+
+
 class _CompiledOnce:
-    """A transformed function (``pmap`` or ``jit``) compiled with ``options`` once: on its
-    first call, or ahead of it on a thread (:meth:`compile_in_background`)."""
+    """A transformed function (``pmap`` or ``jit``) compiled with ``options`` once per
+    argument signature (:func:`_signature`): on the first call, or ahead of it on a thread
+    (:meth:`compile_in_background`)."""
 
     def __init__(self, transformed, options):
-        self.transformed, self.options, self.compiled, self._pending = transformed, options, None, None
+        self.transformed, self.options = transformed, options
+        self.compiled: dict[tuple, Any] = {}
+        self._pending: dict[tuple, tuple] = {}
 
     @property
     def started(self) -> bool:
-        """Compiled, or compiling on a thread."""
-        return self.compiled is not None or self._pending is not None
+        """Compiled, or compiling on a thread, for some signature."""
+        return bool(self.compiled) or bool(self._pending)
 
     def compile_in_background(self, *args) -> None:
         """Lower for ``args`` (arrays or ``jax.ShapeDtypeStruct``) here and compile on a
         thread while this one goes on: XLA releases the GIL while it compiles, so on a cold
         fit the NUTS kernel compiles on the second core while the MAP runs on the first.
-        Tracing stays on this thread (numpyro's effect handlers keep one global stack)."""
-        if self.started:
+        Tracing stays on this thread (numpyro's effect handlers keep one global stack).
+        Nothing happens when ``args``' signature is compiled or compiling already."""
+        signature = _signature(args)
+        if signature in self.compiled or signature in self._pending:
             return
         lowered = self.transformed.lower(*args)
         result: dict = {}
@@ -202,16 +218,28 @@ class _CompiledOnce:
 
         thread = threading.Thread(target=work, name="valuedyn-compile", daemon=True)
         thread.start()
-        self._pending = (thread, result)
+        self._pending[signature] = (thread, result)
 
     def __call__(self, *args):
-        if self.compiled is None and self._pending is not None:
-            thread, result = self._pending
-            thread.join()
-            self._pending, self.compiled = None, result.get("compiled")
-        if self.compiled is None:
-            self.compiled = self.transformed.lower(*args).compile(compiler_options=self.options)
-        return self.compiled(*args)
+        signature = _signature(args)
+        executable = self.compiled.get(signature)
+        if executable is None:
+            if signature in self._pending:
+                thread, result = self._pending.pop(signature)
+                thread.join()
+                executable = result.get("compiled")
+            if executable is None:
+                executable = self.transformed.lower(*args).compile(compiler_options=self.options)
+            self.compiled[signature] = executable
+        return executable(*args)
+
+
+def _import_in_background(module: str) -> None:
+    """Start importing ``module`` on a thread (a later ``import`` waits for it to finish),
+    so that its import time overlaps work that does not hold the GIL."""
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,), name=f"valuedyn-import-{module}",
+                         daemon=True).start()
 
 
 def numpy_rng(key) -> np.random.Generator:
@@ -367,7 +395,7 @@ class CompiledPosterior:
             step from there."""
             return jax.lax.map(lambda a: step_one(a[0], a[1], data), (flats, opt_states))
 
-        self._steps = _jit(steps, HOT_OPT_LEVEL)
+        self._steps = _CompiledOnce(jax.jit(steps), _cpu_options(HOT_OPT_LEVEL))
         self._batch = max(1, s.map_starts)
         self._adam_init = jax.jit(jax.vmap(optimiser.init))
         # any optimiser state will do where only the gradients are wanted
@@ -459,7 +487,8 @@ class CompiledPosterior:
             distribution = observation.distribution(constrained["level"], data.exposure, data.mask, params)
             return constrained, jnp.where(data.mask, distribution.log_prob(y_filled), 0.0)
 
-        self._outputs = _jit(jax.vmap(draw_outputs, in_axes=(0, None, None)), ONE_SHOT_OPT_LEVEL)
+        self._outputs = _CompiledOnce(jax.jit(jax.vmap(draw_outputs, in_axes=(0, None, None))),
+                                      _cpu_options(ONE_SHOT_OPT_LEVEL))
 
     # ------------------------------------------------------------------ public
     def values_and_grads(self, flats: np.ndarray, data: FitData) -> tuple[np.ndarray, np.ndarray]:
@@ -498,13 +527,16 @@ class CompiledPosterior:
         """Best of ``map_starts`` Adam runs (from the prior median and copies jittered
         uniformly by up to 1.5 in every unconstrained coordinate)."""
         s = self.settings
-        self._compile_chunk_ahead(data)
         median = self.layout.ravel(self.median_init)
         noise = numpy_rng(key).uniform(-1.5, 1.5, size=(s.map_starts, median.shape[0])).astype(np.float32)
         noise[0] = 0.0
         flats = median[None] + noise
         data = jax.device_put(data)
         opt_states = self._adam_init(flats)
+        # a cold start: the MAP's kernel compiles on a thread while this one lowers the NUTS
+        # chunk, which then compiles on a thread while the MAP runs here
+        self._steps.compile_in_background(flats, opt_states, data)
+        self._compile_chunk_ahead(data)
         for _ in range(s.map_steps):
             _, _, flats, opt_states = self._steps(flats, opt_states, data)
         values, _ = self.values_and_grads(np.asarray(flats), data)
@@ -690,7 +722,8 @@ class CompiledPosterior:
                 if bar is not None:
                     bar.total = done + num_draws
                     bar.refresh()
-            state, averaging, out, stopped = self._draws(state, averaging, data, num_draws, cut is None, run_stage)
+            state, averaging, out, stopped, outputs = self._draws(state, averaging, data, num_draws, cut is None,
+                                                                  run_stage)
             if stopped is not None and bar is not None:
                 bar.total = bar.n
                 bar.refresh()
@@ -714,6 +747,9 @@ class CompiledPosterior:
             "inverse_mass_matrix": np.asarray(inverse_mass),
             "draws_cut": cut,
             "draws_stopped": stopped,
+            # (constrained, log_lik) of every draw when the sampling stage computed them
+            # (see _draws): what outputs(..., replicate=False) would return
+            "outputs": outputs,
         }
 
     def _draws(self, state, averaging, data: FitData, num_draws: int, may_stop: bool, run_stage):
@@ -721,12 +757,20 @@ class CompiledPosterior:
         pieces, when the draws so far pass the gate with a margin. A stopped fit's draws are
         all that was sampled, so its stored diagnostics are those the stop was decided on;
         a fit that could not pass runs every draw. Returns (state, averaging, the stage's
-        output, the stop's record or None)."""
+        output, the stop's record or None, the outputs of every draw or None).
+
+        The outputs (:meth:`outputs`' constrained values and pointwise log-likelihood,
+        without replicates) are computed piece by piece for the stop's checks and handed
+        back for the fit's file, so nothing is computed twice. Before the first piece the
+        outputs kernel starts compiling and ArviZ (the checks' ESS) starts importing on
+        threads, so neither waits for the first check."""
         from valuedyn.fitting._diagnostics import stop_check_interval
 
         s = self.settings
+        self._prepare_outputs(data)
         if not (may_stop and self.spaces and 0 < s.min_draws < num_draws):
-            return *run_stage(state, averaging, num_draws, False), None
+            return *run_stage(state, averaging, num_draws, False), None, None
+        _import_in_background("arviz")
         pieces, judged, done, piece = [], [], 0, s.min_draws
         while done < num_draws:
             n = min(piece, num_draws - done)
@@ -735,22 +779,34 @@ class CompiledPosterior:
             done += n
             piece = stop_check_interval(s.min_draws)
             if done < num_draws:
-                judged.append(self._diagnosed(data, out))  # each piece's quantities once
-                if self._passes(pieces, judged):
+                judged.append(self._piece_outputs(data, out))  # each piece's quantities once
+                if self._passes(pieces, [self._diagnosed(part) for part in judged]):
                     break
+        if len(judged) < len(pieces):
+            judged.append(self._piece_outputs(data, pieces[-1]))
         joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *pieces)
         stopped = {"at": done, "of": num_draws, "min_draws": s.min_draws} if done < num_draws else None
-        return state, averaging, joined, stopped
+        # [chains, n, ...] per piece -> [chains * draws, ...], the order of flat_draws
+        outputs = jax.tree_util.tree_map(
+            lambda *a: (lambda b: b.reshape((-1,) + b.shape[2:]))(np.concatenate(a, axis=1)), *judged)
+        return state, averaging, joined, stopped, outputs
 
-    def _diagnosed(self, data: FitData, out) -> dict:
-        """The quantities the fit's diagnostics judge (:func:`~valuedyn.fitting._model.diagnosed_sites`),
-        name -> [chains, n, ...], for a piece of a sampling stage's output."""
+    def _piece_outputs(self, data: FitData, out) -> tuple[dict, np.ndarray]:
+        """:meth:`outputs` (no replicates) of a piece of a sampling stage's output, each
+        shaped [chains, n, ...]."""
         z_flat = np.asarray(out[0])
         chains, n = z_flat.shape[:2]
-        constrained, _, _ = self.outputs(data, self.layout.unravel(z_flat.reshape(chains * n, -1)), None, replicate=False)
+        constrained, log_lik, _ = self.outputs(data, self.layout.unravel(z_flat.reshape(chains * n, -1)), None,
+                                               replicate=False)
+        return jax.tree_util.tree_map(lambda a: np.reshape(np.asarray(a), (chains, n) + np.shape(a)[1:]),
+                                      (constrained, log_lik))
+
+    def _diagnosed(self, piece_outputs) -> dict:
+        """The quantities the fit's diagnostics judge (:func:`~valuedyn.fitting._model.diagnosed_sites`),
+        name -> [chains, n, ...] float64, from :meth:`_piece_outputs`."""
+        constrained = piece_outputs[0]
         names = [name for name in diagnosed_sites(self.spaces, self.observation, self.pooling) if name in constrained]
-        return {name: np.asarray(constrained[name], np.float64).reshape((chains, n) + np.shape(constrained[name])[1:])
-                for name in names}
+        return {name: np.asarray(constrained[name], np.float64) for name in names}
 
     @staticmethod
     def _passes(pieces: list, judged: list[dict]) -> bool:
@@ -767,7 +823,14 @@ class CompiledPosterior:
         joined = {name: np.concatenate([part[name] for part in judged], axis=1) for name in judged[0]}
         return passes_with_margin(az.convert_to_dataset(joined))
 
-    def outputs(self, data: FitData, z: dict, key, batch: int = 500,
+    def _prepare_outputs(self, data: FitData) -> None:
+        """Start compiling the outputs kernel for ``data``'s shapes and :data:`OUTPUTS_BATCH`
+        draws on a thread (see :meth:`_CompiledOnce.compile_in_background`)."""
+        piece = {name: jax.ShapeDtypeStruct((OUTPUTS_BATCH,) + tuple(np.shape(v)), np.float32)
+                 for name, v in self.median_init.items()}
+        self._outputs.compile_in_background(piece, data, self.observation.fill(data.y, data.mask))
+
+    def outputs(self, data: FitData, z: dict, key, batch: int = OUTPUTS_BATCH,
                 replicate: bool = True) -> tuple[dict, np.ndarray, np.ndarray | None]:
         """Constrained parameters (+ deterministics), pointwise log-likelihood [n, S, U]
         (masked cells 0) and, with ``replicate``, posterior predictive ``y`` [n, S, U]
@@ -787,14 +850,17 @@ class CompiledPosterior:
             parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[:keep], (constrained, log_lik)))
         constrained = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
         log_lik = np.concatenate([p[1] for p in parts])
-        y_rep = None
-        if replicate:
-            seed = int(numpy_rng(key).integers(0, 2**31 - 1))
-            y_rep = observation.replicate(
-                np.random.default_rng(seed), constrained["level"], np.asarray(data.exposure), np.asarray(data.mask),
-                {name: constrained[name] for name, _ in observation.parameters},
-            )
+        y_rep = self.replicates(data, constrained, key) if replicate else None
         return constrained, log_lik, y_rep
+
+    def replicates(self, data: FitData, constrained: dict, key) -> np.ndarray:
+        """Posterior predictive ``y`` [n, S, U] (masked cells 0) of the draws' constrained
+        values (:meth:`outputs`'), drawn on the host."""
+        seed = int(numpy_rng(key).integers(0, 2**31 - 1))
+        return self.observation.replicate(
+            np.random.default_rng(seed), constrained["level"], np.asarray(data.exposure), np.asarray(data.mask),
+            {name: constrained[name] for name, _ in self.observation.parameters},
+        )
 
 
 _CACHE: dict[tuple, CompiledPosterior] = {}

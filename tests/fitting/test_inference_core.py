@@ -401,6 +401,20 @@ def test_a_saturated_warmup_cuts_the_draws_and_says_so():
     assert size == 80 and diagnostics["draws_cut"] is None
 
 
+def _assert_stored_outputs_are_the_draws(inference):
+    """The level and pointwise log-likelihood in the fit (computed piece by piece while
+    sampling, for the stop's checks) are those of its stored draws, draw for draw."""
+    idata = inference.idata
+    chains, draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    constrained, log_lik, _ = inference.compiled.outputs(inference.data, inference.flat_z, None, replicate=False)
+    level = np.asarray(idata.posterior["level"])
+    np.testing.assert_allclose(level, constrained["level"].reshape(level.shape), rtol=1e-6)
+    mask = np.asarray(inference.data.mask)
+    stored = np.asarray(idata.log_likelihood["y"]).sum(axis=-1)
+    np.testing.assert_allclose(stored, (log_lik * mask).sum(axis=(1, 2)).reshape(chains, draws), rtol=1e-5)
+    assert np.ptp(stored) > 0  # the draws differ, so an order mix-up could not pass
+
+
 def test_sampling_stops_once_the_gate_passes_with_a_margin():
     """With ``min_draws`` a fit that converges stops at the first check whose draws pass the
     gate with bulk and tail ESS >= STOP_ESS, and its stored diagnostics (computed on exactly
@@ -416,6 +430,7 @@ def test_sampling_stops_once_the_gate_passes_with_a_margin():
                                    map_starts=4, min_draws=200)
         inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
         runs[depth] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
+        _assert_stored_outputs_are_the_draws(inference)
     size, diagnostics = runs[6]
     stopped = diagnostics["draws_stopped"]
     assert stopped is not None and stopped["at"] == size and stopped["of"] == 1000 and size < 1000
@@ -425,3 +440,41 @@ def test_sampling_stops_once_the_gate_passes_with_a_margin():
     # trees of one leapfrog step: a random walk whose ESS stays far below the margin
     size, diagnostics = runs[1]
     assert size == 1000 and diagnostics["draws_stopped"] is None and diagnostics["ess_bulk_min"] < STOP_ESS
+
+
+def test_compiled_once_per_argument_signature_ahead_or_on_the_call():
+    """A kernel compiled ahead on a thread serves calls of its signature; another shape is
+    compiled on its call (not refused, not served the wrong executable)."""
+    import jax
+
+    from valuedyn.fitting._nuts import _CompiledOnce
+
+    kernel = _CompiledOnce(jax.jit(lambda x: 2.0 * x + 1.0), None)
+    kernel.compile_in_background(jax.ShapeDtypeStruct((3,), np.float32))
+    assert kernel.started and len(kernel._pending) == 1
+    np.testing.assert_array_equal(kernel(np.arange(3, dtype=np.float32)), [1.0, 3.0, 5.0])
+    np.testing.assert_array_equal(kernel(np.arange(2, dtype=np.float32)), [1.0, 3.0])
+    assert len(kernel.compiled) == 2 and not kernel._pending
+    kernel.compile_in_background(jax.ShapeDtypeStruct((3,), np.float32))  # compiled already: nothing starts
+    assert not kernel._pending
+
+
+def test_parameter_spaces_asked_ahead_are_computed_once(monkeypatch):
+    """``parameter_spaces_ahead`` (a thread, while the trajectory is read) and the fit's own
+    call compute a model's spaces once between them, the same values as directly."""
+    from valuedyn.fitting import _model
+    from valuedyn.models import get_model
+
+    real, calls = _model._compute_spaces, []
+
+    def counted(model):
+        calls.append(model.name)
+        return real(model)
+
+    monkeypatch.setattr(_model, "_SPACES", {})
+    monkeypatch.setattr(_model, "_compute_spaces", counted)
+    model = get_model("logistic_onset")
+    _model.parameter_spaces_ahead(model)
+    spaces = _model.parameter_spaces(model)
+    assert _model.parameter_spaces(model) is spaces and calls == ["logistic_onset"]
+    assert [(s.name, s.loc_mean, s.loc_sd) for s in spaces] == [(s.name, s.loc_mean, s.loc_sd) for s in real(model)]
