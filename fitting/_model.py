@@ -38,6 +38,11 @@ Pooling of each model parameter ``p`` across seeds:
   scale's units (:func:`location_weights` chooses ``v``, ``c`` is the location's current
   estimate). On the core overshoot case (4 seeds) this removed the remaining divergences
   of a 150 + 150 fit (7 -> 0) and cut the leapfrog steps per iteration from 36 to 31.
+  A single fit samples these coordinates of all parameters as three stacked sites
+  (:data:`HIERARCHY_SITES`: ``pop_scale`` and ``pop_locc`` [P], ``seed_z`` [P, S]); the
+  host keeps one entry per parameter (``p_scale``, ``p_locc``, ``p_z``), mapped to them by
+  :func:`hierarchy_sites`. A conditions fit (``_conditions.py``) keeps scalar sites per
+  parameter, built with :func:`population_scale` and :func:`seed_parameter`.
 - ``complete``: one ``p ~ prior`` shared by all seeds.
 - ``none``: ``p[seed] ~ prior`` independently.
 
@@ -203,23 +208,14 @@ def population_scale(space: ParameterSpace):
     return jnp.log(jnp.maximum(scale, jnp.finfo(jnp.float32).tiny))
 
 
-def population_location(space: ParameterSpace, log_scale, frame):
-    """Samples ``{name}_locc``, the population location in the frame ``frame`` = (centre
-    ``c``, weight ``v``): ``loc = c + scale^v loc_c`` with the prior ``Normal(m, s)`` for
-    every frame; records and returns ``{name}_loc``."""
-    centre, weight = frame[0], frame[1]
-    stretch = jnp.exp(weight * log_scale)
-    loc_c = numpyro.sample(f"{space.name}_locc", dist.Normal((space.loc_mean - centre) / stretch, space.loc_sd / stretch))
-    return numpyro.deterministic(f"{space.name}_loc", centre + stretch * loc_c)
-
-
 def seed_parameter(space: ParameterSpace, seed_loc, log_scale, weight, n_seeds: int):
     """The seeds' values of one hierarchical parameter: samples ``{name}_z`` [S] (the
     partially centred coordinates of weight ``weight`` [S]) and records ``{name}`` [S] =
     ``T(u)``. ``seed_loc``: the population location of each seed in the unconstrained
     space, a scalar or [S] (a conditions fit gives each seed its condition's location);
-    ``log_scale``: from :func:`population_scale`. Single fits and conditions fits both
-    build their hierarchy with this."""
+    ``log_scale``: from :func:`population_scale`. A conditions fit builds its hierarchy
+    with this; a single fit samples the same coordinates as stacked sites
+    (:func:`build_numpyro_model`)."""
     with numpyro.plate("seed", n_seeds):
         z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * seed_loc, jnp.exp(weight * log_scale)))
     unconstrained = seed_loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * seed_loc)
