@@ -36,9 +36,6 @@ Measured (issue 12), 2 idle cores, ``--models overshoot logistic_onset --warmup 
     logistic_onset      stock noncentred              79.6    74.7        7       0.09       0.09  1.609     0   1000
     logistic_onset      stock valuedyn-centring       68.6    61.9        6       0.09       0.10  1.743   500    439
 
-(Measured before the hierarchy's stacked sample sites of 2026-12-02, which both sides now
-sample: the same coordinates, a gradient with half the fused kernels; valuedyn's cold core
-case through ``valuedyn fit`` went from 52-55 to 42-46 s on one machine.)
 So both hand-written pieces stay: the start and adaptation (MAP, Laplace mass matrix,
 chain-pooled dense windows) give 9x the stock ESS/s on the same coordinates for overshoot
 and converge where the stock adaptation does not (logistic_onset); the coordinates
@@ -50,9 +47,8 @@ The ODE model (replicator_mutator), 2026-12-02, 2 idle cores, ``--models replica
     replicator_mutator  stock noncentred            no result in 540 s
 
 Neither side finished even its cold fit (4 chains on 4 JAX CPU devices over 2 cores, tree
-depth 10, each leapfrog step an ODE solve of 4 seeds x 300 updates and its adjoint: one
-gradient of the potential took 29 ms, 2026-12-02); this row needs the GPU machine or a run
-longer than a session here (the report's ODE fits, at
+depth 10, each leapfrog step an ODE solve of 4 seeds x 300 updates and its adjoint); this
+row needs the GPU machine or a run longer than a session here (the report's ODE fits, at
 8 seeds x 16 updates and depth 6, take ~6 minutes each).
 """
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
 from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
-from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, diagnosed_sites, fit_data, hierarchy_sites, observable_for, parameter_spaces, parameter_spaces_ahead
+from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces, parameter_spaces_ahead
 from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
 from valuedyn.fitting._select import Selection, parse_behaviour, parse_updates, select_behaviour
@@ -94,7 +93,6 @@ def compile_for(model, observation, pooling: str, observable: str, data: FitData
         spaces=parameter_spaces(model),
         pooling=pooling,
         count_failures=not model.closed_form,
-        sites=partial(hierarchy_sites, parameter_spaces(model)) if pooling == "hierarchical" else None,
     )
 
 

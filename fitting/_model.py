@@ -38,11 +38,6 @@ Pooling of each model parameter ``p`` across seeds:
   scale's units (:func:`location_weights` chooses ``v``, ``c`` is the location's current
   estimate). On the core overshoot case (4 seeds) this removed the remaining divergences
   of a 150 + 150 fit (7 -> 0) and cut the leapfrog steps per iteration from 36 to 31.
-  A single fit samples these coordinates of all parameters as three stacked sites
-  (:data:`HIERARCHY_SITES`: ``pop_scale`` and ``pop_locc`` [P], ``seed_z`` [P, S]); the
-  host keeps one entry per parameter (``p_scale``, ``p_locc``, ``p_z``), mapped to them by
-  :func:`hierarchy_sites`. A conditions fit (``_conditions.py``) keeps scalar sites per
-  parameter, built with :func:`population_scale` and :func:`seed_parameter`.
 - ``complete``: one ``p ~ prior`` shared by all seeds.
 - ``none``: ``p[seed] ~ prior`` independently.
 
@@ -208,14 +203,23 @@ def population_scale(space: ParameterSpace):
     return jnp.log(jnp.maximum(scale, jnp.finfo(jnp.float32).tiny))
 
 
+def population_location(space: ParameterSpace, log_scale, frame):
+    """Samples ``{name}_locc``, the population location in the frame ``frame`` = (centre
+    ``c``, weight ``v``): ``loc = c + scale^v loc_c`` with the prior ``Normal(m, s)`` for
+    every frame; records and returns ``{name}_loc``."""
+    centre, weight = frame[0], frame[1]
+    stretch = jnp.exp(weight * log_scale)
+    loc_c = numpyro.sample(f"{space.name}_locc", dist.Normal((space.loc_mean - centre) / stretch, space.loc_sd / stretch))
+    return numpyro.deterministic(f"{space.name}_loc", centre + stretch * loc_c)
+
+
 def seed_parameter(space: ParameterSpace, seed_loc, log_scale, weight, n_seeds: int):
     """The seeds' values of one hierarchical parameter: samples ``{name}_z`` [S] (the
     partially centred coordinates of weight ``weight`` [S]) and records ``{name}`` [S] =
     ``T(u)``. ``seed_loc``: the population location of each seed in the unconstrained
     space, a scalar or [S] (a conditions fit gives each seed its condition's location);
-    ``log_scale``: from :func:`population_scale`. A conditions fit builds its hierarchy
-    with this; a single fit samples the same coordinates as stacked sites
-    (:func:`build_numpyro_model`)."""
+    ``log_scale``: from :func:`population_scale`. Single fits and conditions fits both
+    build their hierarchy with this."""
     with numpyro.plate("seed", n_seeds):
         z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * seed_loc, jnp.exp(weight * log_scale)))
     unconstrained = seed_loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * seed_loc)
@@ -227,24 +231,6 @@ def seed_parameter(space: ParameterSpace, seed_loc, log_scale, weight, n_seeds: 
 PARAMETERIZATIONS = ("auto", "noncentred", "centred")
 
 
-#: the sample sites of a single fit's hierarchy, each parameter's values stacked along the
-#: first axis (see :func:`build_numpyro_model`)
-HIERARCHY_SITES = ("pop_scale", "pop_locc", "seed_z")
-
-
-def hierarchy_sites(spaces, point: dict, xp=jnp) -> dict:
-    """A point of a single fit's hierarchy as the sampler and the host see it (per
-    parameter: ``{name}_scale`` and ``{name}_locc`` [...], ``{name}_z`` [..., S], any
-    leading batch axes) -> the sample sites of :func:`build_numpyro_model`: ``pop_scale``
-    and ``pop_locc`` [..., P], ``seed_z`` [..., P, S]; other entries pass through."""
-    names = [s.name for s in spaces]
-    out = {k: v for k, v in point.items() if not any(k == n + suffix for n in names for suffix in ("_scale", "_locc", "_z"))}
-    out["pop_scale"] = xp.stack([point[f"{n}_scale"] for n in names], axis=-1)
-    out["pop_locc"] = xp.stack([point[f"{n}_locc"] for n in names], axis=-1)
-    out["seed_z"] = xp.stack([point[f"{n}_z"] for n in names], axis=-2)
-    return out
-
-
 def build_numpyro_model(model, observation, pooling: str, observable: str):
     """Return ``numpyro_model(data: FitData, observe: bool = True, count_failures: bool = False)``.
 
@@ -252,54 +238,25 @@ def build_numpyro_model(model, observation, pooling: str, observable: str):
     model mean in observation units). With ``observe=True`` (inference) the likelihood is
     a factor ``y_loglik`` (the observation density without data-only constants, masked
     cells dropped); with ``observe=False`` a masked sample site ``y`` draws replicates.
-
-    Hierarchical pooling samples every parameter's population scale, location coordinate
-    and seeds' coordinates as three stacked sites (:data:`HIERARCHY_SITES`; one
-    vectorised density each instead of three scalar sites per parameter: on the core
-    overshoot case 450 instead of 820 fused kernels in the compiled gradient, which
-    compiled in 2.4 instead of 4.1 s and ran ~8 % faster) and records ``{name}_scale``,
-    ``{name}_loc`` and ``{name}`` [S] per parameter as deterministic sites. The host
-    (starting points, centring, Hessian indices) keeps one entry per parameter;
-    :func:`hierarchy_sites` maps it to these sites.
     """
     if pooling not in POOLINGS:
         raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {pooling!r}")
     spaces = parameter_spaces(model)
-    loc_mean = np.array([space.loc_mean for space in spaces], np.float32)
-    loc_sd = np.array([space.loc_sd for space in spaces], np.float32)
-    scale_median = np.log(SCALE_PRIOR_MEAN * loc_sd).astype(np.float32)
-    tiny = float(jnp.finfo(jnp.float32).tiny)
-
-    def hierarchy(data: FitData) -> dict:
-        scale = numpyro.sample("pop_scale", dist.LogNormal(scale_median, SCALE_PRIOR_SD))  # [P]
-        log_scale = jnp.log(jnp.maximum(scale, tiny))
-        centre, weight = data.location[:, 0], data.location[:, 1]
-        stretch = jnp.exp(weight * log_scale)
-        loc_c = numpyro.sample("pop_locc", dist.Normal((loc_mean - centre) / stretch, loc_sd / stretch))
-        loc = centre + stretch * loc_c
-        w = data.centring  # [P, S]
-        z = numpyro.sample("seed_z", dist.Normal(w * loc[:, None], jnp.exp(w * log_scale[:, None])))
-        u = loc[:, None] + jnp.exp((1.0 - w) * log_scale[:, None]) * (z - w * loc[:, None])
-        params = {}
-        for index, space in enumerate(spaces):
-            numpyro.deterministic(f"{space.name}_scale", scale[index])
-            numpyro.deterministic(f"{space.name}_loc", loc[index])
-            params[space.name] = numpyro.deterministic(space.name, space.transform(u[index]))
-        return params
 
     def numpyro_model(data: FitData, observe: bool = True, count_failures: bool = False):
         n_seeds = data.y.shape[0]
-        if pooling == "hierarchical":
-            params = hierarchy(data)
-        else:
-            params = {}
-            for space in spaces:
-                if pooling == "complete":
-                    value = numpyro.sample(space.name, space.prior)
-                    params[space.name] = jnp.broadcast_to(value, (n_seeds,))
-                else:
-                    with numpyro.plate("seed", n_seeds):
-                        params[space.name] = numpyro.sample(space.name, space.prior)
+        params = {}
+        for index, space in enumerate(spaces):
+            if pooling == "hierarchical":
+                log_scale = population_scale(space)
+                loc = population_location(space, log_scale, data.location[index])
+                params[space.name] = seed_parameter(space, loc, log_scale, data.centring[index], n_seeds)
+            elif pooling == "complete":
+                value = numpyro.sample(space.name, space.prior)
+                params[space.name] = jnp.broadcast_to(value, (n_seeds,))
+            else:
+                with numpyro.plate("seed", n_seeds):
+                    params[space.name] = numpyro.sample(space.name, space.prior)
         observe_solution(model, observation, observable, params, data, observe, count_failures)
 
     return numpyro_model

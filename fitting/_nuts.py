@@ -305,26 +305,21 @@ class CompiledPosterior:
     """Jitted pieces of inference for one numpyro model and one data shape."""
 
     def __init__(self, numpyro_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                 spaces=(), pooling: str = "none", count_failures: bool = True, sites=None):
-        """``sites``: maps a point as the host holds it (the layout's entries) to the numpyro
-        model's sample sites (:func:`~valuedyn.fitting._model.hierarchy_sites` for a single
-        fit's hierarchy); None: they are the same."""
+                 spaces=(), pooling: str = "none", count_failures: bool = True):
         self.model = numpyro_model
-        self.sites = sites or (lambda point: point)
         self.observation = observation
         self.settings = settings
         self.spaces = spaces
         self.pooling = pooling
         # potential_energy(model, args, kwargs, unconstrained) maps to the supports itself;
         # the data stay an argument, so one compiled sampler serves every data set of this shape
-        to_sites = self.sites
-        self.potential_gen = lambda data: lambda point: potential_energy(numpyro_model, (data,), {}, to_sites(point))
+        self.potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,), {})
         # the failed-solve counter is a host callback, and an executable with one cannot enter
         # JAX's persistent compilation cache: closed forms (whose non-finite values are
         # rejected and marked divergent all the same) leave it out, so their NUTS kernels are
         # compiled once per machine, not once per process
-        self.nuts_potential_gen = lambda data: lambda point: potential_energy(
-            numpyro_model, (data,), {"count_failures": count_failures}, to_sites(point))
+        self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,),
+                                                       {"count_failures": count_failures})
         n_seeds = int(example_data.y.shape[0])
         self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
         self.layout = _Layout(self.median_init)
@@ -482,12 +477,12 @@ class CompiledPosterior:
 
         self._finish = jax.jit(finish_warmup)
 
-        model, to_sites = self.model, self.sites
+        model = self.model
 
         observation = self.observation
 
         def draw_outputs(z, data, y_filled):
-            constrained = constrain_fn(model, (data,), {}, to_sites(z), return_deterministic=True)
+            constrained = constrain_fn(model, (data,), {}, z, return_deterministic=True)
             params = {name: constrained[name] for name, _ in observation.parameters}
             distribution = observation.distribution(constrained["level"], data.exposure, data.mask, params)
             return constrained, jnp.where(data.mask, distribution.log_prob(y_filled), 0.0)
@@ -872,12 +867,11 @@ _CACHE: dict[tuple, CompiledPosterior] = {}
 
 
 def compiled_posterior(key: tuple, build_model, example_data: FitData, settings: SamplerSettings, *, observation,
-                       spaces=(), pooling: str = "none", count_failures: bool = True, sites=None) -> CompiledPosterior:
+                       spaces=(), pooling: str = "none", count_failures: bool = True) -> CompiledPosterior:
     """Cached :class:`CompiledPosterior`; ``key`` names the model structure, shapes are added
     here. ``count_failures``: count failed solves among the NUTS proposals (ODE models)."""
     full_key = key + (tuple(example_data.y.shape), dataclasses.astuple(settings), len(jax.devices()), count_failures)
     if full_key not in _CACHE:
         _CACHE[full_key] = CompiledPosterior(build_model(), example_data, settings, observation=observation,
-                                             spaces=spaces, pooling=pooling, count_failures=count_failures,
-                                             sites=sites)
+                                             spaces=spaces, pooling=pooling, count_failures=count_failures)
     return _CACHE[full_key]

@@ -89,7 +89,7 @@ def run_sbc(
     from scipy import stats
 
     from valuedyn.fitting._fit import compile_for, get_model
-    from valuedyn.fitting._model import HIERARCHY_SITES, fit_data, observable_for, parameter_spaces
+    from valuedyn.fitting._model import fit_data, observable_for, parameter_spaces
     from valuedyn.fitting._observation import observation_for
 
     if simulations < 2 or n_seeds < 1 or n_updates < 3 or thin_to < 1 or bins < 2 or exposure <= 0:
@@ -113,7 +113,7 @@ def run_sbc(
         values = {
             name: site["value"]
             for name, site in trace.items()
-            if site["type"] in ("sample", "deterministic") and name not in ("y", "solve_ok", "level") and not name.endswith(("_z", "_u")) and name not in HIERARCHY_SITES
+            if site["type"] in ("sample", "deterministic") and name not in ("y", "solve_ok", "level") and not name.endswith(("_z", "_u"))
         }
         ok = jax.numpy.isfinite(trace["solve_ok"]["fn"].log_factor) & jax.numpy.all(jax.numpy.isfinite(trace["y"]["value"]))
         return values, trace["y"]["value"], ok
