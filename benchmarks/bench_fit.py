@@ -47,8 +47,9 @@ The ODE model (replicator_mutator), 2026-12-02, 2 idle cores, ``--models replica
     replicator_mutator  stock noncentred            no result in 540 s
 
 Neither side finished even its cold fit (4 chains on 4 JAX CPU devices over 2 cores, tree
-depth 10, each leapfrog step an ODE solve of 4 seeds x 300 updates and its adjoint); this
-row needs the GPU machine or a run longer than a session here (the report's ODE fits, at
+depth 10, each leapfrog step an ODE solve of 4 seeds x 300 updates and its adjoint: one
+gradient of the potential took 29 ms, 2026-12-02); this row needs the GPU machine or a run
+longer than a session here (the report's ODE fits, at
 8 seeds x 16 updates and depth 6, take ~6 minutes each).
 """
 
