@@ -771,7 +771,7 @@ class CompiledPosterior:
         if not (may_stop and self.spaces and 0 < s.min_draws < num_draws):
             return *run_stage(state, averaging, num_draws, False), None, None
         _import_in_background("arviz")
-        pieces, judged, done, piece = [], [], 0, s.min_draws
+        pieces, piece_outputs, judged, done, piece = [], [], [], 0, s.min_draws
         while done < num_draws:
             n = min(piece, num_draws - done)
             state, averaging, out = run_stage(state, averaging, n, False)
@@ -779,16 +779,17 @@ class CompiledPosterior:
             done += n
             piece = stop_check_interval(s.min_draws)
             if done < num_draws:
-                judged.append(self._piece_outputs(data, out))  # each piece's quantities once
-                if self._passes(pieces, [self._diagnosed(part) for part in judged]):
+                piece_outputs.append(self._piece_outputs(data, out))  # each piece's quantities once
+                judged.append(self._diagnosed(piece_outputs[-1]))
+                if self._passes(pieces, judged):
                     break
-        if len(judged) < len(pieces):
-            judged.append(self._piece_outputs(data, pieces[-1]))
+        if len(piece_outputs) < len(pieces):
+            piece_outputs.append(self._piece_outputs(data, pieces[-1]))
         joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *pieces)
         stopped = {"at": done, "of": num_draws, "min_draws": s.min_draws} if done < num_draws else None
         # [chains, n, ...] per piece -> [chains * draws, ...], the order of flat_draws
         outputs = jax.tree_util.tree_map(
-            lambda *a: (lambda b: b.reshape((-1,) + b.shape[2:]))(np.concatenate(a, axis=1)), *judged)
+            lambda *a: (lambda b: b.reshape((-1,) + b.shape[2:]))(np.concatenate(a, axis=1)), *piece_outputs)
         return state, averaging, joined, stopped, outputs
 
     def _piece_outputs(self, data: FitData, out) -> tuple[dict, np.ndarray]:
