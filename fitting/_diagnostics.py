@@ -138,6 +138,7 @@ def format_diagnostics(diagnostics: dict) -> str:
         f"tail min {diagnostics['ess_tail_min']:.0f}, divergences {diagnostics['divergences']}, "
         f"tree-depth hits {diagnostics['treedepth_hits']}, E-BFMI min {diagnostics['ebfmi_min']:.2f}, "
         f"failed solves {diagnostics['failed_solves']}"
+        + (f", ODE grid error {diagnostics['ode_error']:.1g}" if diagnostics.get("ode_error") is not None else "")
     ]
     for reason in diagnostics["reasons"]:
         lines.append(f"  untrustworthy: {reason}")

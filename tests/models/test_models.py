@@ -163,6 +163,52 @@ def test_closed_form_equals_diffrax_solution(name):
             assert np.asarray(ode["target"])[after][0] == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("name", ["overshoot", "logistic_onset"])
+def test_rk4_grid_equals_closed_form_values_and_gradients(name):
+    """The fixed-grid solver (what fits of ODE models use) against closed forms, in float64:
+    values and the gradient of a weighted sum, t0 (where the grid restarts) included, on a
+    grid crowding the change point."""
+    model = get_model(name)
+    draws = _draws(name, seed=5)
+    with enable_x64():
+        t = jnp.sort(jnp.concatenate([jnp.linspace(0.0, 1.0, 41), 0.35 + jnp.geomspace(1e-5, 0.3, 9),
+                                      0.35 - jnp.geomspace(1e-5, 0.3, 9)]))
+        weights = jnp.asarray(np.random.default_rng(0).normal(size=t.shape[0]))
+
+        def total(p, method):
+            obs, ok = model._solve_with(p, t, method)
+            return jnp.sum(obs["level"] * weights), (obs, ok)
+
+        both = jax.jit(lambda p: [jax.value_and_grad(total, has_aux=True)(p, m) for m in ("closed", "grid")])
+        for i in range(4):
+            p = {k: jnp.float64(np.asarray(v[i])) for k, v in draws.items()}
+            if "t0" in p:
+                p["t0"] = jnp.float64(0.35)  # the crowded grid's centre
+            ((_, (closed, ok_c)), g_closed), ((_, (grid, ok_g)), g_grid) = both(p)
+            assert bool(ok_c) and bool(ok_g)
+            for key in closed:
+                np.testing.assert_allclose(np.asarray(grid[key]), np.asarray(closed[key]), rtol=1e-6, atol=1e-6,
+                                           err_msg=f"{key}, draw {i}")
+            for key in g_closed:
+                scale = max(1.0, abs(float(g_closed[key])))
+                assert abs(float(g_grid[key]) - float(g_closed[key])) <= 1e-5 * scale, (key, i)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in CLOSED])
+def test_rk4_grid_matches_adaptive_solve_and_its_check_sees_a_coarse_grid(name):
+    """ODE models: the default grid is within 1e-4 of diffrax's adaptive solve over prior
+    draws (grid_error), and the same check reports a 16-step grid's error."""
+    with enable_x64():
+        t = jnp.linspace(0.0, 1.0, 61)
+        params = {k: v[:8].astype(jnp.float64) for k, v in _draws(name, seed=11).items()}
+        fine = jax.jit(jax.vmap(lambda p: get_model(name).grid_error(p, t)))(params)
+        coarse = jax.jit(jax.vmap(lambda p: get_model(name, ode_steps=16).grid_error(p, t)))(params)
+    assert np.all(np.isfinite(np.asarray(fine))) and float(jnp.max(fine)) < 1e-4, np.asarray(fine)
+    assert float(jnp.max(coarse)) > 1e-3, np.asarray(coarse)
+    assert get_model(name, ode_steps=0).ode_method == "ode" and get_model(name).ode_method == "grid"
+    assert float(get_model(name, ode_steps=0).grid_error({k: v[0] for k, v in params.items()}, t)) == 0.0
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_analysis_matches_independent_numbers(name):
     """Fixed points satisfy f(x*) = 0 and their eigenvalues equal those of jax.jacfwd."""
