@@ -21,10 +21,8 @@ import numpy as np
 from valuedyn._config import config_from_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, refuse_overwrite, write_text_atomic
-from valuedyn.fitting._diagnostics import pareto_k_counted
+from valuedyn.fitting._diagnostics import PARETO_K_MAX, pareto_k_counted
 from valuedyn.fitting._store import fit_attrs, load_fit
-
-PARETO_K_WARN = 0.7
 
 
 @dataclasses.dataclass
@@ -150,11 +148,11 @@ def compare_fits(paths, *, lfo: bool = True, lfo_fraction: float = 0.75, out=Non
         with pareto_k_counted():  # counted here and stated in the warnings
             result = az.loo(idata, pointwise=True)
         k = np.asarray(result.pareto_k)
-        bad = int((k > PARETO_K_WARN).sum())
+        bad = int((k > PARETO_K_MAX).sum())
         loo[name] = (result, bad)
         if bad:
             warnings.append(
-                f"{name}: {bad} of {k.size} observations have Pareto k > {PARETO_K_WARN}; PSIS-LOO is unreliable there"
+                f"{name}: {bad} of {k.size} observations have Pareto k > {PARETO_K_MAX}; PSIS-LOO is unreliable there"
             )
     for name, a in zip(names, attrs):
         if not int(a.get("trustworthy", 0)):

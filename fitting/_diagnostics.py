@@ -16,6 +16,8 @@ import numpy as np
 RHAT_MAX = 1.01
 ESS_MIN = 400
 EBFMI_MIN = 0.3
+#: Pareto k above which PSIS-LOO is unreliable for an observation (Vehtari et al. 2017)
+PARETO_K_MAX = 0.7
 #: bulk and tail ESS at which sampling may stop before its last draw (``min_draws``): a
 #: quarter above the gate's, so that a fit stopped there is not one at the gate's edge
 STOP_ESS = int(1.25 * ESS_MIN)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting._compare import PARETO_K_WARN
+from valuedyn.fitting._diagnostics import PARETO_K_MAX
 from valuedyn.fitting._diagnostics import pareto_k_counted
 from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
 
@@ -92,8 +92,8 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
         coverage[name] = float(checks["coverage"]["90"])
     with pareto_k_counted():  # counted below and named in the reason when LOO decides
         loo = [az.loo(f, pointwise=True) for f in fits]
-    high_k = sum(int((np.asarray(l.pareto_k) > PARETO_K_WARN).sum()) for l in loo)
-    unreliable = f"; PSIS-LOO is unreliable for {high_k} observations (Pareto k > {PARETO_K_WARN})" if high_k else ""
+    high_k = sum(int((np.asarray(l.pareto_k) > PARETO_K_MAX).sum()) for l in loo)
+    unreliable = f"; PSIS-LOO is unreliable for {high_k} observations (Pareto k > {PARETO_K_MAX})" if high_k else ""
     pointwise = [np.asarray(l.loo_i) for l in loo]
     difference = pointwise[wide] - pointwise[plain]
     d_elpd = float(difference.sum())

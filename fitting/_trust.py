@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.fitting._diagnostics import pareto_k_counted, saturation_phrase
+from valuedyn.fitting._diagnostics import PARETO_K_MAX, pareto_k_counted, saturation_phrase
 from valuedyn.fitting._headline import format_env_steps
 from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
 from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
@@ -54,7 +54,6 @@ COVERAGE_90_MIN = 0.85
 COVERAGE_90_MAX = 0.98
 PIT_P_MIN = 0.01
 P_EXTREME = 0.01
-PARETO_K_MAX = 0.7
 PRIOR_DRAWS = 4000
 
 NOT_IDENTIFIED = "not identified"
