@@ -19,8 +19,7 @@ twice: cold (with compilation) and warm (a second run of the same shapes). Repor
 time cold and warm, minimum bulk ESS over every diagnosed parameter (per-seed, population
 loc and scale, observation parameters), ESS/s (warm and cold), divergences.
 Chains run on ``--chains`` JAX CPU devices on both sides (numpyro: ``chain_method=
-"parallel"``; for the ODE model numpyro's pmap hits equinox's closure-conversion error, so
-its chains run ``sequential``).
+"parallel"``; the ODE model too since its solve is a ``lax.scan``, which pmap takes).
 
 Run: ``python benchmarks/bench_fit.py`` (defaults: the issue's sizes; ``--quick`` for a
 smoke run; ``--models overshoot`` to pick).
@@ -147,9 +146,8 @@ def run_one(args) -> dict:
         data, _, _ = compiled.prepare(data, jax.random.PRNGKey(0))  # valuedyn's MAP-chosen coordinates, as data
     numpyro_model = compile_for(model, observation, "hierarchical", observable_for(model, selection.kind), data,
                                 settings).model
-    method = "parallel" if model.closed_form else "sequential"
     mcmc = MCMC(NUTS(numpyro_model, dense_mass=True, target_accept_prob=TARGET_ACCEPT, max_tree_depth=10),
-                num_warmup=args.warmup, num_samples=args.draws, num_chains=args.chains, chain_method=method,
+                num_warmup=args.warmup, num_samples=args.draws, num_chains=args.chains, chain_method="parallel",
                 progress_bar=False)
     walls = []
     for seed in (0, 1):

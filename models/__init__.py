@@ -1,7 +1,8 @@
 """valuedyn.models: stylized dynamical models of how a behaviour develops over training.
 
 Each model is one small module, defined once in sympy and solved in JAX (closed form
-where sympy's dsolve finds one, diffrax otherwise), registered by name::
+where sympy's dsolve finds one, otherwise RK4 on a fixed grid, checked against diffrax's
+adaptive solve), registered by name::
 
     from valuedyn.models import get_model, list_models
     model = get_model("overshoot")
@@ -14,16 +15,17 @@ Registered models, and the observable each fits per behaviour kind (``applies_to
 - ``overshoot`` (closed form): unlock, event, action, diversity -> ``level``.
 - ``stagewise`` (2 stages), ``stagewise3`` (closed form; ``get_model("stagewise", stages=K)``):
   unlock, event, action, diversity -> ``level``.
-- ``replicator_mutator`` (diffrax): action -> ``level`` (the focal frequency, a
+- ``replicator_mutator`` (ODE): action -> ``level`` (the focal frequency, a
   probability); diversity -> ``diversity`` (hill1 / K, level units). Its Hill numbers
   hill0 (smoothed), hill1, hill2 are observables too, in [1, K].
-- ``diversify_then_minimize`` (diffrax): diversity -> ``diversity``; event -> ``cost``
+- ``diversify_then_minimize`` (ODE): diversity -> ``diversity``; event -> ``cost``
   (the surplus-action count per episode). ``solve_reduced`` gives the slow-manifold model.
 
 ``level`` observables are in normalised level units and declared "positive": for
 probability data (unlocks) the priors allow levels above 1, so an observation model for
-probabilities must bound them. Options for any model: ``stiff=True`` (Kvaerno5 instead of
-Tsit5), ``rtol``, ``atol``, ``max_steps``. See ``valuedyn models`` and
+probabilities must bound them. Options for any model: ``ode_steps`` (RK4 steps per phase of
+an ODE model, default 512; 0: diffrax's adaptive Tsit5), ``stiff=True`` (the adaptive solve
+with Kvaerno5), ``rtol``, ``atol``, ``max_steps`` (of the adaptive solve). See ``valuedyn models`` and
 ``valuedyn models NAME`` for the equations and the analysis.
 """
 

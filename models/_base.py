@@ -8,10 +8,13 @@ derives
 
 - JAX code (``sympy.lambdify(..., modules="jax")``) for the vector field, reset and
   observables;
-- an ODE solution with diffrax (adaptive Tsit5 by default, Kvaerno5 when the model is
-  built with ``stiff=True``), solved piecewise: ``[0, t0]`` with the field before the
-  change point, then restarted at ``t0`` from the (reset) state with the field after
-  it, so the discontinuity is handled by the solver and never smoothed;
+- an ODE solution, solved piecewise: ``[0, t0]`` with the field before the change point,
+  then restarted at ``t0`` from the (reset) state with the field after it, so the
+  discontinuity is handled by the solver and never smoothed. Two solvers: classical RK4 on
+  a fixed grid of ``ode_steps`` steps per phase (``lax.scan``: what :meth:`Model.solve`
+  and so every fit uses; a cheap, accurate gradient) and diffrax's adaptive Tsit5
+  (Kvaerno5 with ``stiff=True``; :meth:`Model.solve_ode`), the reference the grid is
+  checked against (:meth:`Model.grid_error`, stored with every fit of an ODE model);
 - the closed form, when the module supplies one (a numerically stable rewriting of the
   solution sympy's ``dsolve`` finds; the tests check the two agree symbolically and
   against the diffrax solution);

@@ -44,7 +44,7 @@ def run_models(config: ModelsConfig) -> int:
         for name in list_models():
             model = get_model(name)
             first = " ".join(model.summary.split("\n\n")[0].split())  # the idea, first paragraph
-            print(f"\n{name}  ({'closed form' if model.closed_form else 'diffrax ODE solve'}): {first}")
+            print(f"\n{name}  ({'closed form' if model.closed_form else 'ODE solve'}): {first}")
             print("  parameters: " + ", ".join(f"{p.name} [{p.unit}]" for p in model.parameters))
             print("  observables: " + ", ".join(o.name for o in model.observables)
                   + "; applies to: " + ", ".join(f"{k} via {v}" for k, v in model.applies_to.items()))
@@ -52,7 +52,9 @@ def run_models(config: ModelsConfig) -> int:
     model = get_model(config.name)
     print(f"{model.name}\n")
     print(model.summary)
-    print(f"\nsolution: {'closed form (checked against diffrax in the tests)' if model.closed_form else 'diffrax ODE solve'}")
+    ode = (f"ODE solve: RK4 on a fixed grid of {model.ode_steps} steps per phase, checked against diffrax's adaptive "
+           "solve in every fit (ode_error)" if model.ode_method == "grid" else "ODE solve: diffrax, adaptive")
+    print(f"\nsolution: {'closed form (checked against diffrax in the tests)' if model.closed_form else ode}")
     print("state: " + ", ".join(model.state_names))
     print("parameters (name, unit, support, default prior, meaning):")
     print("\n".join(_describe_parameters(model)))

@@ -10,7 +10,7 @@ with D = d_floor, C = 0 and nothing changing before t0. eps = slow/fast rate rat
 (0, 1). Singular perturbation (eps -> 0): the slow manifold D = d_floor + C and the
 reduced model dC/dt = -eps k (C - c_min)(d_floor + C), solved in closed form
 (``solve_reduced``). Units: t, t0 in tau; k in 1/tau; eps in 1; D, C, d_floor, surplus,
-c_min in normalised level units. No closed form for the full system: diffrax.
+c_min in normalised level units. No closed form for the full system: solved as an ODE.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Observables: the focal frequency (level) and Hill numbers of order 0, 1, 2 (effe
 numbers of behaviours, in [1, K]); hill0 is smoothed: sum_i x_i^2 / (x_i^2 + c^2) with
 c = 0.01 counts the behaviours above about 1% frequency (a plain count is K whenever
 mu > 0 and is not differentiable); diversity = hill1 / K is the level-unit version fitted
-to diversity data. No closed form (Riccati-type system): diffrax.
+to diversity data. No closed form (Riccati-type system): solved as an ODE.
 """
 
 from __future__ import annotations
