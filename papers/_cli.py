@@ -73,8 +73,9 @@ class ReportConfig:
     diversity: bool = option(True, "without --behaviours, also fit the diversity of actions and of events "
                                    "(--no-diversity: leave them out)")
     ode_models: bool = option(False, "without --models, also fit the models without a closed form "
-                                     "(replicator_mutator, diversify_then_minimize: diffrax solves; one such fit "
-                                     "took 374 s of the 10-minute budget on the shipped run)")
+                                     "(replicator_mutator, diversify_then_minimize: ODE solves; one such fit "
+                                     "took 133 s on the shipped run, 2 cores: replicator_mutator on diversity:events, whose "
+                                     "warmup saturates the tree depth)")
     learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
     seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
     max_seeds: int = option(0, "without --seeds, fit the first this many seeds (0 = all)")
