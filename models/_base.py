@@ -535,6 +535,10 @@ class Model:
         adaptive solution, and a fit reports it (``ode_error`` in its diagnostics).
         """
         n_steps = self.ode_steps
+        try:  # concrete times past tau = 1 (extrapolation): as many steps per unit of tau
+            n_steps *= max(1, math.ceil(float(np.max(np.asarray(t)))))
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError, ValueError):
+            pass  # traced times (a fit's data): ode_steps over each phase, whatever its length
         n = len(self.spec.states)
 
         def solve(fn, start, stop, y_start, ts):

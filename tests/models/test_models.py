@@ -204,6 +204,10 @@ def test_rk4_grid_matches_adaptive_solve_and_its_check_sees_a_coarse_grid(name):
         fine = jax.jit(jax.vmap(lambda p: get_model(name).grid_error(p, t)))(params)
         coarse = jax.jit(jax.vmap(lambda p: get_model(name, ode_steps=16).grid_error(p, t)))(params)
     assert np.all(np.isfinite(np.asarray(fine))) and float(jnp.max(fine)) < 1e-4, np.asarray(fine)
+    with enable_x64():  # out to the trust analysis' horizon (tau = 4): as many steps per unit tau
+        far_t = jnp.linspace(0.0, 4.0, 81)
+        far = jax.jit(jax.vmap(lambda p: get_model(name).grid_error(p, far_t)))(params)
+    assert float(jnp.max(far)) < 1e-4, np.asarray(far)
     assert float(jnp.max(coarse)) > 1e-3, np.asarray(coarse)
     assert get_model(name, ode_steps=0).ode_method == "ode" and get_model(name).ode_method == "grid"
     assert float(get_model(name, ode_steps=0).grid_error({k: v[0] for k, v in params.items()}, t)) == 0.0
