@@ -250,12 +250,8 @@ def ode_grid_error(model, observable: str, constrained: dict, tau: np.ndarray) -
 
     n_draws = next(iter(constrained.values())).shape[0]
     picks = np.unique(np.linspace(0, n_draws - 1, min(ODE_ERROR_DRAWS, n_draws)).round().astype(int))
-    params = {}
-    for name, value in constrained.items():
-        value = np.asarray(value, np.float32)[picks]
-        params[name] = value.reshape(-1) if value.ndim == 2 else value
-    width = max(v.shape[0] for v in params.values())  # complete pooling: one value per draw
-    params = {n: np.repeat(v, width // v.shape[0]) for n, v in params.items()}
+    # [draws] (complete pooling) or [draws, seeds] (every parameter alike): one row per solve
+    params = {name: np.asarray(value, np.float32)[picks].reshape(-1) for name, value in constrained.items()}
     t = jnp.asarray(np.unique(np.concatenate([np.clip(tau, 0.0, None), np.linspace(0.0, 1.0, 101)])), jnp.float32)
     errors = _grid_errors(model, observable)(params, t)
     return float(np.max(np.asarray(errors)))

@@ -324,6 +324,16 @@ BIN_NODES = 2
 ODE_STEPS = 512
 
 
+def _stacked(values, dtype) -> jax.Array:
+    """Scalars (a lambdified sympy tuple: numbers or 0-d arrays) as one vector of ``dtype``."""
+    return jnp.stack([jnp.broadcast_to(jnp.asarray(v, dtype), ()) for v in values])
+
+
+def _field_at(fn, time, y, ps) -> jax.Array:
+    """A lambdified vector field ``fn(time, *states, *params)`` at state vector ``y``."""
+    return _stacked(fn(time, *[y[i] for i in range(y.shape[0])], *ps), y.dtype)
+
+
 @functools.lru_cache(maxsize=None)
 def _gauss_legendre(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Nodes and weights of n-point Gauss-Legendre quadrature on [0, 1]."""
@@ -498,11 +508,10 @@ class Model:
         max_steps = self.max_steps if max_steps is None else max_steps
         solver = diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        n = len(self.spec.states)
 
         def solve(fn, start, stop, y_start, ts):
             def vf(time, y, args):
-                return jnp.stack([jnp.broadcast_to(jnp.asarray(v, y.dtype), ()) for v in fn(time, *[y[i] for i in range(n)], *args)])
+                return _field_at(fn, time, y, args)
 
             sol = diffrax.diffeqsolve(
                 diffrax.ODETerm(vf), solver, start, stop, None, y_start, args=tuple(ps),
@@ -539,13 +548,12 @@ class Model:
             n_steps *= max(1, math.ceil(float(np.max(np.asarray(t)))))
         except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError, ValueError):
             pass  # traced times (a fit's data): ode_steps over each phase, whatever its length
-        n = len(self.spec.states)
 
         def solve(fn, start, stop, y_start, ts):
             h = (stop - start) / n_steps
 
             def slope(time, y):
-                return jnp.stack([jnp.broadcast_to(jnp.asarray(v, y.dtype), ()) for v in fn(time, *[y[i] for i in range(n)], *ps)])
+                return _field_at(fn, time, y, ps)
 
             def step(carry, i):
                 y, k1 = carry
@@ -578,7 +586,7 @@ class Model:
         from the reset state. A failed or non-finite solve gives finite zeros and ok=False,
         so inference can reject the proposal."""
         n = len(self.spec.states)
-        y0 = jnp.stack([jnp.broadcast_to(jnp.asarray(v, t.dtype), ()) for v in self._initial(*ps)])
+        y0 = _stacked(self._initial(*ps), t.dtype)
         zero = jnp.zeros((), t.dtype)
         # the solve's end moves nothing inside it: no gradient through it
         t_end = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(t[-1], 1.0), zero))
@@ -597,13 +605,11 @@ class Model:
                 # the phase after it needs a solve.
                 tb = jnp.clip(tt, zero, t0)
                 ys0 = jnp.stack([jnp.broadcast_to(jnp.asarray(v, t.dtype), tt.shape) for v in self._closed_before(tb, *ps)], axis=1)
-                y_t0 = jnp.stack([jnp.broadcast_to(jnp.asarray(v, t.dtype), ()) for v in self._closed_before(t0, *ps)])
+                y_t0 = _stacked(self._closed_before(t0, *ps), t.dtype)
                 ok0 = jnp.asarray(True)
             else:
                 ys0, y_t0, ok0 = solve(self._f_before, zero, t0, y0, jnp.clip(tt, zero, t0))
-            y_after = jnp.stack(
-                [jnp.broadcast_to(jnp.asarray(v, t.dtype), ()) for v in self._reset(*[y_t0[i] for i in range(n)], *ps)]
-            )
+            y_after = _stacked(self._reset(*[y_t0[i] for i in range(n)], *ps), t.dtype)
             t_stop = jnp.maximum(t_end, t0)
             ys1, _, ok1 = solve(self._f_after, t0, t_stop, y_after, jnp.clip(tt, t0, t_stop))
             ys = jnp.where((tt < t0)[:, None], ys0, ys1)
@@ -805,7 +811,7 @@ class Model:
         fn = self._f_before if before else self._f_after
         ps = [jnp.asarray(params[p.name]) for p in self.parameters]
         y = jnp.asarray(y)
-        return jnp.stack([jnp.broadcast_to(jnp.asarray(v, y.dtype), ()) for v in fn(time, *[y[i] for i in range(y.shape[0])], *ps)])
+        return _field_at(fn, time, y, ps)
 
     # -- analysis -----------------------------------------------------------
     def analysis(self, params: dict[str, float] | None = None) -> Analysis:
