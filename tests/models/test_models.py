@@ -213,6 +213,16 @@ def test_rk4_grid_matches_adaptive_solve_and_its_check_sees_a_coarse_grid(name):
     assert float(get_model(name, ode_steps=0).grid_error({k: v[0] for k, v in params.items()}, t)) == 0.0
 
 
+def test_bad_ode_steps_and_a_grid_without_steps_are_refused():
+    with pytest.raises(ValuedynError, match="ode_steps must be >= 0"):
+        get_model("replicator_mutator", ode_steps=-1)
+    adaptive = get_model("replicator_mutator", ode_steps=0)
+    with pytest.raises(ValuedynError, match="ode_steps=0: no grid"):
+        adaptive.states(adaptive.typical_params(), T_GRID, method="grid")
+    with pytest.raises(ValuedynError, match="method must be auto, closed, grid or ode"):
+        adaptive.states(adaptive.typical_params(), T_GRID, method="rk4")
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_analysis_matches_independent_numbers(name):
     """Fixed points satisfy f(x*) = 0 and their eigenvalues equal those of jax.jacfwd."""
