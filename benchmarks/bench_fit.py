@@ -89,7 +89,7 @@ TARGET_ACCEPT = 0.95
 def make_data(model_name: str, n_seeds: int, n_updates: int, path: Path) -> None:
     import numpy as np
 
-    from valuedyn.fitting._simulate import simulate_trajectory, write_trajectory
+    from valuedyn.fitting.inference._simulate import simulate_trajectory, write_trajectory
     from valuedyn.models import get_model
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -120,11 +120,11 @@ def run_one(args) -> dict:
     from numpyro.infer import MCMC, NUTS
 
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting._fit import compile_for, infer
-    from valuedyn.fitting._model import fit_data, observable_for, parameter_spaces
-    from valuedyn.fitting._nuts import SamplerSettings
-    from valuedyn.fitting._observation import OBSERVATION_MODELS
-    from valuedyn.fitting._select import select_behaviour
+    from valuedyn.fitting.inference._fit import compile_for, infer
+    from valuedyn.fitting.inference._model import fit_data, observable_for, parameter_spaces
+    from valuedyn.fitting.inference._nuts import SamplerSettings
+    from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
+    from valuedyn.fitting.inference._select import select_behaviour
     from valuedyn.models import get_model
 
     model = get_model(args.one_model)

@@ -53,7 +53,7 @@ def core_truth(n_seeds: int = 4, n_updates: int = 300, seed: int = 0) -> dict[st
 def core_case(n_seeds: int = 4, n_updates: int = 300, seed: int = 0):
     """(trajectory Dataset, truth) of the core case: Poisson place_plant totals out of
     30-50 finished episodes per update (the first 3 updates finish none)."""
-    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.fitting.inference._simulate import simulate_trajectory
     from valuedyn.models import get_model
 
     truth = core_truth(n_seeds, n_updates, seed)
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from valuedyn.fitting._simulate import write_trajectory
+    from valuedyn.fitting.inference._simulate import write_trajectory
 
     dataset, truth = core_case(args.seeds, args.updates, args.seed)
     write_trajectory(dataset, args.out)

@@ -5,6 +5,18 @@ predictive checks, model comparison (PSIS-LOO, stacking, leave-future-out) and
 simulation-based calibration. Nothing model-specific lives here: a model (from
 ``valuedyn.models``), an observation model and a data selection make a numpyro model.
 
+Sub-rooms by role, imports flowing one way (tested by ``tests/fitting/test_import_graph.py``)::
+
+    pipeline/    plans, cache keys, the batch runner, the command-line front ends
+       |
+    analyses/    conditions, diversity, the motif headline
+       |
+    judge/       predictive checks, modes, verdicts and rankings, comparison, observation choice, SBC
+       |
+    inference/   selection, observation models, the numpyro model, NUTS and its gate, the fit, the store
+       |
+    settings.py  every command's config and the sampler settings, declared once (no JAX)
+
 Python API (the report calls these; no subprocesses)::
 
     from valuedyn.fitting import FitConfig, fit_trajectory, check_fit, compare_fits, load_fit
@@ -34,60 +46,65 @@ Conditions of training compared (``valuedyn conditions``)::
                                          settings=FitSettings(chains=2, draws=300, warmup=300))
 """
 
-from valuedyn.fitting._batch_cli import FitBatchConfig
-from valuedyn.fitting._cli import CheckConfig, CompareConfig, FitConfig, SBCConfig
-from valuedyn.fitting._conditions_cli import ConditionsConfig
-from valuedyn.fitting._plan import (
+from valuedyn.fitting.pipeline._cache import slug
+from valuedyn.fitting.pipeline._plan import (
     PLANT_MOTIF,
     FitJob,
-    FitSettings,
     applicable_models,
     default_behaviours,
     learned_achievements,
     plan_fits,
-    slug,
+)
+from valuedyn.fitting.settings import (
+    CheckConfig,
+    CompareConfig,
+    ConditionsConfig,
+    FitBatchConfig,
+    FitConfig,
+    FitSettings,
+    SBCConfig,
 )
 
 
 def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is needed
     lazy = {
-        "fit_trajectory": ("valuedyn.fitting._fit", "fit_trajectory"),
-        "infer": ("valuedyn.fitting._fit", "infer"),
-        "check_fit": ("valuedyn.fitting._check", "check_fit"),
-        "compare_fits": ("valuedyn.fitting._compare", "compare_fits"),
-        "CompareResult": ("valuedyn.fitting._compare", "CompareResult"),
-        "run_sbc": ("valuedyn.fitting._sbc", "run_sbc"),
-        "load_fit": ("valuedyn.fitting._store", "load_fit"),
-        "save_fit": ("valuedyn.fitting._store", "save_fit"),
-        "fit_attrs": ("valuedyn.fitting._store", "fit_attrs"),
-        "select_behaviour": ("valuedyn.fitting._select", "select_behaviour"),
-        "Selection": ("valuedyn.fitting._select", "Selection"),
-        "simulate_trajectory": ("valuedyn.fitting._simulate", "simulate_trajectory"),
-        "diversity_headline": ("valuedyn.fitting._diversity", "diversity_headline"),
-        "fit_timescale": ("valuedyn.fitting._diversity", "fit_timescale"),
-        "first_found_updates": ("valuedyn.fitting._diversity", "first_found_updates"),
-        "simulate_diversity_trajectory": ("valuedyn.fitting._diversity", "simulate_diversity_trajectory"),
-        "run_plan": ("valuedyn.fitting._batch", "run_plan"),
-        "BatchResult": ("valuedyn.fitting._batch", "BatchResult"),
-        "FitOutcome": ("valuedyn.fitting._batch", "FitOutcome"),
-        "Comparison": ("valuedyn.fitting._batch", "Comparison"),
-        "progress_bar": ("valuedyn.fitting._batch", "progress_bar"),
-        "prepare_jax": ("valuedyn.fitting._cli", "prepare_jax"),
-        "fit_conditions": ("valuedyn.fitting._conditions", "fit_conditions"),
-        "find_conditions": ("valuedyn.fitting._conditions", "find_conditions"),
-        "group_conditions": ("valuedyn.fitting._conditions", "group_conditions"),
-        "fit_conditions_cached": ("valuedyn.fitting._conditions", "fit_conditions_cached"),
-        "condition_effects": ("valuedyn.fitting._conditions", "condition_effects"),
-        "conditions_attrs": ("valuedyn.fitting._conditions", "conditions_attrs"),
-        "classify_fit": ("valuedyn.fitting._trust", "classify_fit"),
-        "Verdict": ("valuedyn.fitting._trust", "Verdict"),
-        "rank_fits": ("valuedyn.fitting._trust", "rank_fits"),
-        "Ranking": ("valuedyn.fitting._trust", "Ranking"),
-        "find_modes": ("valuedyn.fitting._modes", "find_modes"),
-        "stacked_fit": ("valuedyn.fitting._modes", "stacked_fit"),
-        "motif_headline": ("valuedyn.fitting._headline", "motif_headline"),
-        "Headline": ("valuedyn.fitting._headline", "Headline"),
-        "choose_observation": ("valuedyn.fitting._overdispersion", "choose_observation"),
+        "fit_trajectory": ("valuedyn.fitting.inference._fit", "fit_trajectory"),
+        "infer": ("valuedyn.fitting.inference._fit", "infer"),
+        "check_fit": ("valuedyn.fitting.judge._check", "check_fit"),
+        "compare_fits": ("valuedyn.fitting.judge._compare", "compare_fits"),
+        "CompareResult": ("valuedyn.fitting.judge._compare", "CompareResult"),
+        "run_sbc": ("valuedyn.fitting.judge._sbc", "run_sbc"),
+        "load_fit": ("valuedyn.fitting.inference._store", "load_fit"),
+        "save_fit": ("valuedyn.fitting.inference._store", "save_fit"),
+        "fit_attrs": ("valuedyn.fitting.inference._store", "fit_attrs"),
+        "select_behaviour": ("valuedyn.fitting.inference._select", "select_behaviour"),
+        "Selection": ("valuedyn.fitting.inference._select", "Selection"),
+        "simulate_trajectory": ("valuedyn.fitting.inference._simulate", "simulate_trajectory"),
+        "diversity_headline": ("valuedyn.fitting.analyses._diversity", "diversity_headline"),
+        "fit_timescale": ("valuedyn.fitting.analyses._diversity", "fit_timescale"),
+        "first_found_updates": ("valuedyn.fitting.analyses._diversity", "first_found_updates"),
+        "simulate_diversity_trajectory": ("valuedyn.fitting.analyses._diversity", "simulate_diversity_trajectory"),
+        "run_plan": ("valuedyn.fitting.pipeline._batch", "run_plan"),
+        "BatchResult": ("valuedyn.fitting.pipeline._batch", "BatchResult"),
+        "FitOutcome": ("valuedyn.fitting.pipeline._batch", "FitOutcome"),
+        "Comparison": ("valuedyn.fitting.pipeline._batch", "Comparison"),
+        "progress_bar": ("valuedyn.fitting.pipeline._batch", "progress_bar"),
+        "prepare_jax": ("valuedyn.fitting.pipeline._jax_setup", "prepare_jax"),
+        "fit_conditions": ("valuedyn.fitting.analyses._conditions", "fit_conditions"),
+        "find_conditions": ("valuedyn.fitting.analyses._conditions", "find_conditions"),
+        "group_conditions": ("valuedyn.fitting.analyses._conditions", "group_conditions"),
+        "fit_conditions_cached": ("valuedyn.fitting.pipeline._cache", "fit_conditions_cached"),
+        "condition_effects": ("valuedyn.fitting.analyses._conditions", "condition_effects"),
+        "conditions_attrs": ("valuedyn.fitting.analyses._conditions", "conditions_attrs"),
+        "classify_fit": ("valuedyn.fitting.judge._trust", "classify_fit"),
+        "Verdict": ("valuedyn.fitting.judge._trust", "Verdict"),
+        "rank_fits": ("valuedyn.fitting.judge._trust", "rank_fits"),
+        "Ranking": ("valuedyn.fitting.judge._trust", "Ranking"),
+        "find_modes": ("valuedyn.fitting.judge._modes", "find_modes"),
+        "stacked_fit": ("valuedyn.fitting.judge._modes", "stacked_fit"),
+        "motif_headline": ("valuedyn.fitting.analyses._headline", "motif_headline"),
+        "Headline": ("valuedyn.fitting.analyses._headline", "Headline"),
+        "choose_observation": ("valuedyn.fitting.judge._overdispersion", "choose_observation"),
     }
     if name in lazy:
         import importlib

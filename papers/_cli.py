@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from valuedyn._config import option
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting._plan import FitSettings
+from valuedyn.fitting.settings import FitSettings
 
 _SETTINGS = FitSettings()  # the plan's defaults
 

@@ -1,13 +1,13 @@
 """Report: does the motif depend on the conditions of training? One section comparing them.
 
 The report's trajectories are grouped into conditions by the training settings that differ
-between their stored configs (:func:`valuedyn.fitting._conditions.group_conditions`; the
+between their stored configs (:func:`valuedyn.fitting.analyses._conditions.group_conditions`; the
 run-only settings and seeds are ignored). With one condition the section says so in one
 line and nothing more is fitted. With two or more, the fitting room fits one conditions
 model per motif behaviour that the report fits with the motif model in every trajectory
-(:data:`~valuedyn.fitting._plan.PLANT_MOTIF` with
+(:data:`~valuedyn.fitting.pipeline._plan.PLANT_MOTIF` with
 :data:`~valuedyn.papers._report_trust.MOTIF_MODEL`), at the report's sampler settings and
-seeds, cached in the fits folder (:func:`valuedyn.fitting._conditions.fit_conditions_cached`).
+seeds, cached in the fits folder (:func:`valuedyn.fitting.pipeline._cache.fit_conditions_cached`).
 Here the saved files are only read: the effects figure, the data with the fitted curves
 per condition, and one sentence per clear effect, where an effect is stated only from a
 trustworthy fit (the stored verdict of :func:`~valuedyn.fitting.classify_fit`).

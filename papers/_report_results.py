@@ -85,7 +85,7 @@ def observation_of(job, choice: dict | None) -> dict:
     model's two fits) or the family's fixed default. Keys: ``model``, ``reason``,
     ``chosen_by`` (``data``, ``default`` when the choice could not be made, ``fixed``, or
     ``requested``) and, when chosen from data, the choice's numbers."""
-    from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
+    from valuedyn.fitting.inference._observation import FAMILY_OBSERVATIONS
 
     default = FAMILY_OBSERVATIONS[job.family][0] if job.family in FAMILY_OBSERVATIONS else job.observation
     if choice is not None:

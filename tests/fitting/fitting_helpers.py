@@ -7,7 +7,7 @@ sampler of each model is built once per test session and reused (see fitting/_nu
 from __future__ import annotations
 
 import numpy as np
-from valuedyn.fitting._simulate import simulate_trajectory, write_trajectory
+from valuedyn.fitting.inference._simulate import simulate_trajectory, write_trajectory
 
 N_UPDATES = 120
 # the data are Binomial: the recovery and command-line tests fit them with the Binomial (the

@@ -158,9 +158,9 @@ def test_the_cache_key_names_the_observation_model(monkeypatch):
     # FIT_SEMANTICS 2); every bump of FIT_SEMANTICS since (3: Stan's warmup windows; 4: one
     # gradient kernel, numpy host noise) made every key new, and changed nothing else in it
     assert binomial.cache_key() == "ced57783270bd25ec6bd1ce741ca614228dcfe8910f29f290f3541f8de289109"
-    monkeypatch.setattr("valuedyn.fitting._plan.FIT_SEMANTICS", 3)
+    monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 3)
     assert binomial.cache_key() == "8071acee501c23f9cc8bdce485cb1a2fb12ee2b1d1f0ce229de8372bcd5cc1e6"
-    monkeypatch.setattr("valuedyn.fitting._plan.FIT_SEMANTICS", 2)
+    monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 2)
     assert binomial.cache_key() == "84e23576447d37d7da13ae87a39eae0cfb8b843a74c214eb6575ead8f79bf7a5"
     monkeypatch.undo()
     event = {name: FitJob(Path("run.nc"), "abc", "event:place_plant", "overshoot", (), settings, name)
@@ -315,10 +315,10 @@ def test_cache_key_of_unchanged_settings_never_changes(monkeypatch):
     # the defaults of 2026-12-01 (4 x (500 + 1000), depth 8, target 0.99, saturated draws 200)
     assert defaults.cache_key() == "511f9db316a81cba682edd150d227959ae66119ac47df90a67fc0a2ce8fa0dde"
     # and nothing else in the key did: under FIT_SEMANTICS 3 and 2 the keys are those measured then
-    monkeypatch.setattr("valuedyn.fitting._plan.FIT_SEMANTICS", 3)
+    monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 3)
     assert job.cache_key() == "a3f06328be31b16c2b66c3a1065b8fe05e368ab258ada30e106cec34fd96bd1d"
     assert defaults.cache_key() == "e776f61f386641cced23a19a081a711925796976de2c3fc41ada15843a13f85b"
-    monkeypatch.setattr("valuedyn.fitting._plan.FIT_SEMANTICS", 2)
+    monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 2)
     assert job.cache_key() == "2448e3b5f16b9dd6dc1f32954e920dd80ccb0d73e96292d29c98d152da36e8ec"
     assert defaults.cache_key() == "46999150572b9db6bafb95d3d1d1d2aa22828bacfc40537c29d60e9005d2f784"
 
@@ -344,7 +344,7 @@ def test_the_old_spelling_stays_readable(local_run, tmp_path):
 
 
 def test_models_without_a_closed_form_are_left_out_only_when_asked():
-    from valuedyn.fitting._plan import applicable_models
+    from valuedyn.fitting.pipeline._plan import applicable_models
     from valuedyn.models import get_model
 
     every = applicable_models("diversity:actions")
@@ -357,7 +357,7 @@ def test_models_without_a_closed_form_are_left_out_only_when_asked():
 
 
 def test_the_observation_model_is_chosen_on_the_most_flexible_closed_form_model():
-    from valuedyn.fitting._plan import probe_model
+    from valuedyn.fitting.pipeline._plan import probe_model
     from valuedyn.models import get_model
 
     closed = ["logistic_onset", "stagewise", "stagewise3"]

@@ -110,7 +110,7 @@ def test_fit_refuses_an_existing_out_before_jax_starts(tmp_path):
 
 
 def test_a_fit_file_is_read_once_per_process_and_each_reader_gets_its_own_copy(round_trip, monkeypatch):
-    from valuedyn.fitting import _store
+    from valuedyn.fitting.inference import _store
 
     _, fits = round_trip
     reads = []
@@ -132,16 +132,17 @@ def test_a_fit_file_is_read_once_per_process_and_each_reader_gets_its_own_copy(r
 
 
 def test_a_fit_written_with_its_checks_holds_what_check_fit_computes(logistic_file, tmp_path):
-    """``fit_trajectory(..., check=True)`` (the batch runner's workers) writes the fit once
-    with the checks stored; they are those ``check_fit`` computes from the file."""
+    """``fit_trajectory(..., before_write=attach_checks)`` (the batch runner's workers) writes
+    the fit once with the checks stored; they are those ``check_fit`` computes from the file."""
     from valuedyn._config import config_from_namespace
     from valuedyn.cli import build_parser
     from valuedyn.fitting import check_fit, fit_trajectory
+    from valuedyn.fitting.judge._check import attach_checks
 
     out = tmp_path / "checked.nc"
     parser, config_cls, _ = build_parser("fit")
     config = config_from_namespace(config_cls, parser.parse_args(_fit_args(logistic_file, "logistic_onset", out)[1:]))
-    fit_trajectory(config, check=True)
+    fit_trajectory(config, before_write=attach_checks)
     stored = fit_attrs(load_fit(out))["checks"]
     assert set(stored["p_values"]) == {"peak_height", "peak_time", "final_level", "overshoot_ratio", "onset_time"}
     fresh = json.loads(json.dumps(check_fit(out)))

@@ -20,8 +20,9 @@ from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn.data import TrainConfig
 from valuedyn.fitting import FitSettings, load_fit
-from valuedyn.fitting._conditions import condition_effects, conditions_attrs, find_conditions, fit_conditions_cached
-from valuedyn.fitting._simulate import simulate_trajectory, write_trajectory
+from valuedyn.fitting.analyses._conditions import condition_effects, conditions_attrs, find_conditions
+from valuedyn.fitting.pipeline._cache import fit_conditions_cached
+from valuedyn.fitting.inference._simulate import simulate_trajectory, write_trajectory
 
 TRUTH_A = OVERSHOOT_TRUTH
 EXCESS_RATIO = 0.5

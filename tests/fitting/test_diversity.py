@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting._diversity import (
+from valuedyn.fitting.analyses._diversity import (
     diversity_headline,
     fit_timescale,
     first_found_updates,
@@ -15,7 +15,7 @@ from valuedyn.fitting._diversity import (
     simulate_diversity_trajectory,
     transition_times,
 )
-from valuedyn.fitting._select import hill1, select_behaviour
+from valuedyn.fitting.inference._select import hill1, select_behaviour
 
 N_SEEDS, N_UPDATES = 3, 60
 # event diversity switches on fast, action diversity switches off slowly (logistic_onset, level units)
@@ -103,7 +103,7 @@ def diversity_fits(tmp_path_factory):
     """logistic_onset fitted to simulated event diversity (fast rise) and action diversity (slow fall)."""
     from valuedyn.data import open_trajectory
     from valuedyn.fitting import FitConfig, fit_trajectory, load_fit
-    from valuedyn.fitting._simulate import write_trajectory
+    from valuedyn.fitting.inference._simulate import write_trajectory
 
     folder = tmp_path_factory.mktemp("diversity")
     tau = np.linspace(0.0, 1.0, N_UPDATES)

@@ -9,7 +9,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer.util import potential_energy
 
-from valuedyn.fitting._model import (
+from valuedyn.fitting.inference._model import (
     FitData,
     build_numpyro_model,
     centring_weights,
@@ -17,8 +17,8 @@ from valuedyn.fitting._model import (
     parameter_spaces,
     recentre,
 )
-from valuedyn.fitting._nuts import pooled_inverse_mass, warmup_schedule
-from valuedyn.fitting._observation import OBSERVATION_MODELS
+from valuedyn.fitting.inference._nuts import pooled_inverse_mass, warmup_schedule
+from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
 
 N_SEEDS, N_UPDATES = 3, 25
 
@@ -267,11 +267,11 @@ def fit_error_on_own_data(model_name: str) -> tuple[int, float, float | None]:
     (2 chains, short) and return (devices the chains ran on, mean absolute error of the
     posterior mean level against the true level, as a fraction of the largest true level,
     and the fit's ``ode_error``: None for closed forms)."""
-    from valuedyn.fitting._fit import infer
-    from valuedyn.fitting._nuts import SamplerSettings
-    from valuedyn.fitting._observation import observation_for
-    from valuedyn.fitting._select import KIND_FAMILY, select_behaviour
-    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.fitting.inference._fit import infer
+    from valuedyn.fitting.inference._nuts import SamplerSettings
+    from valuedyn.fitting.inference._observation import observation_for
+    from valuedyn.fitting.inference._select import KIND_FAMILY, select_behaviour
+    from valuedyn.fitting.inference._simulate import simulate_trajectory
     from valuedyn.models import get_model
 
     model = get_model(model_name)
@@ -345,7 +345,7 @@ def test_ode_models_fit_their_own_data_with_chains_on_two_devices():
 def test_count_replicates_survive_an_extreme_draw(name):
     """numpy's Poisson sampler raises on rates above ~1e19; one posterior draw that far out
     (a stagewise fit of the shipped run, negbin) once lost the whole fit."""
-    from valuedyn.fitting._observation import observation_for
+    from valuedyn.fitting.inference._observation import observation_for
 
     observation = observation_for("count", name)
     mean = np.full((3, 2, 4), 1e20)
@@ -360,9 +360,9 @@ def test_count_replicates_survive_an_extreme_draw(name):
 def _well_identified_unlocks():
     """logistic_onset, the Binomial and a selection of 2 seeds of simulated place_table
     unlocks (200 episodes per update): a posterior NUTS walks in a few leapfrog steps."""
-    from valuedyn.fitting._observation import observation_for
-    from valuedyn.fitting._select import select_behaviour
-    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.fitting.inference._observation import observation_for
+    from valuedyn.fitting.inference._select import select_behaviour
+    from valuedyn.fitting.inference._simulate import simulate_trajectory
     from valuedyn.models import get_model
 
     model = get_model("logistic_onset")
@@ -376,9 +376,9 @@ def test_a_saturated_warmup_cuts_the_draws_and_says_so():
     """A fit whose warmup spends (nearly) every transition at the tree-depth cap runs only
     ``saturated_draws`` draws per chain and is untrustworthy with that reason; the same fit
     with room in its trees runs every draw."""
-    from valuedyn.fitting._fit import infer
-    from valuedyn.fitting._nuts import SamplerSettings
-    from valuedyn.fitting._trust import sampler_fixes
+    from valuedyn.fitting.inference._fit import infer
+    from valuedyn.fitting.inference._nuts import SamplerSettings
+    from valuedyn.fitting.judge._trust import sampler_fixes
 
     model, observation, selection = _well_identified_unlocks()
     draws = {}
@@ -420,9 +420,9 @@ def test_sampling_stops_once_the_gate_passes_with_a_margin():
     """With ``min_draws`` a fit that converges stops at the first check whose draws pass the
     gate with bulk and tail ESS >= STOP_ESS, and its stored diagnostics (computed on exactly
     those draws) say so; a fit that cannot reach that ESS runs every draw."""
-    from valuedyn.fitting._diagnostics import RHAT_MAX, STOP_ESS
-    from valuedyn.fitting._fit import infer
-    from valuedyn.fitting._nuts import SamplerSettings
+    from valuedyn.fitting.inference._diagnostics import RHAT_MAX, STOP_ESS
+    from valuedyn.fitting.inference._fit import infer
+    from valuedyn.fitting.inference._nuts import SamplerSettings
 
     model, observation, selection = _well_identified_unlocks()
     runs = {}
@@ -448,7 +448,7 @@ def test_compiled_once_per_argument_signature_ahead_or_on_the_call():
     compiled on its call (not refused, not served the wrong executable)."""
     import jax
 
-    from valuedyn.fitting._nuts import _CompiledOnce
+    from valuedyn.fitting.inference._nuts import _CompiledOnce
 
     kernel = _CompiledOnce(jax.jit(lambda x: 2.0 * x + 1.0), None)
     kernel.compile_in_background(jax.ShapeDtypeStruct((3,), np.float32))
@@ -463,7 +463,7 @@ def test_compiled_once_per_argument_signature_ahead_or_on_the_call():
 def test_parameter_spaces_asked_ahead_are_computed_once(monkeypatch):
     """``parameter_spaces_ahead`` (a thread, while the trajectory is read) and the fit's own
     call compute a model's spaces once between them, the same values as directly."""
-    from valuedyn.fitting import _model
+    from valuedyn.fitting.inference import _model
     from valuedyn.models import get_model
 
     real, calls = _model._compute_spaces, []

@@ -5,8 +5,8 @@ import pytest
 
 from valuedyn._errors import ValuedynError
 from valuedyn.data import open_trajectory
-from valuedyn.fitting._observation import observation_for
-from valuedyn.fitting._select import hill1, parse_behaviour, parse_updates, select_behaviour
+from valuedyn.fitting.inference._observation import observation_for
+from valuedyn.fitting.inference._select import hill1, parse_behaviour, parse_updates, select_behaviour
 
 
 @pytest.fixture(scope="module")

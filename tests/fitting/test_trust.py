@@ -13,9 +13,9 @@ import pytest
 from fitting_helpers import make_trajectory
 
 from valuedyn.fitting import FitConfig, check_fit, fit_trajectory
-from valuedyn.fitting._headline import motif_headline
-from valuedyn.fitting._modes import find_modes, stacked_fit
-from valuedyn.fitting._trust import (
+from valuedyn.fitting.analyses._headline import motif_headline
+from valuedyn.fitting.judge._modes import find_modes, stacked_fit
+from valuedyn.fitting.judge._trust import (
     NOT_IDENTIFIED,
     SAMPLER_FAILED,
     classify_fit,
@@ -119,7 +119,7 @@ def test_arviz_says_nothing_of_high_pareto_k_where_the_caller_counts_it():
 
     import arviz as az
 
-    from valuedyn.fitting._diagnostics import pareto_k_counted
+    from valuedyn.fitting.inference._diagnostics import pareto_k_counted
 
     rng = np.random.default_rng(0)
     log_lik = rng.normal(-1.0, 0.1, size=(2, 500, 20))
@@ -234,7 +234,7 @@ def test_stacking_keeps_the_mode_that_predicts_and_drops_the_one_that_does_not(b
 
 
 def test_a_multimodal_fit_enters_the_ranking_through_its_stacked_modes(bimodal):
-    from valuedyn.fitting._trust import Verdict
+    from valuedyn.fitting.judge._trust import Verdict
 
     symmetric, _ = bimodal
     report = find_modes(symmetric, ["theta"])

@@ -8,8 +8,8 @@ import pytest
 from jax.scipy.special import gammaln
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
-from valuedyn.fitting._trust import misspecification
+from valuedyn.fitting.inference._observation import OBSERVATION_MODELS, observation_for
+from valuedyn.fitting.judge._trust import misspecification
 
 
 def _cells():
@@ -81,7 +81,7 @@ def test_a_beta_binomial_fit_with_the_old_concentration_loads_with_dispersion(tm
 
     import arviz as az
 
-    from valuedyn.fitting._store import REQUIRED_FIT_ATTRS, load_fit, save_fit
+    from valuedyn.fitting.inference._store import REQUIRED_FIT_ATTRS, load_fit, save_fit
 
     concentration = np.array([[20.0, 40.0], [50.0, 80.0]])
     groups = {group: {"x": np.zeros((2, 2))} for group in ("sample_stats", "log_likelihood", "posterior_predictive")}

@@ -9,8 +9,8 @@ import pytest
 from fitting_helpers import make_trajectory
 
 from valuedyn.fitting import FitConfig, check_fit, fit_attrs, fit_trajectory, load_fit
-from valuedyn.fitting._overdispersion import choose_observation
-from valuedyn.fitting._trust import MISSPECIFIED, classify_fit, rank_fits
+from valuedyn.fitting.judge._overdispersion import choose_observation
+from valuedyn.fitting.judge._trust import MISSPECIFIED, classify_fit, rank_fits
 
 SETTINGS = dict(chains=4, warmup=500, draws=500, pooling="complete", progress=False, behaviour="unlock:place_table")
 TRUTH = {name: np.full(3, value) for name, value in

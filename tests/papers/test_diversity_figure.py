@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from valuedyn.fitting._diversity import first_found_updates, simulate_diversity_trajectory
+from valuedyn.fitting.analyses._diversity import first_found_updates, simulate_diversity_trajectory
 from valuedyn.papers._diversity_figures import contexts_distinguished, plot_diversity
 from valuedyn.papers._style import render_figure
 

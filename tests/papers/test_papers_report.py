@@ -110,7 +110,7 @@ def test_second_run_reuses_every_fit(report_dir, synthetic_trajectory):
 
 def test_cache_key_follows_inputs_and_settings(report_dir, synthetic_trajectory):
     from valuedyn.fitting import FitJob, FitSettings
-    from valuedyn.fitting._batch import FitIndex
+    from valuedyn.fitting.pipeline._batch import FitIndex
 
     settings = FitSettings(chains=2, draws=40, warmup=40)
     base = FitJob(synthetic_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), settings)
@@ -174,7 +174,7 @@ behaviour = "event:place_plant"
 def sbc_file(tmp_path_factory) -> Path:
     """A real (tiny) SBC run through valuedyn.fitting."""
     from valuedyn.fitting import SBCConfig
-    from valuedyn.fitting._sbc import run_sbc_config
+    from valuedyn.fitting.judge._sbc import run_sbc_config
 
     out = tmp_path_factory.mktemp("sbc") / "sbc.nc"
     run_sbc_config(SBCConfig(model="logistic_onset", out=str(out), kind="unlock", pooling="complete",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from valuedyn.fitting._trust import Ranking
+from valuedyn.fitting.judge._trust import Ranking
 from valuedyn.papers._report_results import Section
 from valuedyn.papers._report_trust import motif_headlines, ranking_verdict
 

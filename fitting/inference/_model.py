@@ -65,8 +65,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import biject_to
 
 from valuedyn._errors import ValuedynError
-
-POOLINGS = ("hierarchical", "complete", "none")
+from valuedyn.fitting.settings import POOLINGS
 
 #: prior median of a population scale (LogNormal), as a fraction of the moment-matched prior
 #: sd of its parameter, and the sd of its log (see the module docstring)
@@ -224,11 +223,6 @@ def seed_parameter(space: ParameterSpace, seed_loc, log_scale, weight, n_seeds: 
         z = numpyro.sample(f"{space.name}_z", dist.Normal(weight * seed_loc, jnp.exp(weight * log_scale)))
     unconstrained = seed_loc + jnp.exp((1.0 - weight) * log_scale) * (z - weight * seed_loc)
     return numpyro.deterministic(space.name, space.transform(unconstrained))
-
-
-#: coordinates of hierarchical pooling: ``auto`` chooses the centring weight per parameter
-#: and seed from the MAP (see the module docstring); the others fix it at 0 or 1.
-PARAMETERIZATIONS = ("auto", "noncentred", "centred")
 
 
 def build_numpyro_model(model, observation, pooling: str, observable: str):

@@ -25,7 +25,7 @@ import numpy as np
 from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import provenance, refuse_overwrite, write_dataset_atomic
-from valuedyn.fitting._nuts import SamplerSettings
+from valuedyn.fitting.inference._nuts import SamplerSettings
 
 MAX_PRIOR_REDRAWS = 100
 
@@ -42,7 +42,7 @@ class SBCResult:
 
 
 def _template(kind: str, n_seeds: int, n_updates: int, exposure: float):
-    from valuedyn.fitting._select import KIND_FAMILY, Selection
+    from valuedyn.fitting.inference._select import KIND_FAMILY, Selection
 
     family = KIND_FAMILY[kind]
     continuous = family == "continuous"
@@ -88,9 +88,9 @@ def run_sbc(
     from numpyro import handlers
     from scipy import stats
 
-    from valuedyn.fitting._fit import compile_for, get_model
-    from valuedyn.fitting._model import fit_data, observable_for, parameter_spaces
-    from valuedyn.fitting._observation import observation_for
+    from valuedyn.fitting.inference._fit import compile_for, get_model
+    from valuedyn.fitting.inference._model import fit_data, observable_for, parameter_spaces
+    from valuedyn.fitting.inference._observation import observation_for
 
     if simulations < 2 or n_seeds < 1 or n_updates < 3 or thin_to < 1 or bins < 2 or exposure <= 0:
         raise ValuedynError(

@@ -20,7 +20,7 @@ model, condition ``c`` and seed ``s`` in condition ``c[s]``::
     p[s]      = T(u[s])
 
 with ``T``, ``m``, ``s`` the bijection and moment-matched prior of the single fits
-(:func:`valuedyn.fitting._model.parameter_spaces`), so a conditions fit of one condition is
+(:func:`valuedyn.fitting.inference._model.parameter_spaces`), so a conditions fit of one condition is
 the single hierarchical fit. The scale is *shared* across conditions: with 1-4 seeds per
 condition a per-condition scale is hardly informed by the data (its posterior would be its
 prior), and a condition change is expected to move the typical value of a parameter, not
@@ -28,7 +28,7 @@ the seed-to-seed spread of training runs; sharing lets every seed inform the spr
 is what makes a location difference measurable with few seeds. Observation parameters
 (the negative binomial's concentration, the lognormal's sigma) are shared too. ``u`` is
 sampled in the same partially centred coordinates as single fits, with the weights chosen
-from the curvature at the MAP (:func:`valuedyn.fitting._model.centring_weights`).
+from the curvature at the MAP (:func:`valuedyn.fitting.inference._model.centring_weights`).
 
 **Effects** (:func:`condition_effects`). The typical value of ``p`` in condition ``c`` is
 ``T(p_loc[c])`` (the population median of ``p``, in the model's units). For every pair of
@@ -38,7 +38,7 @@ stored in the fit file (posterior variables ``p_difference[pair]``, ``p_ratio[pa
 summarised (median, 90 % interval, probability of each sign). An effect is *clear* when
 its 90 % interval excludes 0 (equivalently the probability of its sign exceeds 0.95) and
 the fit is trustworthy by the same verdict as a single fit
-(:func:`valuedyn.fitting._trust.classify_fit`: the diagnostics gate, and no cause such as a
+(:func:`valuedyn.fitting.judge._trust.classify_fit`: the diagnostics gate, and no cause such as a
 parameter not identified or failed predictive checks); an untrustworthy fit declares no
 effect. The verdict is stored in the fit file (attribute ``verdict``).
 
@@ -159,7 +159,7 @@ def group_conditions(paths, configs: list[dict]) -> tuple[list[Condition], tuple
 @dataclasses.dataclass(frozen=True)
 class ConditionsSelection:
     """The pooled data of all conditions. ``selection``: one
-    :class:`~valuedyn.fitting._select.Selection` over every seed of every file (seed axis
+    :class:`~valuedyn.fitting.inference._select.Selection` over every seed of every file (seed axis
     = the files' seeds one after another; its ``seeds`` are 0..S-1); ``condition_index``
     [S]: the condition of each seed; ``seed_file``, ``seed_label`` [S]: where each seed
     came from."""
@@ -176,11 +176,10 @@ class ConditionsSelection:
 def pool_conditions(paths, behaviour: str, updates=None, seeds=(), max_seeds: int = 0) -> ConditionsSelection:
     """Read the files, find the conditions, select ``behaviour`` in each file and pool the
     seeds (``seeds``: the labels to keep in every file, else the first ``max_seeds`` of
-    each, 0 = all; :func:`valuedyn.fitting._plan.chosen_seeds`). All files must share one
+    each, 0 = all; :func:`valuedyn.fitting.inference._select.chosen_seeds`). All files must share one
     update grid (the same ``env_step`` coordinate)."""
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting._plan import chosen_seeds
-    from valuedyn.fitting._select import _level_scale, select_behaviour
+    from valuedyn.fitting.inference._select import _level_scale, chosen_seeds, select_behaviour
 
     paths = [str(require_file(p, "trajectory file")) for p in paths]
     datasets = [open_trajectory(p) for p in paths]
@@ -222,7 +221,7 @@ def pool_conditions(paths, behaviour: str, updates=None, seeds=(), max_seeds: in
 
 # ---------------------------------------------------------------- the numpyro model
 class ConditionData(NamedTuple):
-    """:class:`~valuedyn.fitting._model.FitData` plus ``condition`` [S] (int32): the
+    """:class:`~valuedyn.fitting.inference._model.FitData` plus ``condition`` [S] (int32): the
     condition of each seed. Same units and shapes otherwise."""
 
     y: object
@@ -238,7 +237,7 @@ class ConditionData(NamedTuple):
 def condition_data(pooled: ConditionsSelection, n_parameters: int) -> ConditionData:
     import jax.numpy as jnp
 
-    from valuedyn.fitting._model import fit_data
+    from valuedyn.fitting.inference._model import fit_data
 
     base = fit_data(pooled.selection, n_parameters)
     return ConditionData(*base, condition=jnp.asarray(pooled.condition_index, jnp.int32))
@@ -251,7 +250,7 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
     import numpyro
     import numpyro.distributions as dist
 
-    from valuedyn.fitting._model import observe_solution, parameter_spaces, population_scale, seed_parameter
+    from valuedyn.fitting.inference._model import observe_solution, parameter_spaces, population_scale, seed_parameter
 
     spaces = parameter_spaces(model)
 
@@ -272,12 +271,12 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
 def sample_conditions(model, observation, observable: str, data: ConditionData, n_conditions: int, settings, *,
                       seed: int, parameterization: str, progress: bool, desc: str):
     """MAP, centring weights, NUTS: the package's compiled sampler
-    (:func:`valuedyn.fitting._nuts.compiled_posterior`) run on the conditions model.
+    (:func:`valuedyn.fitting.inference._nuts.compiled_posterior`) run on the conditions model.
     Returns (compiled sampler, data with the centring weights, sampler result)."""
     import jax
 
-    from valuedyn.fitting._model import centring_weights, fixed_centring, likelihood_variances, parameter_spaces, recentre
-    from valuedyn.fitting._nuts import compiled_posterior
+    from valuedyn.fitting.inference._model import centring_weights, fixed_centring, likelihood_variances, parameter_spaces, recentre
+    from valuedyn.fitting.inference._nuts import compiled_posterior
 
     spaces = parameter_spaces(model)
     compiled = compiled_posterior(
@@ -317,9 +316,9 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     ``p_ratio`` [pair]); returns (idata, diagnostics)."""
     import jax
 
-    from valuedyn.fitting._diagnostics import diagnose
-    from valuedyn.fitting._fit import flat_draws, inference_data, sampled_draws
-    from valuedyn.fitting._model import observable_for, parameter_spaces
+    from valuedyn.fitting.inference._diagnostics import diagnose
+    from valuedyn.fitting.inference._fit import flat_draws, inference_data, sampled_draws
+    from valuedyn.fitting.inference._model import observable_for, parameter_spaces
 
     selection = pooled.selection
     observable = observable_for(model, selection.kind)
@@ -406,7 +405,7 @@ def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
 
 def fit_trust(attrs) -> tuple[bool, list[str]]:
     """Whether a conditions fit is trustworthy, and why not (one line per cause), from its
-    attributes: the stored verdict of :func:`valuedyn.fitting._trust.classify_fit` (gate and
+    attributes: the stored verdict of :func:`valuedyn.fitting.judge._trust.classify_fit` (gate and
     causes), or the diagnostics gate alone in a file written before verdicts were stored."""
     verdict = attrs.get("verdict")
     if verdict is not None:
@@ -453,18 +452,19 @@ def format_effects(effects: list[dict], trustworthy: bool, why_not: list[str] = 
 
 # ---------------------------------------------------------------- the command's work
 def fit_conditions(config) -> Path:
-    """Fit ``config`` (a :class:`~valuedyn.fitting._conditions_cli.ConditionsConfig`): read the
+    """Fit ``config`` (a :class:`~valuedyn.fitting.settings.ConditionsConfig`): read the
     files, find the conditions, sample, run the posterior predictive checks, write the fit
     file atomically and return its path. Bad input raises :class:`ValuedynError` before any
     sampling."""
-    from valuedyn.fitting._check import compute_checks
-    from valuedyn.fitting._diagnostics import format_diagnostics
-    from valuedyn.fitting._fit import fit_file_attrs, get_model, settings_from, validate_sampler_config
-    from valuedyn.fitting._model import observable_for, parameter_spaces
-    from valuedyn.fitting._observation import observation_for
-    from valuedyn.fitting._select import parse_behaviour, parse_updates
-    from valuedyn.fitting._store import save_fit
-    from valuedyn.fitting._trust import classify_fit
+    from valuedyn.fitting.judge._check import compute_checks
+    from valuedyn.fitting.inference._diagnostics import format_diagnostics
+    from valuedyn.fitting.inference._fit import fit_file_attrs, get_model, settings_from
+    from valuedyn.fitting.settings import validate_sampler_config
+    from valuedyn.fitting.inference._model import observable_for, parameter_spaces
+    from valuedyn.fitting.inference._observation import observation_for
+    from valuedyn.fitting.inference._select import parse_behaviour, parse_updates
+    from valuedyn.fitting.inference._store import save_fit
+    from valuedyn.fitting.judge._trust import classify_fit
 
     validate_sampler_config(config)
     parse_behaviour(config.behaviour)
@@ -523,66 +523,3 @@ def fit_conditions(config) -> Path:
     print(format_diagnostics(diagnostics), file=sys.stdout)
     print(format_effects(effects, trustworthy, why_not), file=sys.stdout)
     return out
-
-
-# ---------------------------------------------------------------- a cached fit (what `valuedyn report` runs)
-#: ConditionsConfig fields that name where the data come from or how the fit is shown, not
-#: what is fitted: left out of the cache key (as :data:`valuedyn.fitting._plan.VOLATILE_FIT_FIELDS`)
-VOLATILE_CONDITIONS_FIELDS = ("out", "trajectories", "force", "progress", "strict")
-
-
-def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
-    from valuedyn.fitting._plan import keyed_observation
-
-    stored = {k: v for k, v in config.items() if k not in VOLATILE_CONDITIONS_FIELDS + ("config_class",)}
-    if "observation" in stored:  # "auto" of a family whose default changed names the new default
-        stored["observation"] = keyed_observation(stored.get("behaviour", stored.get("behavior", "")), stored["observation"])
-    return json.dumps({"trajectory_sha256": list(trajectory_sha256), "config": stored}, sort_keys=True)
-
-
-def conditions_cache_key(trajectory_sha256: list[str], config) -> str:
-    """sha256 of what determines a conditions fit: the trajectories' bytes (in order) and the
-    :class:`~valuedyn.fitting._conditions_cli.ConditionsConfig` without its paths."""
-    import hashlib
-
-    from valuedyn._config import config_to_dict
-
-    return hashlib.sha256(_cache_identity(trajectory_sha256, config_to_dict(config)).encode()).hexdigest()
-
-
-def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *, settings, seeds=(), max_seeds: int = 0,
-                          progress: bool = True) -> tuple[Path, bool]:
-    """The conditions fit of ``behaviour`` with ``model`` over ``trajectories`` at the
-    sampler ``settings`` of a plan (:class:`~valuedyn.fitting.FitSettings`; other fields at
-    their defaults), written into ``fits_dir`` as
-    ``conditions__<behaviour>__<model>__<key>.nc``; returns (path, reused). A file under
-    that name is reused only when it loads and names the same trajectory bytes and
-    settings (a half-written or foreign file is refitted). Prints to stderr."""
-    import contextlib
-
-    from valuedyn._config import config_to_dict
-    from valuedyn.fitting._conditions_cli import ConditionsConfig
-    from valuedyn.fitting._plan import slug
-    from valuedyn.fitting._store import load_fit
-
-    config = ConditionsConfig(
-        trajectories=tuple(str(p) for p in trajectories), model=model, behaviour=behaviour, out="unused.nc",
-        seeds=tuple(seeds), max_seeds=int(max_seeds), chains=settings.chains, draws=settings.draws,
-        warmup=settings.warmup, seed=settings.rng_seed, max_tree_depth=settings.max_tree_depth,
-        force=True, progress=progress,
-    )
-    shas = [file_sha256(p) for p in config.trajectories]
-    key = conditions_cache_key(shas, config)
-    out = Path(fits_dir) / f"conditions__{slug(behaviour)}__{slug(model)}__{key[:12]}.nc"
-    if out.is_file():
-        try:
-            attrs = load_fit(out).attrs
-            stored = (list(json.loads(attrs["trajectory_sha256"]).values()), json.loads(attrs["config"]))
-            if _cache_identity(*stored) == _cache_identity(shas, config_to_dict(config)):
-                return out, True
-        except (ValuedynError, KeyError, TypeError, json.JSONDecodeError):
-            pass
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(sys.stderr):  # the command's summary; stdout belongs to the caller
-        fit_conditions(dataclasses.replace(config, out=str(out)))
-    return out, False

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from valuedyn.data._schema import TRAJECTORY_VARIABLES
-from valuedyn.fitting._select import parse_behaviour
+from valuedyn.fitting.inference._select import parse_behaviour
 
 ACHIEVEMENTS = ("collect_wood", "place_table", "collect_sapling", "place_plant", "eat_plant")
 EVENTS = ("place_plant", "place_table", "collect_wood", "eat_plant", "drink_water")

@@ -1,11 +1,11 @@
 """Run a plan of fits: fit, check and compare, cached by content hash, on an executor.
 
-:func:`run_plan` takes the :class:`~valuedyn.fitting._plan.FitJob` values of
-:func:`~valuedyn.fitting._plan.plan_fits` and a fits folder, and leaves there:
+:func:`run_plan` takes the :class:`~valuedyn.fitting.pipeline._plan.FitJob` values of
+:func:`~valuedyn.fitting.pipeline._plan.plan_fits` and a fits folder, and leaves there:
 
 - one fit file per job, named ``STEM__BEHAVIOUR__MODEL__KEY12.nc`` (ArviZ netCDF with
   its posterior predictive checks stored, written once, atomically, by
-  ``fit_trajectory(..., check=True)``);
+  ``fit_trajectory(..., before_write=attach_checks)``);
 - ``index.json``: cache key -> fit file, rewritten atomically after every finished fit,
   so a run killed at any moment loses at most the fits in flight and a rerun redoes only
   those (a fit file is trusted only when the index names it, it loads, and it names the
@@ -18,7 +18,7 @@ and actions, negative binomial for event totals; lognormal for diversity), so by
 no choice fit runs and the fitted dispersion says how far the data are from the plain
 model. With ``choose_observations`` (``fit-batch --choose-observation``): before the plan's fits, each
 unlock or action behaviour whose jobs say ``auto`` gets its most flexible closed-form
-model (:func:`~valuedyn.fitting._plan.probe_model`) fitted with the Binomial and with the
+model (:func:`~valuedyn.fitting.pipeline._plan.probe_model`) fitted with the Binomial and with the
 beta-binomial; :func:`~valuedyn.fitting.choose_observation` decides between them (and
 records the decision in both files), and every model of the behaviour is then fitted with
 the chosen one (the probe's own fit is reused). The decisions are in
@@ -50,7 +50,8 @@ from pathlib import Path
 
 from valuedyn._errors import ValuedynError
 from valuedyn._io import write_text_atomic
-from valuedyn.fitting._plan import FitJob, slug
+from valuedyn.fitting.pipeline._cache import slug
+from valuedyn.fitting.pipeline._plan import FitJob
 
 
 def log(message: str) -> None:
@@ -117,7 +118,7 @@ class Comparison:
 
 @dataclasses.dataclass
 class BatchResult:
-    """``observation_choices``: :attr:`FitJob.data <valuedyn.fitting._plan.FitJob.data>` ->
+    """``observation_choices``: :attr:`FitJob.data <valuedyn.fitting.pipeline._plan.FitJob.data>` ->
     the observation model decision for those data (``chosen``, ``reason``, ``probe_model``,
     ``coverage_90``, ``elpd_loo``, ``d_elpd``, ``dse``, ``fits``: observation -> file, and
     ``decided``: False when a probe fit failed and the default was kept)."""
@@ -177,7 +178,7 @@ class FitIndex:
     def lookup(self, key: str, trajectory_sha256: str) -> Path | None:
         """The cached fit for ``key`` if the index names it, its file loads and it names
         the same trajectory bytes (a half-written or foreign file is never trusted)."""
-        from valuedyn.fitting._store import fit_attrs, load_fit
+        from valuedyn.fitting.inference._store import fit_attrs, load_fit
 
         entry = self.entries.get(key)
         if entry is None:
@@ -237,13 +238,14 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
     Runs on a pool or Dask worker: a module-level function of plain arguments.
     """
     if fresh_process:
-        from valuedyn.fitting._cli import prepare_jax
+        from valuedyn.fitting.pipeline._jax_setup import prepare_jax
 
         prepare_jax(configs[0][1].chains)
         _exit_with_parent()
     import numpy as np
 
-    from valuedyn.fitting import fit_trajectory
+    from valuedyn.fitting.inference._fit import fit_trajectory
+    from valuedyn.fitting.judge._check import attach_checks
 
     results, durations = [], []
     for job_id, fit_config in configs:
@@ -254,7 +256,7 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
                 fit_config = dataclasses.replace(fit_config, progress=False)
             mark = time.perf_counter()
             try:
-                written = fit_trajectory(fit_config, check=True)  # checks stored in the file: the parent only reads it
+                written = fit_trajectory(fit_config, before_write=attach_checks)  # checks stored in the file: the parent only reads it
                 status, payload = "done", str(written)
             except Exception as err:  # one fit that raises must not lose the others; the result names it
                 first_line = str(err).splitlines()[0] if str(err) else ""
@@ -459,9 +461,9 @@ def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, w
     from fits of its probe model (the most flexible closed-form one) with each candidate. Returns the jobs with their
     observation set, the decisions per :attr:`FitJob.data`, and cache key -> seconds of
     the fits made here (so the plan reports them as run, not cached)."""
-    from valuedyn.fitting._observation import observation_for
-    from valuedyn.fitting._overdispersion import choose_observation
-    from valuedyn.fitting._plan import OBSERVATION_CHOICES, probe_model
+    from valuedyn.fitting.inference._observation import observation_for
+    from valuedyn.fitting.judge._overdispersion import choose_observation
+    from valuedyn.fitting.pipeline._plan import OBSERVATION_CHOICES, probe_model
 
     by_data: dict[tuple, list[FitJob]] = {}
     for job in jobs:
@@ -536,7 +538,7 @@ def _read_ahead(path: Path) -> None:
     checks, comparisons, verdicts and figures then take it from :func:`load_fit`'s memory
     instead of reading 20 files (0.6-1 s each) one after another once fitting ends. A file
     that does not read is left for those steps to report."""
-    from valuedyn.fitting._store import load_fit
+    from valuedyn.fitting.inference._store import load_fit
 
     try:
         load_fit(path)
@@ -547,8 +549,8 @@ def _read_ahead(path: Path) -> None:
 def _read_diagnostics_and_checks(outcomes: list[FitOutcome], show_progress: bool) -> None:
     """Diagnostics and checks from each fit file; checks run here for a cached fit that
     has none stored (one made before checks were stored by the runner)."""
-    from valuedyn.fitting import check_fit
-    from valuedyn.fitting._store import fit_attrs, load_fit
+    from valuedyn.fitting.inference._store import fit_attrs, load_fit
+    from valuedyn.fitting.judge._check import check_fit
 
     for outcome in progress_bar(outcomes, desc="checks", unit="fit", disable=not show_progress):
         attrs = fit_attrs(load_fit(outcome.path))
@@ -571,7 +573,7 @@ def compare_outcomes(outcomes: Sequence[FitOutcome], fits_dir: Path, *, lfo: boo
     """
     import pandas as pd
 
-    from valuedyn.fitting import compare_fits
+    from valuedyn.fitting.judge._compare import compare_fits
 
     groups: dict[tuple, list[FitOutcome]] = {}
     for outcome in outcomes:

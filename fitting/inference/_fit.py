@@ -1,7 +1,7 @@
 """``fit_trajectory``: trajectory file -> one behaviour -> NUTS -> fit file.
 
 :func:`infer` is the reusable core (also used by leave-future-out refits and SBC): it
-takes an in-memory :class:`~valuedyn.fitting._select.Selection` and returns an
+takes an in-memory :class:`~valuedyn.fitting.inference._select.Selection` and returns an
 InferenceData with every group of the fit-file contract plus its diagnostics.
 """
 
@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,13 @@ import numpy as np
 from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
-from valuedyn.fitting._diagnostics import diagnose, format_diagnostics
-from valuedyn.fitting._model import PARAMETERIZATIONS, FitData, POOLINGS, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces, parameter_spaces_ahead
-from valuedyn.fitting._nuts import SamplerSettings, compiled_posterior
-from valuedyn.fitting._observation import OBSERVATION_MODELS, observation_for
-from valuedyn.fitting._select import Selection, parse_behaviour, parse_updates, select_behaviour
-from valuedyn.fitting._store import save_fit
+from valuedyn.fitting.inference._diagnostics import diagnose, format_diagnostics
+from valuedyn.fitting.inference._model import FitData, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces, parameter_spaces_ahead
+from valuedyn.fitting.inference._nuts import SamplerSettings, compiled_posterior
+from valuedyn.fitting.inference._observation import observation_for
+from valuedyn.fitting.inference._select import Selection, parse_behaviour, parse_updates, select_behaviour
+from valuedyn.fitting.inference._store import save_fit
+from valuedyn.fitting.settings import validate_sampler_config
 
 
 @dataclasses.dataclass
@@ -53,32 +55,6 @@ def settings_from(config) -> SamplerSettings:
         saturated_draws=int(getattr(config, "saturated_draws", 0)),
         min_draws=int(getattr(config, "min_draws", 0)),
     )
-
-
-def validate_sampler_config(config) -> None:
-    if config.chains < 1 or config.draws < 1 or config.warmup < 1:
-        raise ValuedynError(
-            f"--chains, --draws and --warmup must be >= 1; received chains={config.chains}, draws={config.draws}, "
-            f"warmup={config.warmup}"
-        )
-    if not 0.5 <= config.target_accept < 1.0:
-        raise ValuedynError(f"--target-accept must lie in [0.5, 1); received {config.target_accept}")
-    if not 1 <= config.max_tree_depth <= 15:
-        raise ValuedynError(f"--max-tree-depth must lie in 1..15; received {config.max_tree_depth}")
-    if getattr(config, "min_draws", 0) < 0:
-        raise ValuedynError(f"--min-draws must be >= 0 (0 = always run --draws); received {config.min_draws}")
-    if getattr(config, "saturated_draws", 0) < 0:
-        raise ValuedynError(f"--saturated-draws must be >= 0 (0 = never cut); received {config.saturated_draws}")
-    if config.pooling not in POOLINGS:
-        raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {config.pooling!r}")
-    if config.parameterization not in PARAMETERIZATIONS:
-        raise ValuedynError(
-            f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}; received {config.parameterization!r}"
-        )
-    if config.observation not in ("auto",) + tuple(OBSERVATION_MODELS):
-        raise ValuedynError(
-            f"--observation must be auto or one of {', '.join(OBSERVATION_MODELS)}; received {config.observation!r}"
-        )
 
 
 def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings):
@@ -266,7 +242,7 @@ def _grid_errors(model, observable: str):
 
 def fit_file_attrs(config, model, observation, selection: Selection, diagnostics: dict, spaces, *, pooling: str,
                    trajectory: str, trajectory_sha256: str, selection_json: str) -> dict:
-    """The top-level attributes of a fit file (the contract of :mod:`valuedyn.fitting._store`)
+    """The top-level attributes of a fit file (the contract of :mod:`valuedyn.fitting.inference._store`)
     that single fits and conditions fits share, provenance included."""
     attrs = {
         "model": model.name,
@@ -315,13 +291,14 @@ def prepare(config):
     return model, observation, selection, trajectory
 
 
-def fit_trajectory(config, *, check: bool = False) -> Path:
+def fit_trajectory(config, *, before_write: Callable[[object], object] | None = None) -> Path:
     """Run NUTS for ``config`` (a FitConfig), write ``config.out`` atomically, return its path.
 
     Raises :class:`ValuedynError` for bad input before any work; an untrustworthy fit is
     written (marked ``trustworthy = 0``) and, with ``config.strict``, then raises.
-    ``check``: the posterior predictive checks (:func:`~valuedyn.fitting.check_fit`'s) are
-    computed and stored before the file is written (one write instead of two).
+    ``before_write``: called with the InferenceData, its attributes set, just before the
+    one write (the batch runner stores the posterior predictive checks this way,
+    :func:`~valuedyn.fitting.judge._check.attach_checks`: one write instead of two).
     """
     model, observation, selection, trajectory = prepare(config)
     sha = file_sha256(trajectory)
@@ -335,10 +312,8 @@ def fit_trajectory(config, *, check: bool = False) -> Path:
         config, model, observation, selection, inference.diagnostics, parameter_spaces(model), pooling=config.pooling,
         trajectory=str(trajectory), trajectory_sha256=sha, selection_json=selection.selection_json(),
     ))
-    if check:
-        from valuedyn.fitting._check import attach_checks
-
-        attach_checks(idata)
+    if before_write is not None:
+        before_write(idata)
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
     save_fit(idata, out)

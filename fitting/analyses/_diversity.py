@@ -355,7 +355,7 @@ def simulate_diversity_trajectory(action_diversity: np.ndarray, event_diversity:
     Hill-1 diversities ``[S, U]`` in expectation (multinomial draws from geometric shares
     over 17 actions and 26 events; the first ``masked_updates`` updates finish no episode,
     so their event diversity is masked). Other variables as :func:`simulate_trajectory`."""
-    from valuedyn.fitting._simulate import simulate_trajectory
+    from valuedyn.fitting.inference._simulate import simulate_trajectory
     from valuedyn.models import get_model
 
     action_diversity = np.asarray(action_diversity, np.float64)

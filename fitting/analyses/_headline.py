@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.fitting._store import fit_attrs, load_fit
+from valuedyn.fitting.inference._select import format_env_steps
+from valuedyn.fitting.inference._store import fit_attrs, load_fit
 
 DECAY_DROP = 0.10
 LATE_PEAK = 0.10
@@ -62,15 +63,6 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     return float(median), float(lo), float(hi)
 
 
-def format_env_steps(value: float) -> str:
-    """An env-step count for report text: 1.23M, 450k or 812."""
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:.2f}M"
-    if abs(value) >= 1e3:
-        return f"{value / 1e3:.0f}k"
-    return f"{value:.0f}"
-
-
 def _peak_statistics(level: np.ndarray, env_step: np.ndarray) -> dict[str, np.ndarray]:
     """``level`` [N, U] per draw -> peak step, peak, final, decay flag, late-and-rising flag [N]."""
     peak_index = np.argmax(level, axis=-1)
@@ -90,7 +82,7 @@ def _peak_statistics(level: np.ndarray, env_step: np.ndarray) -> dict[str, np.nd
 
 def motif_headline(fit, verdict=None, quantity: str | None = None) -> Headline:
     """The headline of one fit (path or InferenceData). ``verdict``: its
-    :class:`~valuedyn.fitting._trust.Verdict`, so an untrustworthy fit's headline says so;
+    :class:`~valuedyn.fitting.judge._trust.Verdict`, so an untrustworthy fit's headline says so;
     ``quantity``: words for the level (default: from the behaviour, e.g. "place_plant
     per episode")."""
     idata = load_fit(fit) if isinstance(fit, (str, Path)) else fit

@@ -21,8 +21,8 @@ import numpy as np
 from valuedyn._config import config_from_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, refuse_overwrite, write_text_atomic
-from valuedyn.fitting._diagnostics import PARETO_K_MAX, pareto_k_counted
-from valuedyn.fitting._store import fit_attrs, load_fit
+from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX, pareto_k_counted
+from valuedyn.fitting.inference._store import fit_attrs, load_fit
 
 
 @dataclasses.dataclass
@@ -79,10 +79,10 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     from scipy.special import logsumexp
 
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting._cli import FitConfig
-    from valuedyn.fitting._fit import get_model, infer, settings_from
-    from valuedyn.fitting._observation import OBSERVATION_MODELS
-    from valuedyn.fitting._select import parse_updates, select_behaviour
+    from valuedyn.fitting.inference._fit import get_model, infer, settings_from
+    from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
+    from valuedyn.fitting.inference._select import parse_updates, select_behaviour
+    from valuedyn.fitting.settings import FitConfig
 
     attrs = fit_attrs(idata)
     config = config_from_json(FitConfig, idata.attrs["config"])

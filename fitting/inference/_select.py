@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -258,3 +259,22 @@ def select_behaviour(
         time_origin=origin,
         time_scale=scale,
     )
+
+
+def chosen_seeds(ds, seeds: Sequence[int] = (), max_seeds: int = 0) -> tuple[int, ...]:
+    """``seeds`` if given, else the first ``max_seeds`` seed labels (empty tuple: all seeds)."""
+    if seeds:
+        return tuple(int(s) for s in seeds)
+    labels = [int(s) for s in ds["seed"].values]
+    if max_seeds and len(labels) > max_seeds:
+        return tuple(labels[:max_seeds])
+    return ()
+
+
+def format_env_steps(value: float) -> str:
+    """An env-step count for report text: 1.23M, 450k or 812."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:.0f}k"
+    return f"{value:.0f}"

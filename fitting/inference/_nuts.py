@@ -13,7 +13,7 @@ One fit (:meth:`CompiledPosterior.run`):
 
 1. MAP: the best of ``map_starts`` Adam runs (non-centred coordinates, robust).
 2. Hierarchical pooling: centring weights from the curvature at the MAP
-   (:func:`~valuedyn.fitting._model.centring_weights`), the MAP moved to those coordinates.
+   (:func:`~valuedyn.fitting.inference._model.centring_weights`), the MAP moved to those coordinates.
 3. Laplace: the inverse Hessian at that point seeds the mass matrix, so warmup starts at
    the right scales and correlations instead of the identity.
 4. Warmup (Stan's schedule, numpyro's NUTS transition; :func:`warmup_schedule`): a fast
@@ -69,7 +69,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 
-from valuedyn.fitting._model import (
+from valuedyn.fitting.inference._model import (
     FitData,
     centring_weights,
     diagnosed_sites,
@@ -99,7 +99,7 @@ class SamplerSettings:
     #: see :data:`SATURATED_SHARE` and :meth:`CompiledPosterior.sample`)
     saturated_draws: int = 0
     #: stop sampling once this many draws per chain (then every half of it, at least 100
-    #: more) pass the gate with a margin (:func:`~valuedyn.fitting._diagnostics.passes_with_margin`:
+    #: more) pass the gate with a margin (:func:`~valuedyn.fitting.inference._diagnostics.passes_with_margin`:
     #: R-hat <= 1.01, bulk and tail ESS >= STOP_ESS, no divergence); ``num_draws`` is then the
     #: most. 0: always run ``num_draws`` (see :meth:`CompiledPosterior.sample`)
     min_draws: int = 0
@@ -623,7 +623,7 @@ class CompiledPosterior:
 
         ``sigma2`` (hierarchical pooling, ``auto`` centring): after the first slow window the
         centring weights are re-chosen from that window's draws of the population scales
-        (:func:`~valuedyn.fitting._model.centring_weights`); the window's draws and the
+        (:func:`~valuedyn.fitting.inference._model.centring_weights`); the window's draws and the
         chains' positions are moved to the new coordinates before the mass matrix is
         estimated from them."""
         s = self.settings
@@ -764,7 +764,7 @@ class CompiledPosterior:
         back for the fit's file, so nothing is computed twice. Before the first piece the
         outputs kernel starts compiling and ArviZ (the checks' ESS) starts importing on
         threads, so neither waits for the first check."""
-        from valuedyn.fitting._diagnostics import stop_check_interval
+        from valuedyn.fitting.inference._diagnostics import stop_check_interval
 
         s = self.settings
         self._prepare_outputs(data)
@@ -803,7 +803,7 @@ class CompiledPosterior:
                                       (constrained, log_lik))
 
     def _diagnosed(self, piece_outputs) -> dict:
-        """The quantities the fit's diagnostics judge (:func:`~valuedyn.fitting._model.diagnosed_sites`),
+        """The quantities the fit's diagnostics judge (:func:`~valuedyn.fitting.inference._model.diagnosed_sites`),
         name -> [chains, n, ...] float64, from :meth:`_piece_outputs`."""
         constrained = piece_outputs[0]
         names = [name for name in diagnosed_sites(self.spaces, self.observation, self.pooling) if name in constrained]
@@ -813,11 +813,11 @@ class CompiledPosterior:
     def _passes(pieces: list, judged: list[dict]) -> bool:
         """Whether the draws so far (the stage's output ``pieces`` and their diagnosed
         quantities ``judged``) pass the gate with a margin (see
-        :func:`~valuedyn.fitting._diagnostics.passes_with_margin`): no divergence, no
+        :func:`~valuedyn.fitting.inference._diagnostics.passes_with_margin`): no divergence, no
         non-finite position, R-hat and both ESS over all pieces."""
         import arviz as az
 
-        from valuedyn.fitting._diagnostics import passes_with_margin
+        from valuedyn.fitting.inference._diagnostics import passes_with_margin
 
         if any(np.asarray(out[3]).any() or not np.all(np.isfinite(np.asarray(out[0]))) for out in pieces):
             return False

@@ -9,7 +9,7 @@ separated (connected components), so a mode is a set of chains that mix with eac
 Per mode: the chains, summaries of every parameter (mean, sd, 5% and 95% quantiles, per
 seed), the log density ``lp`` of its draws (mean and max; ``lp`` is the unnormalised log
 posterior the sampler walked, Jacobian included) and the gate of
-:mod:`valuedyn.fitting._diagnostics` computed on the mode's chains alone. Two modes are of
+:mod:`valuedyn.fitting.inference._diagnostics` computed on the mode's chains alone. Two modes are of
 *similar density* when their mean ``lp`` differ by less than the larger within-mode sd
 of ``lp`` (about ``sqrt(d / 2)`` for ``d`` parameters): the data then do not prefer one
 mode, which is a statement about identification, not about the sampler.
@@ -106,7 +106,7 @@ class ModeReport:
 def parameter_names(idata) -> list[str]:
     """The sampled quantities a fit's diagnostics cover: model parameters (per seed),
     population location and scale when hierarchical, observation parameters."""
-    from valuedyn.fitting._store import fit_attrs
+    from valuedyn.fitting.inference._store import fit_attrs
 
     attrs = fit_attrs(idata)
     names = json.loads(attrs["parameters"]) if isinstance(attrs.get("parameters"), str) else list(attrs.get("parameters", []))
@@ -162,7 +162,7 @@ def _components(separated: np.ndarray) -> list[list[int]]:
 
 
 def _mode_diagnostics(idata, chains: list[int], names: list[str]) -> dict:
-    from valuedyn.fitting._diagnostics import ESS_MIN, RHAT_MAX
+    from valuedyn.fitting.inference._diagnostics import ESS_MIN, RHAT_MAX
 
     import arviz as az
 

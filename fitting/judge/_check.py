@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
+from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
 
 STATISTICS = ("peak_height", "peak_time", "final_level", "overshoot_ratio", "onset_time")
 MAX_DRAWS = 1000
@@ -170,7 +170,7 @@ def check_fit(path, seed: int = 0) -> dict:
 
 def attach_checks(idata, seed: int = 0) -> dict:
     """Compute the checks of an in-memory fit and store them in its ``checks`` attribute
-    (what :func:`check_fit` writes; ``fit_trajectory(..., check=True)`` calls it before
+    (what :func:`check_fit` writes; the batch runner passes it to ``fit_trajectory(..., before_write=...)`` before
     its one write)."""
     checks = compute_checks(idata, seed=seed)
     attrs = fit_attrs(idata)

@@ -7,19 +7,19 @@ rankings name a winner only among trustworthy fits.
 - **not identified** by these data: a parameter whose posterior is barely narrower than
   its prior (posterior sd over prior sd above :data:`UNIDENTIFIED_SD_RATIO` in the
   unconstrained space, median over seeds), or chains in separate modes of similar log
-  density (:mod:`valuedyn.fitting._modes`). The evidence names the parameters and, from
+  density (:mod:`valuedyn.fitting.judge._modes`). The evidence names the parameters and, from
   where in time the model's level responds to each of them (a finite difference of the
   model's solution at the posterior median, out to tau = :data:`HORIZON`), what data would
   pin them: "updates after the end of the run" when most of the response lies past
   tau = 1, else the window of updates where it lies (more episodes or seeds there).
-- **misspecified**: the stored posterior predictive checks (:mod:`valuedyn.fitting._check`)
+- **misspecified**: the stored posterior predictive checks (:mod:`valuedyn.fitting.judge._check`)
   fail: the 90% interval covers less than :data:`COVERAGE_90_MIN` (or more than
   :data:`COVERAGE_90_MAX`) of the observations, the LOO-PIT is not uniform (KS p below
   :data:`PIT_P_MIN`), or a development statistic has a Bayesian p-value outside
   [:data:`P_EXTREME`, 1 - :data:`P_EXTREME`] in at least two seeds and a quarter of them
   (a stricter level than the check's own 0.05 flags, because 5 statistics x S seeds are
   tested at once).
-- **sampler failed**: the gate of :mod:`valuedyn.fitting._diagnostics` (R-hat <= 1.01,
+- **sampler failed**: the gate of :mod:`valuedyn.fitting.inference._diagnostics` (R-hat <= 1.01,
   bulk and tail ESS >= 400, no divergence) fails and the posterior is identified (or
   chains are stuck in a mode of clearly lower density); the evidence names the diagnostic
   and the setting that would fix it.
@@ -27,7 +27,7 @@ rankings name a winner only among trustworthy fits.
 A fit is ``trustworthy`` when it passes the gate and has no cause. It is ``comparable``
 (may enter a ranking) when trustworthy, or when its only problem is separate modes (of
 similar density or not) that each pass the gate on their own chains: it then enters
-through stacking of its modes (:func:`valuedyn.fitting._modes.stacked_fit`), which gives
+through stacking of its modes (:func:`valuedyn.fitting.judge._modes.stacked_fit`), which gives
 a mode that predicts worse a weight near 0.
 
 :func:`rank_fits` turns fits of the same data and their verdicts into a
@@ -43,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.fitting._diagnostics import PARETO_K_MAX, pareto_k_counted, saturation_phrase
-from valuedyn.fitting._headline import format_env_steps
-from valuedyn.fitting._modes import ModeReport, find_modes, parameter_names, stacked_fit
-from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
+from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX, pareto_k_counted, saturation_phrase
+from valuedyn.fitting.inference._select import format_env_steps
+from valuedyn.fitting.judge._modes import ModeReport, find_modes, parameter_names, stacked_fit
+from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
 
 UNIDENTIFIED_SD_RATIO = 0.7
 HORIZON = 4.0
@@ -130,8 +130,8 @@ class Verdict:
 
 # ---------------------------------------------------------------- identification
 def _model_and_spaces(model_name: str):
-    from valuedyn.fitting._fit import get_model
-    from valuedyn.fitting._model import parameter_spaces
+    from valuedyn.fitting.inference._fit import get_model
+    from valuedyn.fitting.inference._model import parameter_spaces
 
     model = get_model(model_name)
     return model, parameter_spaces(model)
@@ -140,9 +140,9 @@ def _model_and_spaces(model_name: str):
 def prior_sd_unconstrained(space, pooling: str, seed: int = 0) -> float:
     """Prior sd of one seed's parameter in the unconstrained space: the prior itself
     (``none`` / ``complete``), or the population prior ``loc + scale z`` (``hierarchical``,
-    the priors of :func:`valuedyn.fitting._model.build_numpyro_model`; a ``conditions`` fit
+    the priors of :func:`valuedyn.fitting.inference._model.build_numpyro_model`; a ``conditions`` fit
     has the same prior per condition)."""
-    from valuedyn.fitting._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD
+    from valuedyn.fitting.inference._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD
 
     rng = np.random.default_rng(seed)
     if pooling in ("hierarchical", "conditions"):
@@ -179,8 +179,8 @@ def where_informative(idata, model, spaces, parameter: str, step: float = 0.1) -
     import jax
     import jax.numpy as jnp
 
-    from valuedyn.fitting._model import observable_for
-    from valuedyn.fitting._select import parse_behaviour
+    from valuedyn.fitting.inference._model import observable_for
+    from valuedyn.fitting.inference._select import parse_behaviour
 
     kind, _ = parse_behaviour(fit_attrs(idata)["behaviour"])
     observable = observable_for(model, kind)
@@ -318,7 +318,7 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
     Reads the diagnostics and checks stored in the fit file's attributes (the checks are
     computed, not stored, when the file has none). With ``record`` (and a path) the
     verdict is stored as JSON in the file's ``verdict`` attribute (atomic rewrite)."""
-    from valuedyn.fitting._check import compute_checks
+    from valuedyn.fitting.judge._check import compute_checks
 
     idata = load_fit(fit) if isinstance(fit, (str, Path)) else fit
     attrs = fit_attrs(idata)

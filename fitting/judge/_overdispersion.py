@@ -5,7 +5,7 @@ Rule (:func:`choose_observation`), for fits of the same model and data that diff
 the observation model: keep the model with fewer observation parameters unless
 
 1. its 90% posterior predictive interval covers less than
-   :data:`valuedyn.fitting._trust.COVERAGE_90_MIN` (0.85) of the observations while the
+   :data:`valuedyn.fitting.judge._trust.COVERAGE_90_MIN` (0.85) of the observations while the
    overdispersed one covers at least that much (the predictive check), or
 2. the overdispersed one's PSIS-LOO elpd is higher by more than 2 standard errors of the
    difference (LOO).
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting._diagnostics import PARETO_K_MAX
-from valuedyn.fitting._diagnostics import pareto_k_counted
-from valuedyn.fitting._store import fit_attrs, load_fit, save_fit
+from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX
+from valuedyn.fitting.inference._diagnostics import pareto_k_counted
+from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
 
 
 @dataclasses.dataclass
@@ -61,8 +61,8 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
     ``record``, store the decision in both."""
     import arviz as az
 
-    from valuedyn.fitting._check import compute_checks
-    from valuedyn.fitting._trust import COVERAGE_90_MIN
+    from valuedyn.fitting.judge._check import compute_checks
+    from valuedyn.fitting.judge._trust import COVERAGE_90_MIN
 
     paths = [Path(p) for p in paths]
     if len(paths) != 2:

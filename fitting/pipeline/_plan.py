@@ -3,7 +3,7 @@
 :func:`plan_fits` opens and validates every input before anything runs (a bad path,
 behaviour name, model name or sampler setting is a :class:`ValuedynError` here, never
 on a worker an hour later) and returns :class:`FitJob` values; :func:`run_plan`
-(``valuedyn.fitting._batch``) runs them. The default behaviours (the plant motif plus
+(``valuedyn.fitting.pipeline._batch``) runs them. The default behaviours (the plant motif plus
 every achievement learned within the run) are chosen here, so a fitting script gets
 the same plan as ``valuedyn report``.
 
@@ -26,15 +26,14 @@ every model of that behaviour with the chosen one (:data:`OBSERVATION_CHOICES`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from valuedyn._config import config_to_dict
 from valuedyn._errors import ValuedynError
+from valuedyn.fitting.pipeline._cache import fit_cache_key, hashed_observation, slug
+from valuedyn.fitting.settings import FitSettings
 
 #: The developmental motif that started the project: always fitted when present.
 PLANT_MOTIF = ("event:place_plant", "unlock:place_plant")
@@ -49,79 +48,6 @@ DIVERSITY_MODELS = ("logistic_onset", "overshoot", "diversify_then_minimize", "r
 #: data family -> (plain, overdispersed) observation models that run_plan chooses between
 #: by fitting both, when asked to (the family's default is used when the choice cannot be made)
 OBSERVATION_CHOICES = {"binomial": ("binomial", "betabinomial")}
-
-#: FitConfig fields that name where the data come from or how the fit is shown, not what
-#: is fitted: left out of the cache key (a moved trajectory with the same bytes is the same fit).
-VOLATILE_FIT_FIELDS = ("out", "trajectory", "force", "progress")
-
-
-@dataclasses.dataclass(frozen=True)
-class FitSettings:
-    """The sampler settings every fit of a plan shares (FitConfig's other fields keep
-    their defaults). ``rng_seed`` is FitConfig's ``seed`` (the sampler's random seed).
-
-    The defaults are ``valuedyn report``'s and ``fit-batch``'s: 4 chains x (500 + up to 1000),
-    tree depth 8, target acceptance 0.99, and a fit whose warmup saturates the tree depth
-    runs 100 draws per chain instead of 1000 (``saturated_draws``: it cannot pass the gate,
-    and each of its draws costs the whole cap; 200 until 2026-12-02, when the report's five
-    cut overshoot fits were 300 of its 940 fit-seconds and the 10-minute target was met
-    by 4 s). Measured on the shipped run (8 seeds x 16
-    updates; beta-binomial for unlocks, negbin for event totals, lognormal for diversity):
-    13 of the report's 14 logistic_onset / stagewise / stagewise3 fits passed the gate in
-    each of two runs, at 31-213 leapfrog steps per iteration; the miss, at the gate's edge,
-    changed between them (one divergence in 4000 draws; R-hat 1.010 with bulk ESS 402); at
-    FIT_SEMANTICS 4 all 14 passed (R-hat <= 1.006, bulk ESS >= 498). The former defaults (2 x (300 + 300), depth 6, target
-    0.95) passed none of them: NUTS needs trees deeper than 6 on these posteriors, and at
-    target 0.95 stagewise3 on unlock:collect_wood had 30 divergences. overshoot on this
-    rise-only run saturates even depth 10 (step size 0.001-0.002, 275 s per fit): its
-    optimum and excess trade along a curved ridge the data do not cut, which is why such a
-    fit's draws are cut. The cost: the report's fit step took 999-1014 s on 2 idle cores
-    with cold caches, 841 s (whole report 887 s) since one gradient kernel serves the MAP,
-    the Hessian and the chains' starts (the whole report at the former defaults 466-506 s);
-    627 s (784 s) once NUTS walked a flat vector, 548 s (677 s) with ``min_draws`` 500: a
-    fit stops after 500 draws per chain (then every 250) once they pass the gate with bulk
-    and tail ESS >= 500; 13 of the 14 shape fits stopped at 500 or 750 and all 14 passed;
-    491 s (547 s, from a fresh clone) once each fit file was read once per process and
-    written once, uncompressed, and a saturated fit ran 100 draws per chain: all 14 passed."""
-
-    chains: int = 4
-    draws: int = 1000
-    warmup: int = 500
-    rng_seed: int = 0
-    max_tree_depth: int = 8
-    #: tree-depth cap of the models without a closed form (each leapfrog step is an ODE
-    #: solve and its adjoint, so the cap bounds such a fit's time); at most max_tree_depth
-    ode_max_tree_depth: int = 6
-    target_accept: float = 0.99
-    #: draws per chain when the warmup saturates the tree depth (FitConfig's saturated_draws; 0 = never cut)
-    saturated_draws: int = 100
-    #: draws per chain after which sampling stops once the gate passes with a margin
-    #: (FitConfig's min_draws; 0 = always run ``draws``)
-    min_draws: int = 500
-
-    @classmethod
-    def from_config(cls, config) -> "FitSettings":
-        """The settings of a command's config (``valuedyn report`` / ``fit-batch``: the
-        fields of the same names; ``rng_seed`` is FitConfig's ``seed``)."""
-        return cls(**{field.name: getattr(config, field.name) for field in dataclasses.fields(cls)})
-
-    def tree_depth(self, model: str) -> int:
-        """The tree-depth cap of a fit of ``model``."""
-        from valuedyn.models import get_model
-
-        if get_model(model).closed_form:
-            return self.max_tree_depth
-        return min(self.max_tree_depth, self.ode_max_tree_depth)
-
-    def validate(self) -> None:
-        """One-line :class:`ValuedynError` for a setting no fit could run with (the
-        checks of ``valuedyn fit`` itself, made before any fit starts)."""
-        from valuedyn.fitting._fit import validate_sampler_config
-
-        config = FitJob(Path("-"), "", "-", "logistic_onset", (), self).fit_config()
-        validate_sampler_config(config)
-        if not 1 <= self.ode_max_tree_depth <= 15:
-            raise ValuedynError(f"--ode-max-tree-depth must lie in 1..15; received {self.ode_max_tree_depth}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +69,7 @@ class FitJob:
     @property
     def family(self) -> str:
         """The data family of the behaviour (binomial, count, continuous)."""
-        from valuedyn.fitting._select import KIND_FAMILY
+        from valuedyn.fitting.inference._select import KIND_FAMILY
 
         return KIND_FAMILY.get(self.behaviour.partition(":")[0], "")
 
@@ -153,19 +79,9 @@ class FitJob:
         return (self.trajectory, self.behaviour, self.seeds, self.settings)
 
     def fit_config(self, out: str | Path = "unused.nc"):
-        """The :class:`~valuedyn.fitting.FitConfig` of this fit, writing to ``out``."""
-        from valuedyn.fitting import FitConfig
-
-        s = self.settings
-        return FitConfig(
-            trajectory=str(self.trajectory), behaviour=self.behaviour, model=self.model, out=str(out),
-            observation=self.observation,
-            seeds=tuple(self.seeds), chains=s.chains, draws=s.draws, warmup=s.warmup, seed=s.rng_seed,
-            max_tree_depth=s.tree_depth(self.model), target_accept=s.target_accept,
-            saturated_draws=s.saturated_draws, min_draws=s.min_draws,
-            force=True,  # a stale file under a cache name is replaced, never trusted
-            progress=True,
-        )
+        """The :class:`~valuedyn.fitting.settings.FitConfig` of this fit, writing to ``out``."""
+        return self.settings.fit_config(trajectory=self.trajectory, behaviour=self.behaviour, model=self.model, out=out,
+                                         observation=self.observation, seeds=self.seeds)
 
     def cache_key(self) -> str:
         """sha256 of what determines the fit: the trajectory's bytes and the FitConfig minus paths."""
@@ -173,56 +89,10 @@ class FitJob:
 
     def file_name(self) -> str:
         """The fit file's name in a fits folder: readable parts plus the key's first 12 hex digits."""
-        observation = _hashed_observation(self.behaviour, self.observation)
+        observation = hashed_observation(self.behaviour, self.observation)
         named = "" if observation == "auto" else f"__{slug(observation)}"
         stem = f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}{named}"
         return f"{stem}__{self.cache_key()[:12]}.nc"
-
-
-def _hashed_observation(behaviour: str, observation: str) -> str:
-    """The observation model as the cache key names it. ``auto`` stands for the family's
-    default and is resolved to it first; then the model that was each family's default when
-    the keys were introduced (:data:`_KEYED_AS_AUTO`) is hashed as ``auto`` (spelled out or
-    not: keys made before the plan chose observation models named every fit ``auto``, and
-    those fits are that model's), any other under its name. So a change of a family's
-    default (the beta-binomial replaced the Binomial for unlocks and actions) never lets a
-    fit cached under the old default stand in for the new one."""
-    family, default = _family_default(behaviour)
-    if family is None:
-        return observation or "auto"
-    if observation in _AUTO:
-        observation = default
-    return "auto" if observation == _KEYED_AS_AUTO[family] else observation
-
-
-def keyed_observation(behaviour: str, observation: str) -> str:
-    """``observation`` as a stored config's hash should name it: unchanged, except ``auto``
-    where the family's default is no longer the model keys called ``auto``
-    (:data:`_KEYED_AS_AUTO`): then the default's name, so that fits made under the old
-    default are not taken for the new one (conditions fits hash their config this way)."""
-    family, default = _family_default(behaviour)
-    if family is None or observation not in _AUTO:
-        return observation
-    return observation if default == _KEYED_AS_AUTO[family] else default
-
-
-def _family_default(behaviour: str) -> tuple[str | None, str | None]:
-    """(observation family of ``behaviour``'s kind, that family's default observation model);
-    (None, None) for an unknown kind."""
-    from valuedyn.fitting._observation import FAMILY_OBSERVATIONS
-    from valuedyn.fitting._select import KIND_FAMILY
-
-    family = KIND_FAMILY.get(str(behaviour).partition(":")[0])
-    return (family, FAMILY_OBSERVATIONS[family][0]) if family else (None, None)
-
-
-#: the spellings of "the family's default observation model"
-_AUTO = ("", "auto", "default", None)
-
-
-#: family -> the observation model a cache key calls ``auto`` (each family's default when
-#: keys were introduced; fixed, so that the keys of fits made since stay valid)
-_KEYED_AS_AUTO = {"binomial": "binomial", "count": "negbin", "continuous": "lognormal"}
 
 
 def probe_model(models: Sequence[str]) -> str:
@@ -244,45 +114,6 @@ def probe_model(models: Sequence[str]) -> str:
         return (0, -size, order[name]) if model.closed_form else (1, size, order[name])
 
     return min(models, key=rank)
-
-
-#: bumped whenever a fit of the same trajectory and FitConfig would come out different
-#: (the likelihood or the sampler changed), so that no fit cached before is reused:
-#: 2 = the expected observation of an update is the level averaged over its span
-#: (``Model.solve_binned``) and the population locations have their own frame
-#: 3 = Stan's warmup windows (the first mass matrix from draws after 100 iterations), a
-#: saturated warmup stopped after its first saturated window of 100+ iterations, and the
-#: CPU kernels compiled at lower LLVM optimisation levels (other rounding)
-#: 4 = the MAP, the Hessian and the chains' starting gradients from one batched gradient
-#: kernel, and the sampler's host-side noise (MAP starts, chain jitter, chain keys) from numpy
-FIT_SEMANTICS = 4
-
-
-#: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was
-_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0}
-
-
-def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
-    """Hash of the trajectory's bytes, a FitConfig without :data:`VOLATILE_FIT_FIELDS`
-    and :data:`FIT_SEMANTICS`."""
-    stored = config_to_dict(fit_config)
-    for volatile in VOLATILE_FIT_FIELDS:
-        stored.pop(volatile, None)
-    # hashed under the field's name before the spelling was unified, so fits cached
-    # before then are still found (the key of unchanged settings never changes)
-    stored["behavior"] = stored.pop("behaviour")
-    for name, inactive in _ADDED_FIT_FIELDS.items():  # hashed only when set, so older keys stay valid
-        if stored.get(name) == inactive:
-            stored.pop(name, None)
-    stored["observation"] = _hashed_observation(stored["behavior"], stored.get("observation", "auto"))
-    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored, "fit_semantics": FIT_SEMANTICS},
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def slug(text: str) -> str:
-    """``text`` with every character but letters, digits, ``-`` and ``_`` replaced by ``-``."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
 # ---------------------------------------------------------------- behaviours and models
@@ -346,16 +177,6 @@ def applicable_models(behaviour: str, requested: Sequence[str] = (), *, ode_mode
     return [name for name in names if kind in get_model(name).applies_to]
 
 
-def chosen_seeds(ds, seeds: Sequence[int] = (), max_seeds: int = 0) -> tuple[int, ...]:
-    """``seeds`` if given, else the first ``max_seeds`` seed labels (empty tuple: all seeds)."""
-    if seeds:
-        return tuple(int(s) for s in seeds)
-    labels = [int(s) for s in ds["seed"].values]
-    if max_seeds and len(labels) > max_seeds:
-        return tuple(labels[:max_seeds])
-    return ()
-
-
 def plan_fits(
     trajectory: str | Path,
     behaviours: Sequence[str] = (),
@@ -382,7 +203,7 @@ def plan_fits(
     """
     from valuedyn._io import file_sha256
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting._select import select_behaviour
+    from valuedyn.fitting.inference._select import chosen_seeds, select_behaviour
     from valuedyn.models import get_model
 
     settings.validate()

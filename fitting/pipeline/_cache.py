@@ -1,0 +1,165 @@
+"""What identifies a fit in a fits folder: cache keys and file names.
+
+A plan's fit (:meth:`~valuedyn.fitting.pipeline._plan.FitJob.cache_key`) is keyed by the
+sha256 of the trajectory's bytes and the :class:`~valuedyn.fitting.settings.FitConfig`
+without its paths (the observation model included), so it is redone only when the data or
+a setting changed; the report's conditions fit (:func:`fit_conditions_cached`) by the
+trajectories' bytes and its :class:`~valuedyn.fitting.settings.ConditionsConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from valuedyn._config import config_to_dict
+from valuedyn._errors import ValuedynError
+from valuedyn._io import file_sha256
+
+#: FitConfig fields that name where the data come from or how the fit is shown, not what
+#: is fitted: left out of the cache key (a moved trajectory with the same bytes is the same fit).
+VOLATILE_FIT_FIELDS = ("out", "trajectory", "force", "progress")
+
+
+def hashed_observation(behaviour: str, observation: str) -> str:
+    """The observation model as the cache key names it. ``auto`` stands for the family's
+    default and is resolved to it first; then the model that was each family's default when
+    the keys were introduced (:data:`_KEYED_AS_AUTO`) is hashed as ``auto`` (spelled out or
+    not: keys made before the plan chose observation models named every fit ``auto``, and
+    those fits are that model's), any other under its name. So a change of a family's
+    default (the beta-binomial replaced the Binomial for unlocks and actions) never lets a
+    fit cached under the old default stand in for the new one."""
+    family, default = _family_default(behaviour)
+    if family is None:
+        return observation or "auto"
+    if observation in _AUTO:
+        observation = default
+    return "auto" if observation == _KEYED_AS_AUTO[family] else observation
+
+
+def keyed_observation(behaviour: str, observation: str) -> str:
+    """``observation`` as a stored config's hash should name it: unchanged, except ``auto``
+    where the family's default is no longer the model keys called ``auto``
+    (:data:`_KEYED_AS_AUTO`): then the default's name, so that fits made under the old
+    default are not taken for the new one (conditions fits hash their config this way)."""
+    family, default = _family_default(behaviour)
+    if family is None or observation not in _AUTO:
+        return observation
+    return observation if default == _KEYED_AS_AUTO[family] else default
+
+
+def _family_default(behaviour: str) -> tuple[str | None, str | None]:
+    """(observation family of ``behaviour``'s kind, that family's default observation model);
+    (None, None) for an unknown kind."""
+    from valuedyn.fitting.inference._observation import FAMILY_OBSERVATIONS
+    from valuedyn.fitting.inference._select import KIND_FAMILY
+
+    family = KIND_FAMILY.get(str(behaviour).partition(":")[0])
+    return (family, FAMILY_OBSERVATIONS[family][0]) if family else (None, None)
+
+
+#: the spellings of "the family's default observation model"
+_AUTO = ("", "auto", "default", None)
+
+
+#: family -> the observation model a cache key calls ``auto`` (each family's default when
+#: keys were introduced; fixed, so that the keys of fits made since stay valid)
+_KEYED_AS_AUTO = {"binomial": "binomial", "count": "negbin", "continuous": "lognormal"}
+
+
+#: bumped whenever a fit of the same trajectory and FitConfig would come out different
+#: (the likelihood or the sampler changed), so that no fit cached before is reused:
+#: 2 = the expected observation of an update is the level averaged over its span
+#: (``Model.solve_binned``) and the population locations have their own frame
+#: 3 = Stan's warmup windows (the first mass matrix from draws after 100 iterations), a
+#: saturated warmup stopped after its first saturated window of 100+ iterations, and the
+#: CPU kernels compiled at lower LLVM optimisation levels (other rounding)
+#: 4 = the MAP, the Hessian and the chains' starting gradients from one batched gradient
+#: kernel, and the sampler's host-side noise (MAP starts, chain jitter, chain keys) from numpy
+FIT_SEMANTICS = 4
+
+
+#: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was
+_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0}
+
+
+def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
+    """Hash of the trajectory's bytes, a FitConfig without :data:`VOLATILE_FIT_FIELDS`
+    and :data:`FIT_SEMANTICS`."""
+    stored = config_to_dict(fit_config)
+    for volatile in VOLATILE_FIT_FIELDS:
+        stored.pop(volatile, None)
+    # hashed under the field's name before the spelling was unified, so fits cached
+    # before then are still found (the key of unchanged settings never changes)
+    stored["behavior"] = stored.pop("behaviour")
+    for name, inactive in _ADDED_FIT_FIELDS.items():  # hashed only when set, so older keys stay valid
+        if stored.get(name) == inactive:
+            stored.pop(name, None)
+    stored["observation"] = hashed_observation(stored["behavior"], stored.get("observation", "auto"))
+    text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored, "fit_semantics": FIT_SEMANTICS},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def slug(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-`` and ``_`` replaced by ``-``."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+# ---------------------------------------------------------------- a cached fit (what `valuedyn report` runs)
+#: ConditionsConfig fields that name where the data come from or how the fit is shown, not
+#: what is fitted: left out of the cache key (as :data:`VOLATILE_FIT_FIELDS`)
+VOLATILE_CONDITIONS_FIELDS = ("out", "trajectories", "force", "progress", "strict")
+
+
+def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
+    stored = {k: v for k, v in config.items() if k not in VOLATILE_CONDITIONS_FIELDS + ("config_class",)}
+    if "observation" in stored:  # "auto" of a family whose default changed names the new default
+        stored["observation"] = keyed_observation(stored.get("behaviour", stored.get("behavior", "")), stored["observation"])
+    return json.dumps({"trajectory_sha256": list(trajectory_sha256), "config": stored}, sort_keys=True)
+
+
+def conditions_cache_key(trajectory_sha256: list[str], config) -> str:
+    """sha256 of what determines a conditions fit: the trajectories' bytes (in order) and the
+    :class:`~valuedyn.fitting.settings.ConditionsConfig` without its paths."""
+    return hashlib.sha256(_cache_identity(trajectory_sha256, config_to_dict(config)).encode()).hexdigest()
+
+
+def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *, settings, seeds=(), max_seeds: int = 0,
+                          progress: bool = True) -> tuple[Path, bool]:
+    """The conditions fit of ``behaviour`` with ``model`` over ``trajectories`` at the
+    sampler ``settings`` of a plan (:class:`~valuedyn.fitting.FitSettings`; other fields at
+    their defaults), written into ``fits_dir`` as
+    ``conditions__<behaviour>__<model>__<key>.nc``; returns (path, reused). A file under
+    that name is reused only when it loads and names the same trajectory bytes and
+    settings (a half-written or foreign file is refitted). Prints to stderr."""
+    import contextlib
+
+    from valuedyn.fitting.analyses._conditions import fit_conditions
+    from valuedyn.fitting.inference._store import load_fit
+    from valuedyn.fitting.settings import ConditionsConfig
+
+    config = ConditionsConfig(
+        trajectories=tuple(str(p) for p in trajectories), model=model, behaviour=behaviour, out="unused.nc",
+        seeds=tuple(seeds), max_seeds=int(max_seeds), chains=settings.chains, draws=settings.draws,
+        warmup=settings.warmup, seed=settings.rng_seed, max_tree_depth=settings.max_tree_depth,
+        force=True, progress=progress,
+    )
+    shas = [file_sha256(p) for p in config.trajectories]
+    key = conditions_cache_key(shas, config)
+    out = Path(fits_dir) / f"conditions__{slug(behaviour)}__{slug(model)}__{key[:12]}.nc"
+    if out.is_file():
+        try:
+            attrs = load_fit(out).attrs
+            stored = (list(json.loads(attrs["trajectory_sha256"]).values()), json.loads(attrs["config"]))
+            if _cache_identity(*stored) == _cache_identity(shas, config_to_dict(config)):
+                return out, True
+        except (ValuedynError, KeyError, TypeError, json.JSONDecodeError):
+            pass
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):  # the command's summary; stdout belongs to the caller
+        fit_conditions(dataclasses.replace(config, out=str(out)))
+    return out, False
