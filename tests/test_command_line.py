@@ -14,6 +14,19 @@ def test_unknown_command_is_refused_with_the_known_ones(capsys):
     assert "unknown command 'trian'" in err and "train" in err
 
 
+def test_version_prints_the_installed_package_version(capsys):
+    """``valuedyn --version``: the version the installed package declares (pyproject), so
+    ``valuedyn.__version__`` cannot drift from it unnoticed."""
+    from importlib import metadata
+
+    import valuedyn
+
+    assert main(["--version"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == f"valuedyn {metadata.version('valuedyn')}\n" == f"valuedyn {valuedyn.__version__}\n"
+    assert main(["--help"]) == 0 and "--version" in capsys.readouterr().out
+
+
 def test_every_subcommand_builds_its_parser():
     from valuedyn.cli import build_parser
 

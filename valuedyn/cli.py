@@ -30,10 +30,17 @@ def _top_parser() -> argparse.ArgumentParser:
         prog="valuedyn",
         description="Train PPO agents on Craftax, record behavioural development, fit dynamical models to it.",
     )
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (summary, _) in COMMANDS.items():
         sub.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def _version_line() -> str:
+    from valuedyn import __version__
+
+    return f"valuedyn {__version__}"
 
 
 def build_parser(name: str) -> tuple[argparse.ArgumentParser, type, object]:
@@ -47,6 +54,9 @@ def build_parser(name: str) -> tuple[argparse.ArgumentParser, type, object]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        print(_version_line())
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser = _top_parser()
         if argv and argv[0] not in ("-h", "--help"):
