@@ -1,13 +1,19 @@
-"""Experiment: the Craftax PPO trainer and the trajectory file contract."""
+"""Experiment: the Craftax PPO trainer, the importer of other trainers' logs, and the trajectory file contract."""
 
 from valuedyn.data._checkpoint import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
 from valuedyn.data._envs import ENV_NAMES, make_env
+from valuedyn.data._import import DEFAULT_COLUMNS, ImportConfig, import_runs, run_import
 from valuedyn.data._networks import make_networks
 from valuedyn.data._schema import (
+    IMPORT_REQUIRED_ATTRS,
     REQUIRED_ATTRS,
     TRAJECTORY_DIMS,
+    TRAJECTORY_PARTS,
     TRAJECTORY_VARIABLES,
+    absent_parts,
+    observed_mask,
     open_trajectory,
+    present_parts,
     validate_trajectory,
 )
 from valuedyn.data._train import make_train
@@ -15,18 +21,27 @@ from valuedyn.data._train_cli import TrainConfig, run_train
 
 __all__ = [
     "Checkpoint",
+    "DEFAULT_COLUMNS",
     "ENV_NAMES",
+    "IMPORT_REQUIRED_ATTRS",
+    "ImportConfig",
     "REQUIRED_ATTRS",
     "TRAJECTORY_DIMS",
+    "TRAJECTORY_PARTS",
     "TRAJECTORY_VARIABLES",
     "TrainConfig",
+    "absent_parts",
     "checkpoint_dir",
+    "import_runs",
     "list_checkpoints",
     "load_checkpoint",
     "make_env",
     "make_networks",
     "make_train",
+    "observed_mask",
     "open_trajectory",
+    "present_parts",
+    "run_import",
     "run_train",
     "validate_trajectory",
 ]

@@ -83,3 +83,18 @@ def test_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
     with pytest.raises(ValuedynError, match="read-only or not writable"):
         refuse_overwrite(tmp_path / "sub" / "out.nc", force=False)
+
+
+def test_path_sha256_of_a_folder_changes_with_any_file_and_its_name(tmp_path):
+    from valuedyn._io import file_sha256, path_sha256
+
+    run = tmp_path / "run"
+    (run / "sub").mkdir(parents=True)
+    (run / "events.1").write_bytes(b"a")
+    (run / "sub" / "events.2").write_bytes(b"b")
+    first = path_sha256(run)
+    assert path_sha256(run / "events.1") == file_sha256(run / "events.1")  # a file: its own hash
+    (run / "sub" / "events.2").write_bytes(b"c")
+    second = path_sha256(run)
+    (run / "sub" / "events.2").rename(run / "sub" / "events.3")
+    assert len({first, second, path_sha256(run)}) == 3

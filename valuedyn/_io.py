@@ -116,6 +116,18 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def path_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, or of a folder: the hash of its files' relative paths and
+    SHA-256s, in sorted order (a TensorBoard run is a folder of event files)."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def git_commit() -> str:
     """The commit of the valuedyn checkout this code runs from, or 'unknown'.
 

@@ -82,6 +82,7 @@ def _register(name: str, summary: str, target: str) -> None:
 
 
 _register("train", "train PPO agents on Craftax and record behavioural development", "valuedyn.data._train_cli:TrainConfig:run_train")
+_register("import", "import learning curves logged by another trainer (CSV, JSONL, TensorBoard) as a trajectory file", "valuedyn.data._import:ImportConfig:run_import")
 _register("models", "list the registered dynamical models, or show one's equations and analysis", "valuedyn.models._cli:ModelsConfig:run_models")
 _register("fit", "fit a model to one behaviour of a trajectory file (numpyro NUTS)", "valuedyn.fitting.pipeline._cli:FitConfig:run_fit")
 _register("check", "posterior predictive checks of a fit file", "valuedyn.fitting.pipeline._cli:CheckConfig:run_check")
