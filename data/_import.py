@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -392,6 +393,11 @@ def _rate_unit(runs: list[_Run], names: list[str], requested: str) -> tuple[str,
     """Choose the unit, check every rate lies in its range; returns (unit, the printed rule)."""
     finite = [r.rates[np.isfinite(r.rates)] for r in runs]
     largest = max((float(v.max()) for v in finite if v.size), default=float("nan"))
+    if math.isnan(largest):
+        raise ValuedynError(
+            f"the achievement columns of {', '.join(run.table.path.name for run in runs)} hold no value in any row "
+            "(all empty or NaN); there are no rates to import"
+        )
     if requested == "auto":
         unit = "percent" if largest > 1 else "fraction"
         other = "fraction" if unit == "percent" else "percent"

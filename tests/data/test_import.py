@@ -185,6 +185,12 @@ def test_cleanrl_style_tensorboard_run_with_the_env_step_as_step_and_other_names
     assert json.loads(ds.attrs["column_mapping"])["env_step"] == "_step"
 
 
+def test_format_flag_reads_a_file_whose_name_does_not_tell(tmp_path):
+    run = write_csv(tmp_path / "history.txt", _rows(0))
+    ds = import_runs([run], format="csv", steps_per_update=STEPS_PER_UPDATE)
+    assert ds.attrs["source_format"] == "csv" and ds.sizes["update"] == 5
+
+
 def test_column_mapping_overrides(tmp_path):
     rows = _rows(0)
     for row in rows:
@@ -288,7 +294,17 @@ def _bad_runs(tmp_path):
     negative = write_jsonl(tmp_path / "negative.jsonl", _rows(0, extra={1: {"Achievements/place_table": -2.0}}))
     other = write_jsonl(tmp_path / "other.jsonl", [{k.replace("place_plant", "eat_cow"): v for k, v in row.items()} for row in _rows(1)])
     good = write_jsonl(tmp_path / "good.jsonl", _rows(0))
+    text = tmp_path / "run.txt"
+    text.write_text("_step,Achievements/collect_wood\n0,1\n")
+    not_json = tmp_path / "broken.jsonl"
+    not_json.write_text(json.dumps(_rows(0)[0]) + "\n{not json\n")
+    words = write_jsonl(tmp_path / "words.jsonl", _rows(0, extra={1: {"episode_length": "long"}}))
+    no_rate = write_jsonl(tmp_path / "no_rate.jsonl", _rows(0, extra={u: {f"Achievements/{a}": None for a in ACHIEVEMENTS} for u in range(5)}))
     return {
+        "no rate logged": ([no_rate], "hold no value in any row"),
+        "unknown format": ([text], "cannot tell the format of .*run.txt from its name; pass --format"),
+        "not JSON": ([not_json], "line 2 is not JSON"),
+        "a mapped column holds words": ([words], r"column 'episode_length' holds a value that is not a number \(row 2: 'long'\)"),
         "missing file": ([tmp_path / "nowhere.jsonl"], "does not exist"),
         "empty log (header only)": ([header_only], "is empty: it holds no logged row"),
         "empty log (no byte)": ([empty], "is empty: it holds no logged row"),
@@ -306,7 +322,7 @@ def _bad_runs(tmp_path):
 @pytest.mark.parametrize("case", [
     "missing file", "empty log (header only)", "empty log (no byte)", "no achievement column", "non-monotone steps",
     "duplicated steps", "rate above percent", "rate below zero", "rate above fraction", "achievement columns differ",
-    "env steps unknown",
+    "env steps unknown", "no rate logged", "unknown format", "not JSON", "a mapped column holds words",
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, case):
     import re
