@@ -462,7 +462,7 @@ def _joined(runs: list[_Run], attribute: str) -> str:
     return "; ".join(f"seed {i} ({run.table.path.name}): {text}" for i, (run, text) in enumerate(zip(runs, texts)))
 
 
-def _build(config: ImportConfig, runs: list[_Run], names: list[str], env_step: np.ndarray, attrs: dict):
+def _build(runs: list[_Run], names: list[str], env_step: np.ndarray, attrs: dict):
     import xarray as xr
 
     n_seeds, n_updates = len(runs), len(env_step)
@@ -567,7 +567,7 @@ def import_dataset(config: ImportConfig):
         "env_step_source": _joined(runs, "env_step_source"),
         "alignment": alignment,
     }
-    ds = _build(config, runs, names, env_step, attrs)
+    ds = _build(runs, names, env_step, attrs)
     masked = int((~ds["achievement_unlocks_observed"].values).sum())
     notes = [
         f"{len(runs)} runs ({', '.join(formats)}) -> {len(runs)} seeds x {len(env_step)} updates x {len(names)} achievements; "
