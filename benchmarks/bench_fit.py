@@ -132,7 +132,7 @@ def run_one(args) -> dict:
     observation = OBSERVATION_MODELS[observation_name]
     selection = select_behaviour(open_trajectory(args.data), behaviour)
     settings = SamplerSettings(num_warmup=args.warmup, num_draws=args.draws, num_chains=args.chains,
-                               target_accept=TARGET_ACCEPT)
+                               max_tree_depth=10, target_accept=TARGET_ACCEPT, dense_mass=True)  # as the stock run's
     names = [s.name for s in parameter_spaces(model)]
     diagnosed = names + [n + s for n in names for s in ("_loc", "_scale")] + [n for n, _ in observation.parameters]
     row = {"model": args.one_model, "sampler": args.one_sampler}

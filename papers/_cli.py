@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 from valuedyn._config import option
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting.settings import FitSettings
-
-_SETTINGS = FitSettings()  # the plan's defaults
+from valuedyn.fitting.settings import REPORT, declared
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,8 @@ class ReportConfig:
                                            positional=True, metavar="TRAJECTORY")
     out: str = option("report", "output folder")
     fits_dir: str | None = option(None, "folder of the fit cache (default: OUT/fits); share it between reports to reuse fits")
-    behaviours: tuple[str, ...] = option((), "behaviours KIND:NAME to fit (default: plant motif + learned achievements)")
-    models: tuple[str, ...] = option((), "models to fit (default: every registered model that applies)")
+    behaviours: tuple[str, ...] = declared("behaviours", ())
+    models: tuple[str, ...] = declared("models", ())
     max_behaviours: int = option(4, "at most this many behaviours per trajectory (time budget)")
     diversity: bool = option(True, "without --behaviours, also fit the diversity of actions and of events "
                                    "(--no-diversity: leave them out)")
@@ -76,28 +74,24 @@ class ReportConfig:
                                      "(replicator_mutator, diversify_then_minimize: ODE solves; one such fit "
                                      "took 133 s on the shipped run, 2 cores: replicator_mutator on diversity:events, whose "
                                      "warmup saturates the tree depth)")
-    learned_threshold: float = option(0.5, "unlock rate that counts as learned (default behaviours)")
-    seeds: tuple[int, ...] = option((), "seed labels to fit (default: the first --max-seeds)")
-    max_seeds: int = option(0, "without --seeds, fit the first this many seeds (0 = all)")
-    chains: int = option(_SETTINGS.chains, "NUTS chains per fit")
-    draws: int = option(_SETTINGS.draws, "NUTS draws per chain")
-    warmup: int = option(_SETTINGS.warmup, "NUTS warmup steps per chain")
-    rng_seed: int = option(_SETTINGS.rng_seed, "random seed of the fits")
-    max_tree_depth: int = option(_SETTINGS.max_tree_depth, "NUTS maximum tree depth of the fits (hits are reported in each fit's diagnostics)")
-    ode_max_tree_depth: int = option(_SETTINGS.ode_max_tree_depth, "NUTS maximum tree depth of the models without a closed form (63 leapfrog "
-                                        "steps: bounds the time of an ODE model's fit)")
-    target_accept: float = option(_SETTINGS.target_accept, "NUTS target acceptance probability of the fits")
-    min_draws: int = option(_SETTINGS.min_draws, "draws per chain after which a fit stops sampling once it passes the "
-                            "diagnostics gate with a margin (0 = always run --draws; see valuedyn fit --help)")
-    saturated_draws: int = option(_SETTINGS.saturated_draws, "draws per chain of a fit whose warmup saturated the tree "
-                                  "depth (0 = never cut; see valuedyn fit --help)")
+    learned_threshold: float = declared("learned_threshold", 0.5)
+    seeds: tuple[int, ...] = declared("seeds", (), help="without them, the first --max-seeds")
+    max_seeds: int = declared("max_seeds", 0)
+    chains: int = declared("chains", use=REPORT)
+    draws: int = declared("draws", use=REPORT)
+    warmup: int = declared("warmup", use=REPORT)
+    rng_seed: int = declared("rng_seed", use=REPORT, option_name="seed")
+    max_tree_depth: int = declared("max_tree_depth", use=REPORT)
+    ode_max_tree_depth: int = declared("ode_max_tree_depth", use=REPORT)
+    target_accept: float = declared("target_accept", use=REPORT)
+    min_draws: int = declared("min_draws", use=REPORT)
+    saturated_draws: int = declared("saturated_draws", use=REPORT)
     time_budget: int = option(0, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit: every planned fit runs, as the verdicts "
                               "and rankings need)")
-    workers: int = option(0, "fit processes run in parallel (0: one per core, at most 4; 1: fit in this process)")
-    scheduler: str | None = option(None, "address of a Dask distributed scheduler (tcp://HOST:PORT): run the fits on "
-                                         "its workers instead of local processes")
-    lfo: bool = option(False, "also score leave-future-out (refits every model on the early updates; doubles the fit time)")
+    workers: int = declared("workers", 0)
+    scheduler: str | None = declared("scheduler", None)
+    lfo: bool = declared("lfo", False)
 
 
 def run_report(config: ReportConfig) -> int:

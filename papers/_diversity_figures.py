@@ -13,10 +13,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from valuedyn.fitting.settings import DIVERSITY_BEHAVIOURS
 from valuedyn.papers._figures import _env_step_axis
 from valuedyn.papers._style import OBSERVED_COLOR, model_colors, new_figure, style
 
-DIVERSITY_BEHAVIOURS = ("diversity:actions", "diversity:events")
+#: the figure's rows: what the agent does (action diversity) above what it achieves (event
+#: diversity), the fitting room's diversity behaviours bottom up
+DIVERSITY_ROWS = tuple(reversed(DIVERSITY_BEHAVIOURS))
 #: a behaviour context counts as distinguished when the policy picks the behaviour's action
 #: (probability above the probe threshold) in at least this share of the states where it is possible
 CONTEXT_SHARE = 0.1
@@ -65,7 +68,7 @@ def plot_diversity(trajectory, fits: Mapping[str, Mapping[str, object]] | None =
     nrows = 3 if probe is not None else 2
     with style():
         fig, axes = new_figure(nrows, 1, row_height=2.1, sharex=True)
-        for row, behaviour in enumerate(DIVERSITY_BEHAVIOURS):
+        for row, behaviour in enumerate(DIVERSITY_ROWS):
             ax = axes[row, 0]
             selection = select_behaviour(trajectory, behaviour)
             for i in range(min(max_seeds, len(selection.seeds))):

@@ -216,11 +216,11 @@ def build_figure(spec: FigureSpec, inputs: FigureInputs):
             raise ValuedynError(f"figure {spec.name!r}: no fit of {o['behaviour']} with model {model!r}; fitted: {sorted(fits)}")
         return F.plot_model_analysis(fits[model])
     if spec.kind == "diversity":
-        from valuedyn.papers._diversity_figures import DIVERSITY_BEHAVIOURS, plot_diversity
+        from valuedyn.papers._diversity_figures import DIVERSITY_ROWS, plot_diversity
 
         if inputs.trajectory is None:
             raise ValuedynError(f"figure {spec.name!r} needs a trajectory; declare trajectory = \"...\"")
-        fits = {b: inputs.fits[b] for b in DIVERSITY_BEHAVIOURS if b in inputs.fits}
+        fits = {b: inputs.fits[b] for b in DIVERSITY_ROWS if b in inputs.fits}
         if o.get("models") is not None:  # a list of models, or behaviour -> list of models
             chosen = o["models"]
             fits = {b: {m: f for m, f in per_model.items()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from valuedyn.papers._diversity_figures import DIVERSITY_BEHAVIOURS
+from valuedyn.papers._diversity_figures import DIVERSITY_ROWS
 
 
 @dataclasses.dataclass
@@ -55,11 +55,11 @@ def diversity_results(sections, loaded: dict[Path, object]) -> dict[Path, Divers
 
     results = {}
     for path in loaded:
-        mine = {s.behaviour: s for s in sections if s.trajectory == path and s.behaviour in DIVERSITY_BEHAVIOURS}
+        mine = {s.behaviour: s for s in sections if s.trajectory == path and s.behaviour in DIVERSITY_ROWS}
         if not mine:
             continue
         chosen, untrusted, fits = {}, {}, {}
-        for behaviour in DIVERSITY_BEHAVIOURS:
+        for behaviour in DIVERSITY_ROWS:
             if behaviour not in mine:
                 untrusted[behaviour] = "it was not fitted"
                 continue

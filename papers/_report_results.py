@@ -59,7 +59,10 @@ class Section:
 
 def verdict(table) -> dict:
     """Winner of a comparison and how clearly: the ELPD difference of the runner-up and
-    its SE; "clearly" when d_elpd > 2 * dse."""
+    its SE; "clearly" by the fitting room's rule (d_elpd > 2 dse,
+    :func:`valuedyn.fitting.judge._compare.elpd_clearly_ahead`)."""
+    from valuedyn.fitting.judge._compare import elpd_clearly_ahead
+
     if table is None or len(table) == 0:
         return {"winner": None, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None, "weights": {}}
     winner = str(table.index[0])
@@ -74,7 +77,7 @@ def verdict(table) -> dict:
         "runner_up": str(table.index[1]),
         "d_elpd": d_elpd,
         "dse": dse,
-        "clearly": bool(d_elpd > 2 * dse),
+        "clearly": elpd_clearly_ahead(d_elpd, dse),
         "weights": weights,
     }
 

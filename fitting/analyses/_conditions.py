@@ -96,6 +96,17 @@ def condition_name(settings: dict) -> str:
     return ", ".join(f"{key}={_format_value(settings[key])}" for key in sorted(settings))
 
 
+def training_config(attrs) -> dict | None:
+    """The training config a trajectory's attributes store (``config``, a JSON object), or
+    None when it is missing or not one."""
+    text = attrs.get("config")
+    try:
+        config = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def read_config(path) -> dict:
     """The training config stored in a trajectory file's attributes (file not loaded)."""
     import xarray as xr
@@ -103,14 +114,10 @@ def read_config(path) -> dict:
     path = require_file(path, "trajectory file")
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
-            text = ds.attrs.get("config")
+            config = training_config(ds.attrs)
     except Exception as err:  # h5py raises many types for a corrupt file
         raise ValuedynError(f"cannot read {path} as netCDF4 ({type(err).__name__}: {err}); pass trajectory files") from None
-    try:
-        config = json.loads(text) if isinstance(text, str) else None
-    except json.JSONDecodeError:
-        config = None
-    if not isinstance(config, dict):
+    if config is None:
         raise ValuedynError(
             f"{path}: attribute 'config' is missing or not a JSON object; conditions are read from the training "
             "config that `valuedyn train` stores, so pass files written by it"
@@ -185,11 +192,8 @@ def pool_conditions(paths, behaviour: str, updates=None, seeds=(), max_seeds: in
     datasets = [open_trajectory(p) for p in paths]
     configs = []
     for path, ds in zip(paths, datasets):
-        try:
-            config = json.loads(ds.attrs["config"])
-        except (TypeError, json.JSONDecodeError):
-            config = None
-        if not isinstance(config, dict):
+        config = training_config(ds.attrs)
+        if config is None:
             raise ValuedynError(f"{path}: attribute 'config' is not a JSON object; pass files written by `valuedyn train`")
         configs.append(config)
     conditions, differing = find_conditions(paths, configs)
@@ -388,9 +392,12 @@ def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
     90 % interval), ``p_positive`` (P(difference > 0)), ``sign_probability`` (of the more
     probable sign), ``sign`` (+1/-1) and ``clear`` (interval excludes 0 and the fit is
     trustworthy). ``trustworthy`` defaults to the fit file's verdict (:func:`fit_trust`)."""
+    from valuedyn.fitting.inference._store import fit_attrs
+
+    attrs = fit_attrs(idata)
     if trustworthy is None:
-        trustworthy, _ = fit_trust(idata.attrs)
-    parameters = json.loads(idata.attrs["parameters"]) if "parameters" in idata.attrs else [
+        trustworthy, _ = fit_trust(attrs)
+    parameters = attrs["parameters"] if "parameters" in attrs else [
         v[: -len("_difference")] for v in idata.posterior.data_vars if v.endswith("_difference")
     ]
     out = []
@@ -406,14 +413,16 @@ def condition_effects(idata, trustworthy: bool | None = None) -> list[dict]:
 def fit_trust(attrs) -> tuple[bool, list[str]]:
     """Whether a conditions fit is trustworthy, and why not (one line per cause), from its
     attributes: the stored verdict of :func:`valuedyn.fitting.judge._trust.classify_fit` (gate and
-    causes), or the diagnostics gate alone in a file written before verdicts were stored."""
+    causes), or the diagnostics gate alone in a file written before verdicts were stored.
+    ``attrs``: the fit's attributes, JSON decoded or not."""
+    from valuedyn.fitting.inference._store import decoded_attrs
+
+    attrs = decoded_attrs(attrs)
     verdict = attrs.get("verdict")
     if verdict is not None:
-        verdict = json.loads(verdict) if isinstance(verdict, str) else verdict
         reasons = [f"{c['kind']}: {c['summary']}" for c in verdict.get("causes", [])]
         return bool(verdict["trustworthy"]), reasons or list(verdict.get("gate_reasons", []))
-    diagnostics = attrs.get("diagnostics", "{}")
-    diagnostics = json.loads(diagnostics) if isinstance(diagnostics, str) else dict(diagnostics)
+    diagnostics = attrs.get("diagnostics") or {}
     return bool(int(attrs.get("trustworthy", 0))), list(diagnostics.get("reasons", []))
 
 
@@ -421,16 +430,16 @@ def conditions_attrs(idata) -> dict:
     """The conditions-specific attributes of a conditions fit, JSON decoded: ``conditions``
     (name, settings, files, seeds), ``differing_settings``, ``effects``, ``diagnostics``,
     ``verdict`` (when stored), ``trustworthy`` and ``why_not`` (:func:`fit_trust`). :class:`ValuedynError` for a file that is not a conditions fit."""
-    attrs = dict(idata.attrs)
+    from valuedyn.fitting.inference._store import fit_attrs
+
+    attrs = fit_attrs(idata)
     if attrs.get("pooling") != "conditions" or "conditions" not in attrs:
         raise ValuedynError(
             f"this fit file is a {attrs.get('pooling', 'unknown')!r} fit, not a conditions fit; pass a file written by "
             "`valuedyn conditions`"
         )
-    out = {}
-    for key in ("conditions", "differing_settings", "effects", "diagnostics", "checks", "verdict"):
-        if key in attrs:
-            out[key] = json.loads(attrs[key])
+    out = {key: attrs[key] for key in ("conditions", "differing_settings", "effects", "diagnostics", "checks", "verdict")
+           if key in attrs}
     out["trustworthy"], out["why_not"] = fit_trust(attrs)
     return out
 

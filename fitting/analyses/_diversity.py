@@ -26,7 +26,6 @@ randomly paired draws of the two.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 
@@ -67,6 +66,7 @@ def fitted_curves(idata, *, points: int = 200, max_draws: int = 400, seed: int =
     import jax
     import jax.numpy as jnp
 
+    from valuedyn.fitting.inference._store import fit_attrs
     from valuedyn.models import get_model
 
     model = get_model(str(_attr(idata, "model")))
@@ -74,7 +74,8 @@ def fitted_curves(idata, *, points: int = 200, max_draws: int = 400, seed: int =
     observable = model.applies_to.get(kind)
     if observable is None:
         raise ValuedynError(f"model {model.name!r} does not describe {kind!r} behaviours; this fit file is inconsistent")
-    names = json.loads(_attr(idata, "parameters"))
+    _attr(idata, "parameters")  # refuses a file without it, in words
+    names = fit_attrs(idata)["parameters"]
     scale = float(_attr(idata, "level_scale"))
     origin = float(_attr(idata, "time_origin_env_step"))
     span = float(_attr(idata, "time_scale_env_steps"))

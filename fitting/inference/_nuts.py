@@ -86,12 +86,16 @@ from valuedyn.fitting.inference._model import (
 
 @dataclasses.dataclass(frozen=True)
 class SamplerSettings:
-    num_warmup: int = 1000
-    num_draws: int = 1000
-    num_chains: int = 4
-    max_tree_depth: int = 10
-    target_accept: float = 0.8
-    dense_mass: bool = True
+    """What the compiled sampler runs. The options a command has are declared, with their
+    defaults per use, in :mod:`valuedyn.fitting.settings` (:func:`~valuedyn.fitting.inference._fit.settings_from`
+    turns a config into these), so they have no defaults here; the rest are the sampler's own."""
+
+    num_warmup: int
+    num_draws: int
+    num_chains: int
+    max_tree_depth: int
+    target_accept: float
+    dense_mass: bool
     map_steps: int = 1000
     map_starts: int = 8
     init_jitter: float = 1.0

@@ -26,7 +26,13 @@ from valuedyn._io import atomic_path
 
 REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data", "posterior_predictive")
 REQUIRED_FIT_ATTRS = ("model", "behaviour", "observation_model", "pooling", "trajectory", "trajectory_sha256", "selection", "config")
-JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "parameter_transforms")
+#: attributes stored as JSON text (a single fit's; a conditions fit adds its own):
+#: :func:`fit_attrs` decodes them all, so no module parses a fit's attributes by hand
+JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "verdict", "observation_choice", "parameters",
+              "parameter_transforms", "observation_parameters", "conditions", "differing_settings", "effects")
+#: attributes that are JSON in a conditions fit (a list of files, file -> sha256) and plain
+#: text in a single fit (one path, one sha256)
+CONDITIONS_JSON_ATTRS = ("trajectory", "trajectory_sha256")
 
 
 #: HDF5 storage settings a variable read from a (compressed) fit file carries in its
@@ -130,9 +136,17 @@ def _concentration_to_dispersion(idata) -> None:
 
 
 def fit_attrs(idata) -> dict:
-    """Top-level attributes with the JSON ones decoded."""
-    attrs = dict(idata.attrs)
-    for key in JSON_ATTRS:
+    """Top-level attributes of a fit with every JSON one decoded (:data:`JSON_ATTRS`, and
+    :data:`CONDITIONS_JSON_ATTRS` in a conditions fit); a value that does not parse is
+    left as stored."""
+    return decoded_attrs(idata.attrs)
+
+
+def decoded_attrs(attrs) -> dict:
+    """:func:`fit_attrs` of an attribute mapping (a fit's ``attrs``, decoded or not)."""
+    attrs = dict(attrs)
+    keys = JSON_ATTRS + (CONDITIONS_JSON_ATTRS if attrs.get("pooling") == "conditions" else ())
+    for key in keys:
         if key in attrs and isinstance(attrs[key], str):
             try:
                 attrs[key] = json.loads(attrs[key])

@@ -25,6 +25,17 @@ from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX, pareto_k_count
 from valuedyn.fitting.inference._store import fit_attrs, load_fit
 
 
+#: standard errors of the difference by which a model's elpd must lead to be clearly ahead
+CLEAR_DSE_MULTIPLE = 2
+
+
+def elpd_clearly_ahead(d_elpd: float, dse: float) -> bool:
+    """The one rule for "predicts clearly better" (rankings, the observation choice, the
+    report's tables): the elpd difference exceeds :data:`CLEAR_DSE_MULTIPLE` standard
+    errors of the difference, ``d_elpd > 2 dse``."""
+    return bool(d_elpd > CLEAR_DSE_MULTIPLE * dse)
+
+
 @dataclasses.dataclass
 class CompareResult:
     """``table``: pandas DataFrame indexed by fit name with elpd_loo, se, d_elpd, dse,

@@ -31,7 +31,6 @@ criterion the comparison then uses.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 
@@ -109,9 +108,7 @@ def parameter_names(idata) -> list[str]:
     from valuedyn.fitting.inference._store import fit_attrs
 
     attrs = fit_attrs(idata)
-    names = json.loads(attrs["parameters"]) if isinstance(attrs.get("parameters"), str) else list(attrs.get("parameters", []))
-    observation = attrs.get("observation_parameters", "[]")
-    observation = json.loads(observation) if isinstance(observation, str) else list(observation)
+    names, observation = list(attrs.get("parameters", [])), list(attrs.get("observation_parameters", []))
     extra = [n + s for n in names for s in ("_loc", "_scale")] if attrs.get("pooling") == "hierarchical" else []
     return [n for n in names + extra + observation if n in idata.posterior]
 

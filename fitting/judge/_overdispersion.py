@@ -8,7 +8,7 @@ the observation model: keep the model with fewer observation parameters unless
    :data:`valuedyn.fitting.judge._trust.COVERAGE_90_MIN` (0.85) of the observations while the
    overdispersed one covers at least that much (the predictive check), or
 2. the overdispersed one's PSIS-LOO elpd is higher by more than 2 standard errors of the
-   difference (LOO).
+   difference (LOO; :func:`valuedyn.fitting.judge._compare.elpd_clearly_ahead`).
 
 The plain model is the default because it is the more constrained claim; the
 overdispersed one has to earn its extra parameter. The decision and its numbers are
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX
-from valuedyn.fitting.inference._diagnostics import pareto_k_counted
+from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX, pareto_k_counted
 from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
+from valuedyn.fitting.judge._compare import CLEAR_DSE_MULTIPLE, elpd_clearly_ahead
 
 
 @dataclasses.dataclass
@@ -76,15 +76,14 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
                 "fit one model to one behaviour with two --observation choices"
             )
     names = [a["observation_model"] for a in attrs]
-    n_params = [len(json.loads(a.get("observation_parameters", "[]"))) if isinstance(a.get("observation_parameters"), str)
-                else len(a.get("observation_parameters", [])) for a in attrs]
+    n_params = [len(a.get("observation_parameters", [])) for a in attrs]
     if names[0] == names[1] or n_params[0] == n_params[1]:
         raise ValuedynError(
             f"choose_observation needs one plain and one overdispersed observation model; received {names[0]} and {names[1]}"
         )
-    recorded = [f.attrs.get("observation_choice") for f in fits]
+    recorded = [a.get("observation_choice") for a in attrs]
     if record and recorded[0] and recorded[0] == recorded[1]:
-        return ObservationChoice.from_dict(json.loads(recorded[0]))
+        return ObservationChoice.from_dict(recorded[0])
     plain, wide = (0, 1) if n_params[0] < n_params[1] else (1, 0)
     coverage = {}
     for name, idata, a in zip(names, fits, attrs):
@@ -103,9 +102,9 @@ def choose_observation(paths, *, record: bool = True) -> ObservationChoice:
         chosen = wide_name
         reason = (f"{plain_name}'s 90% interval covers {coverage[plain_name]:.2f} of the observations, {wide_name}'s "
                   f"{coverage[wide_name]:.2f}")
-    elif d_elpd > 2 * dse:
+    elif elpd_clearly_ahead(d_elpd, dse):
         chosen = wide_name
-        reason = f"{wide_name} predicts better: d_elpd {d_elpd:.1f} > 2 x dse {dse:.1f}{unreliable}"
+        reason = f"{wide_name} predicts better: d_elpd {d_elpd:.1f} > {CLEAR_DSE_MULTIPLE} x dse {dse:.1f}{unreliable}"
     else:
         chosen = plain_name
         reason = (f"{wide_name} does not earn its extra parameter (d_elpd {d_elpd:.1f}, dse {dse:.1f}; 90% coverage "

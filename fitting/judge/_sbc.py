@@ -6,7 +6,10 @@ data with the observation model (``exposure`` finished episodes per update, no m
 cells, ``tau`` evenly spaced over [0, 1], level scale 1), fit it with the same sampler a
 real fit uses (compiled once for all simulations), thin the posterior to ``L`` evenly
 spaced draws and record the rank of the truth among them (0..L). If inference is
-calibrated, each rank is uniform on 0..L.
+calibrated, each rank is uniform on 0..L. By default every fit runs at the sampler
+settings of the report's fits (:data:`valuedyn.fitting.settings.SBC`: hierarchical pooling,
+4 chains x (500 + up to 1000), early stop, target 0.99, tree depth 8, 6 for models without a
+closed form), so what is calibrated is the sampler as the fits run it.
 
 Uniformity per scalar parameter: a chi-square test of the rank histogram (``bins``
 bins) and a Kolmogorov-Smirnov test of the randomised fractional ranks
@@ -26,6 +29,7 @@ from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import provenance, refuse_overwrite, write_dataset_atomic
 from valuedyn.fitting.inference._nuts import SamplerSettings
+from valuedyn.fitting.settings import SBC, tree_depth_for, validate_sampler_config
 
 MAX_PRIOR_REDRAWS = 100
 
@@ -65,17 +69,27 @@ def _template(kind: str, n_seeds: int, n_updates: int, exposure: float):
     )
 
 
+def default_settings(model) -> SamplerSettings:
+    """The sampler settings of an SBC fit of ``model`` by default: :data:`~valuedyn.fitting.settings.SBC`'s,
+    which are the report's fits' (the tree depth capped for a model without a closed form)."""
+    return SamplerSettings(
+        num_warmup=SBC.warmup, num_draws=SBC.draws, num_chains=SBC.chains, target_accept=SBC.target_accept,
+        max_tree_depth=tree_depth_for(model, SBC.max_tree_depth, SBC.ode_max_tree_depth), dense_mass=SBC.dense_mass,
+        saturated_draws=SBC.saturated_draws, min_draws=SBC.min_draws,
+    )
+
+
 def run_sbc(
     model_name: str,
     *,
     kind: str = "unlock",
     observation: str = "auto",
-    pooling: str = "complete",
+    pooling: str = SBC.pooling,
     simulations: int = 20,
-    n_seeds: int = 1,
+    n_seeds: int = 4,
     n_updates: int = 40,
     exposure: float = 50.0,
-    settings: SamplerSettings = SamplerSettings(num_warmup=200, num_draws=200, num_chains=2, max_tree_depth=8),
+    settings: SamplerSettings | None = None,
     thin_to: int = 99,
     bins: int = 10,
     seed: int = 0,
@@ -88,7 +102,7 @@ def run_sbc(
     from numpyro import handlers
     from scipy import stats
 
-    from valuedyn.fitting.inference._fit import compile_for, get_model
+    from valuedyn.fitting.inference._fit import compile_for, flat_draws, get_model, sampled_draws
     from valuedyn.fitting.inference._model import fit_data, observable_for, parameter_spaces
     from valuedyn.fitting.inference._observation import observation_for
 
@@ -97,10 +111,16 @@ def run_sbc(
             f"sbc needs simulations >= 2, n_seeds >= 1, n_updates >= 3, thin_to >= 1, bins >= 2, exposure > 0; received "
             f"simulations={simulations}, n_seeds={n_seeds}, n_updates={n_updates}, thin_to={thin_to}, bins={bins}, exposure={exposure}"
         )
-    total_draws = settings.num_chains * settings.num_draws
-    if thin_to > total_draws:
-        raise ValuedynError(f"--thin-to {thin_to} exceeds the {total_draws} posterior draws; lower it or raise --draws")
     model = get_model(model_name)
+    if settings is None:
+        settings = default_settings(model)
+    # the fewest draws per chain a fit can return: all, or those of an early stop or of a cut
+    fewest = min([settings.num_draws] + [n for n in (settings.min_draws, settings.saturated_draws) if n > 0])
+    if thin_to > settings.num_chains * fewest:
+        raise ValuedynError(
+            f"--thin-to {thin_to} exceeds the {settings.num_chains * fewest} posterior draws a fit may return "
+            f"({settings.num_chains} chains x {fewest}: --draws, or --min-draws / --saturated-draws where set); "
+            "lower it or raise those")
     template = _template(kind, n_seeds, n_updates, exposure)
     obs_model = observation_for(template.family, observation)
     observable = observable_for(model, kind)
@@ -152,7 +172,8 @@ def run_sbc(
             data = fit_data(selection, len(parameter_spaces(model)))
             key, key_run, key_out = jax.random.split(key, 3)
             data, result = compiled.run(data, key_run, progress=False)
-            flat = {k: np.asarray(v).reshape((total_draws,) + v.shape[2:]) for k, v in result["z"].items()}
+            total_draws = settings.num_chains * sampled_draws(result)  # fewer than asked after an early stop or a cut
+            flat = flat_draws(result, settings.num_chains, sampled_draws(result))
             keep = np.linspace(0, total_draws - 1, thin_to).round().astype(int)
             thinned = {k: v[keep] for k, v in flat.items()}
             # the default batch: its kernel was compiled ahead while the first fit sampled
@@ -213,13 +234,14 @@ def run_sbc(
 
 
 def run_sbc_config(config) -> SBCResult:
+    """``valuedyn sbc``: :func:`run_sbc` at ``config``'s settings (an
+    :class:`~valuedyn.fitting.settings.SBCConfig`), the result written to ``config.out``."""
+    from valuedyn.fitting.inference._fit import get_model, settings_from
+
     refuse_overwrite(config.out, config.force)
-    settings = SamplerSettings(
-        num_warmup=config.warmup, num_draws=config.draws, num_chains=config.chains,
-        max_tree_depth=config.max_tree_depth, target_accept=config.target_accept, dense_mass=config.dense_mass,
-    )
-    if config.chains < 1 or config.draws < 1 or config.warmup < 1:
-        raise ValuedynError("--chains, --draws and --warmup must be >= 1")
+    validate_sampler_config(config)
+    settings = dataclasses.replace(settings_from(config), max_tree_depth=tree_depth_for(
+        get_model(config.model), config.max_tree_depth, config.ode_max_tree_depth))
     result = run_sbc(
         config.model, kind=config.kind, observation=config.observation, pooling=config.pooling,
         simulations=config.simulations, n_seeds=config.n_seeds, n_updates=config.n_updates,

@@ -45,8 +45,10 @@ import numpy as np
 
 from valuedyn.fitting.inference._diagnostics import PARETO_K_MAX, pareto_k_counted, saturation_phrase
 from valuedyn.fitting.inference._select import format_env_steps
-from valuedyn.fitting.judge._modes import ModeReport, find_modes, parameter_names, stacked_fit
 from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
+from valuedyn.fitting.judge._compare import CLEAR_DSE_MULTIPLE, elpd_clearly_ahead
+from valuedyn.fitting.judge._modes import ModeReport, find_modes, parameter_names, stacked_fit
+from valuedyn.fitting.settings import FIT
 
 UNIDENTIFIED_SD_RATIO = 0.7
 HORIZON = 4.0
@@ -324,7 +326,7 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
     attrs = fit_attrs(idata)
     name = name or (Path(fit).stem if isinstance(fit, (str, Path)) else attrs["model"])
     diagnostics = attrs.get("diagnostics") or {}
-    config = json.loads(attrs["config"]) if isinstance(attrs.get("config"), str) else dict(attrs.get("config") or {})
+    config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
     passes_gate = bool(int(diagnostics.get("trustworthy", 0)))
     model, spaces = _model_and_spaces(attrs["model"])
     docs = {p.name: p.doc for p in model.parameters}
@@ -351,9 +353,9 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
         causes.append(Cause(MISSPECIFIED, "; ".join(failures), evidence))
 
     if not passes_gate and not any(c.kind in (NOT_IDENTIFIED, SAMPLER_FAILED) for c in causes):
-        fixes = sampler_fixes(
-            diagnostics, int(config.get("max_tree_depth", 10)), float(config.get("target_accept", 0.9)),
-            int(config.get("draws", 1000)),
+        fixes = sampler_fixes(  # a config that lacks an option ran at a single fit's default
+            diagnostics, int(config.get("max_tree_depth", FIT.max_tree_depth)),
+            float(config.get("target_accept", FIT.target_accept)), int(config.get("draws", FIT.draws)),
         ) or list(diagnostics.get("reasons", ["diagnostics missing from the fit file: refit"]))
         causes.append(Cause(SAMPLER_FAILED, "; ".join(fixes), {"diagnostics": {
             k: diagnostics.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "treedepth_hits", "reasons")
@@ -392,12 +394,13 @@ class Ranking:
 
 
 def clearly_ahead(d_elpd: float, dse: float, high_k: dict[str, int]) -> tuple[bool, list[str]]:
-    """The rule for "clearly": ``d_elpd > 2 dse`` and reliable PSIS (no observation with
-    Pareto k > 0.7) for the two fits compared (``high_k``: name -> count of such
-    observations). Returns the decision and, when not clearly, why not."""
+    """The rule for "clearly": :func:`~valuedyn.fitting.judge._compare.elpd_clearly_ahead`
+    (``d_elpd > 2 dse``) and reliable PSIS (no observation with Pareto k > 0.7) for the two
+    fits compared (``high_k``: name -> count of such observations). Returns the decision
+    and, when not clearly, why not."""
     why = []
-    if not d_elpd > 2 * dse:
-        why.append(f"d_elpd {d_elpd:.1f} is within 2 x dse {dse:.1f}")
+    if not elpd_clearly_ahead(d_elpd, dse):
+        why.append(f"d_elpd {d_elpd:.1f} is within {CLEAR_DSE_MULTIPLE} x dse {dse:.1f}")
     for name, count in high_k.items():
         if count:
             why.append(f"PSIS is unreliable for {count} observations of {name} (Pareto k > {PARETO_K_MAX}; an exact "
@@ -439,7 +442,7 @@ def rank_fits(fits: dict, verdicts: dict[str, Verdict]) -> Ranking:
     d_elpd, dse = float(table.loc[runner_up, "d_elpd"]), float(table.loc[runner_up, "dse"])
     clearly, why = clearly_ahead(d_elpd, dse, {n: high_k[n] for n in (winner, runner_up)})
     if clearly:
-        text = f"{winner} predicts best, clearly ahead of {runner_up} (d_elpd {d_elpd:.1f} > 2 x dse {dse:.1f})."
+        text = f"{winner} predicts best, clearly ahead of {runner_up} (d_elpd {d_elpd:.1f} > {CLEAR_DSE_MULTIPLE} x dse {dse:.1f})."
     else:
         text = f"{winner} ranks first, but not clearly ahead of {runner_up}: {'; '.join(why)}."
     return Ranking(winner, bool(clearly), text + left_out, table, excluded)

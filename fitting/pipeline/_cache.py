@@ -139,7 +139,7 @@ def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *,
     import contextlib
 
     from valuedyn.fitting.analyses._conditions import fit_conditions
-    from valuedyn.fitting.inference._store import load_fit
+    from valuedyn.fitting.inference._store import fit_attrs, load_fit
     from valuedyn.fitting.settings import ConditionsConfig
 
     config = ConditionsConfig(
@@ -153,11 +153,11 @@ def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *,
     out = Path(fits_dir) / f"conditions__{slug(behaviour)}__{slug(model)}__{key[:12]}.nc"
     if out.is_file():
         try:
-            attrs = load_fit(out).attrs
-            stored = (list(json.loads(attrs["trajectory_sha256"]).values()), json.loads(attrs["config"]))
+            attrs = fit_attrs(load_fit(out))
+            stored = (list(attrs["trajectory_sha256"].values()), attrs["config"])
             if _cache_identity(*stored) == _cache_identity(shas, config_to_dict(config)):
                 return out, True
-        except (ValuedynError, KeyError, TypeError, json.JSONDecodeError):
+        except (ValuedynError, KeyError, TypeError, AttributeError):  # a foreign or half-written file is refitted
             pass
     out.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(sys.stderr):  # the command's summary; stdout belongs to the caller

@@ -33,14 +33,10 @@ import numpy as np
 
 from valuedyn._errors import ValuedynError
 from valuedyn.fitting.pipeline._cache import fit_cache_key, hashed_observation, slug
-from valuedyn.fitting.settings import FitSettings
+from valuedyn.fitting.settings import DIVERSITY_BEHAVIOURS, FitSettings
 
 #: The developmental motif that started the project: always fitted when present.
 PLANT_MOTIF = ("event:place_plant", "unlock:place_plant")
-#: The other face of the project's question, fast diversification and slow minimisation:
-#: the diversity of what the agent achieves and of what it does, fitted for every trajectory
-#: by default (on top of --max-behaviours, which caps the plant motif plus learned achievements).
-DIVERSITY_BEHAVIOURS = ("diversity:events", "diversity:actions")
 #: Default models of diversity behaviours: the two mechanistic diversity models and the two
 #: simple shapes (a switch and a rise-then-relax); the stagewise shapes add little there.
 DIVERSITY_MODELS = ("logistic_onset", "overshoot", "diversify_then_minimize", "replicator_mutator")

@@ -287,7 +287,8 @@ def fit_error_on_own_data(model_name: str) -> tuple[int, float, float | None]:
     # in different modes (R-hat 1.9-2.1 under two random streams; the mean curve then missed
     # the truth by 3 % under one and 11 % under the other), after 300 the curve was within 1.4 %
     warmup = 300 if model_name == "stagewise3" else 150
-    settings = SamplerSettings(num_warmup=warmup, num_draws=100, num_chains=2, max_tree_depth=6, map_steps=300, map_starts=4)
+    settings = SamplerSettings(num_warmup=warmup, num_draws=100, num_chains=2, max_tree_depth=6, target_accept=0.8,
+                               dense_mass=True, map_steps=300, map_starts=4)
     observation = observation_for(KIND_FAMILY[kind], "poisson" if kind == "event" else None)
     inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
     level = inference.idata.posterior["level"].values.mean(axis=(0, 1))  # observation units
@@ -383,8 +384,8 @@ def test_a_saturated_warmup_cuts_the_draws_and_says_so():
     model, observation, selection = _well_identified_unlocks()
     draws = {}
     for depth, warmup in ((1, 60), (1, 300), (6, 60)):
-        settings = SamplerSettings(num_warmup=warmup, num_draws=80, num_chains=2, max_tree_depth=depth, map_steps=300,
-                                   map_starts=4, saturated_draws=15)
+        settings = SamplerSettings(num_warmup=warmup, num_draws=80, num_chains=2, max_tree_depth=depth, target_accept=0.8,
+                                   dense_mass=True, map_steps=300, map_starts=4, saturated_draws=15)
         inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
         draws[depth, warmup] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
     for warmup, window in ((60, [51, 60]), (300, [150, 250])):
@@ -427,8 +428,8 @@ def test_sampling_stops_once_the_gate_passes_with_a_margin():
     model, observation, selection = _well_identified_unlocks()
     runs = {}
     for depth in (6, 1):
-        settings = SamplerSettings(num_warmup=150, num_draws=1000, num_chains=2, max_tree_depth=depth, map_steps=300,
-                                   map_starts=4, min_draws=200)
+        settings = SamplerSettings(num_warmup=150, num_draws=1000, num_chains=2, max_tree_depth=depth, target_accept=0.8,
+                                   dense_mass=True, map_steps=300, map_starts=4, min_draws=200)
         inference = infer(model, observation, "none", selection, settings, seed=0, progress=False)
         runs[depth] = (inference.idata.posterior.sizes["draw"], inference.diagnostics)
         _assert_stored_outputs_are_the_draws(inference)

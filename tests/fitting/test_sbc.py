@@ -7,10 +7,14 @@ from valuedyn.cli import main
 
 
 def test_small_sbc_ranks_pass_the_uniformity_test(tmp_path, capsys):
+    """A cheap calibration (one seed, complete pooling, short chains at target 0.8): what
+    ``valuedyn sbc`` ran by default before it calibrated the report's settings (those take
+    minutes per simulation; tests/fitting/test_settings.py checks that they are the default)."""
     out = tmp_path / "sbc.nc"
     argv = ["sbc", "--model", "logistic_onset", "--out", str(out), "--simulations", "24", "--n-updates", "30",
             "--chains", "2", "--warmup", "150", "--draws", "150", "--thin-to", "49", "--bins", "5", "--seed", "1",
-            "--no-progress"]
+            "--pooling", "complete", "--n-seeds", "1", "--target-accept", "0.8", "--max-tree-depth", "8",
+            "--min-draws", "0", "--saturated-draws", "0", "--no-progress"]
     assert main(argv) == 0
     assert "combined" in capsys.readouterr().out
     with xr.open_dataset(out, engine="h5netcdf") as ds:
