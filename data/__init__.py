@@ -60,6 +60,18 @@ from valuedyn.data._probe import (
 )
 from valuedyn.data._probe_cli import ProbeConfig, run_probe
 
+# Environmental memory (valuedyn probe --memory).
+from valuedyn.data._memory import (
+    MEMORY_FEATURES,
+    MEMORY_MARGIN,
+    MemorySettings,
+    collect_memory_rollouts,
+    decode_memory,
+    memory_horizon,
+    memory_probe,
+    memory_targets,
+)
+
 __all__ += [
     "BEHAVIOURS",
     "FEATURES",
@@ -76,4 +88,14 @@ __all__ += [
     "reduced_rank_regression_rlct",
     "run_probe",
     "stratified_indices",
+]
+__all__ += [
+    "MEMORY_FEATURES",
+    "MEMORY_MARGIN",
+    "MemorySettings",
+    "collect_memory_rollouts",
+    "decode_memory",
+    "memory_horizon",
+    "memory_probe",
+    "memory_targets",
 ]

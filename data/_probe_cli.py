@@ -3,6 +3,14 @@
 Writes ``<RUN stem>.probe.nc`` next to the trajectory file ``RUN`` (and, unless
 ``--probe-set`` names an existing one, the probe set ``<RUN stem>.probeset.nc``).
 
+``valuedyn probe RUN --memory`` measures environmental memory instead
+(:mod:`valuedyn.data._memory`) and writes ``<RUN stem>.memory.nc``: its own file, since
+its measures come from rollouts of each checkpoint rather than from a probe set of
+single states, have their own dims (``feature``, ``lag``), and are the only measures a
+recurrent run has (context size, essential dynamics and the LLC read a policy on
+single states, which a GRU's history-dependent output does not allow); a run can hold
+both files without one replacing the other.
+
 The output is a trajectory in the sense of the file contract: dims ``seed`` and
 ``checkpoint`` with coords ``update[checkpoint]`` and ``env_step[checkpoint]``, integer
 counts where the measure is a count, and provenance attributes. To fit it like a
@@ -33,6 +41,7 @@ import numpy as np
 
 from valuedyn._config import config_to_json, option
 from valuedyn._errors import ValuedynError
+from valuedyn.data._memory import MemorySettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +54,18 @@ learning coefficient (SGLD) of the policy and of the value network.
 Writes <RUN stem>.probe.nc next to RUN, and the probe set <RUN stem>.probeset.nc unless
 --probe-set reuses one (reuse it to compare runs on the same states).
 A tiny CPU example (after the tiny `valuedyn train` demo):
-  valuedyn probe demo.nc --num-probe-states 128 --rollout-steps 32 --llc-steps 100 --llc-burnin 25"""
+  valuedyn probe demo.nc --num-probe-states 128 --rollout-steps 32 --llc-steps 100 --llc-burnin 25
+
+--memory measures environmental memory instead (the only measures of a --recurrent run):
+each checkpoint is rolled out on its own behaviour, and linear decoders read from the
+policy's state whether water, a table, a tree were in view k steps ago, the direction
+back to the last water seen and the steps since the last drink, against a decoder given
+only what the current observation holds; the memory horizon of a feature is the largest
+lag k at which the state beats it by a margin. Writes <RUN stem>.memory.nc:
+  valuedyn probe run.nc --memory --memory-lags 32"""
 
     run: str = option(help="trajectory file of a run; its checkpoints are read from <RUN>.ckpt/", positional=True, metavar="RUN")
-    out: str | None = option(None, "output file (default: <RUN stem>.probe.nc next to RUN)", metavar="PATH")
+    out: str | None = option(None, "output file (default: <RUN stem>.probe.nc next to RUN; with --memory <RUN stem>.memory.nc)", metavar="PATH")
     probe_set: str | None = option(
         None, "reuse this probe set file instead of sampling one (default: sample one and write <RUN stem>.probeset.nc)", metavar="PATH"
     )
@@ -70,6 +87,18 @@ A tiny CPU example (after the tiny `valuedyn train` demo):
     llc_gamma: float = option(10.0, "SGLD localisation strength gamma")
     llc_batch_size: int = option(256, "SGLD minibatch of probe states (capped at the probe set)")
     progress: bool = option(True, "show a progress bar over checkpoints on stderr")
+    memory: bool = option(
+        False, "measure environmental memory instead (recurrent runs: the GRU's hidden state; feed-forward: the last hidden "
+        "layer, a control without memory) and write <RUN stem>.memory.nc; --seed then seeds its rollouts, folds and bootstrap"
+    )
+    memory_envs: int = option(MemorySettings.num_envs, "with --memory: environments per rollout of each checkpoint")
+    memory_steps: int = option(MemorySettings.num_steps, "with --memory: steps per rollout of each checkpoint")
+    memory_lags: int = option(MemorySettings.num_lags, "with --memory: decode each feature at lags 1..K steps back; the horizon is a count out of K")
+    memory_folds: int = option(MemorySettings.num_folds, "with --memory: cross-validation folds of whole episodes (>= 3)")
+    memory_bootstrap: int = option(MemorySettings.num_bootstrap, "with --memory: bootstrap resamples of episodes for the interval of the state's advantage")
+    memory_components: int = option(
+        MemorySettings.max_components, "with --memory: decoder inputs wider than this are projected on their leading principal components"
+    )
 
 
 def default_outputs(run: Path) -> tuple[Path, Path]:
@@ -77,7 +106,42 @@ def default_outputs(run: Path) -> tuple[Path, Path]:
     return run.with_name(run.stem + ".probe.nc"), run.with_name(run.stem + ".probeset.nc")
 
 
+#: Options of the probe-set measures only, and of --memory only: the other mode refuses them.
+PROBE_SET_FIELDS = (
+    "probe_set", "num_probe_states", "rollout_envs", "rollout_steps", "rollout_checkpoints", "stratified_share", "threshold",
+    "num_components", "llc", "llc_steps", "llc_burnin", "llc_chains", "llc_step_size", "llc_value_step_size", "llc_gamma",
+    "llc_batch_size",
+)
+MEMORY_FIELDS = ("memory_envs", "memory_steps", "memory_lags", "memory_folds", "memory_bootstrap", "memory_components")
+
+
+def memory_output(run: Path) -> Path:
+    """``<stem>.memory.nc`` beside the trajectory file."""
+    return run.with_name(run.stem + ".memory.nc")
+
+
+def memory_settings(config: ProbeConfig) -> MemorySettings:
+    return MemorySettings(
+        num_envs=config.memory_envs, num_steps=config.memory_steps, num_lags=config.memory_lags, num_folds=config.memory_folds,
+        num_bootstrap=config.memory_bootstrap, max_components=config.memory_components, seed=config.seed,
+    )
+
+
+def _refuse_other_mode(config: ProbeConfig) -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(ProbeConfig)}
+    names, other = (PROBE_SET_FIELDS, "the probe-set measures") if config.memory else (MEMORY_FIELDS, "--memory")
+    given = [name for name in names if getattr(config, name) != defaults[name]]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        fix = "drop them or drop --memory" if config.memory else "add --memory or drop them"
+        raise ValuedynError(f"{flags} only apply to {other}; {fix}")
+
+
 def validate_config(config: ProbeConfig) -> None:
+    _refuse_other_mode(config)
+    if config.memory:
+        memory_settings(config).validate()
+        return
     checks = [
         (config.num_probe_states >= 2, "--num-probe-states must be >= 2", config.num_probe_states),
         (config.rollout_envs >= 1, "--rollout-envs must be >= 1", config.rollout_envs),
@@ -170,7 +234,39 @@ def _sample_probe_set(config, train_config, actor, checkpoints, rng):
                              attrs, config.stratified_share)
 
 
+def run_memory_probe(config: ProbeConfig) -> int:
+    """``valuedyn probe RUN --memory``: :func:`valuedyn.data._memory.memory_probe`, written atomically."""
+    from valuedyn._io import require_file, write_dataset_atomic
+    from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints, refuse_run_outputs
+    from valuedyn.data._memory import memory_probe
+    from valuedyn.data._schema import open_trajectory
+
+    validate_config(config)
+    run = require_file(config.run, "trajectory file")
+    out = memory_output(run) if config.out is None else Path(config.out)
+    refuse_run_outputs([out], config.force, inputs=[run])
+    if not list_checkpoints(run):
+        raise ValuedynError(
+            f"run {run} has no checkpoints in {checkpoint_dir(run)}/; probe needs the checkpoints `valuedyn train` writes there"
+        )
+    open_trajectory(run)  # refuse a file that is not a trajectory before any work
+    dataset = memory_probe(run, memory_settings(config), progress=config.progress)
+    dataset.attrs["config"] = config_to_json(config)
+    write_dataset_atomic(dataset, out)
+    horizon = dataset["memory_horizon"]
+    summary = ", ".join(f"{name} {int(horizon.sel(feature=name).isel(checkpoint=-1).max())}" for name in dataset["feature"].values)
+    print(
+        f"valuedyn probe: wrote {out} ({dataset.sizes['checkpoint']} checkpoints x {dataset.sizes['seed']} seeds, "
+        f"{dataset.attrs['seconds_per_checkpoint']:.1f} s per checkpoint); memory horizon at the last checkpoint "
+        f"(largest over seeds, of {dataset.sizes['lag']} lags): {summary}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run_probe(config: ProbeConfig) -> int:
+    if config.memory:
+        return run_memory_probe(config)
     start = time.time()
     run, out, probe_set_out, checkpoints = _checked_inputs(config)
 
@@ -192,7 +288,11 @@ def run_probe(config: ProbeConfig) -> int:
     if train_config.env != CLASSIC_ENV:
         raise ValuedynError(f"probe measures support {CLASSIC_ENV!r} only, the run used {train_config.env!r}")
     if train_config.recurrent:
-        raise ValuedynError("probe measures need a feed-forward policy; the run used --recurrent (a GRU needs each state's history)")
+        raise ValuedynError(
+            "the probe-set measures (context size, essential dynamics, LLC) need a feed-forward policy; the run used --recurrent "
+            "(a GRU's output depends on each state's history, which a probe set of single states lacks); "
+            "pass --memory for the memory measures of a recurrent run"
+        )
     actor, critic = make_networks(train_config)
     rng = jax.random.PRNGKey(config.seed)
 
