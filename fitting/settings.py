@@ -110,10 +110,35 @@ OPTIONS: dict[str, Option] = {
                         "instead of local processes"),
     "lfo": Option("also score leave-future-out: refit every model on the early updates and score the held-out "
                   "future (doubles the fit time)"),
+    "refit_remedy": Option("refit once, automatically, every fit whose verdict is 'sampler failed' and names a "
+                           "remedy (a higher target acceptance, a deeper tree, more draws and warmup, or all chains "
+                           "restarted from the best mode); both attempts are recorded in the fit file "
+                           "(--no-refit-remedy: keep the first attempt)"),
+    "initial_points": Option("JSON object: posterior variable -> one value per chain (a list per seed for a per-seed "
+                             "parameter), in the parameter's units: the MAP search and every chain start there "
+                             "instead of around the prior median (the automatic refit of a fit whose chains are stuck "
+                             "in modes of lower density writes it, from draws of the best mode)"),
     # how a command writes and shows
     "force": Option("replace an existing --out"),
     "progress": Option("progress bar on stderr"),
 }
+
+
+# ---------------------------------------------------------------- the remedy ladder
+#: target acceptance rungs a "sampler failed" remedy climbs (divergences): each remedy takes the
+#: next rung above the fit's own value; at the top there is no such remedy left
+TARGET_ACCEPT_LADDER = (0.95, 0.99, 0.995, 0.999)
+#: tree-depth increase of a remedy for transitions cut at the cap (each +1 doubles the leapfrog steps per draw)
+TREE_DEPTH_STEP = 2
+#: the deepest tree a remedy asks for (validate_sampler_config allows up to 15)
+TREE_DEPTH_CAP = 12
+#: the bulk / tail ESS the gate asks for (valuedyn.fitting.inference._diagnostics.ESS_MIN; a test keeps them equal)
+REMEDY_ESS_TARGET = 400
+#: draws and warmup a remedy scales by at least this factor (a smaller step rarely crosses the gate)
+REMEDY_MIN_FACTOR = 1.5
+#: the most draws / warmup iterations per chain a remedy asks for
+REMEDY_DRAWS_CAP = 4000
+REMEDY_WARMUP_CAP = 2000
 
 
 # ---------------------------------------------------------------- defaults per use
@@ -299,6 +324,7 @@ class FitConfig:
     target_accept: float = declared("target_accept", use=FIT)
     dense_mass: bool = declared("dense_mass", use=FIT)
     saturated_draws: int = declared("saturated_draws", use=FIT)
+    initial_points: str | None = declared("initial_points", None)
     strict: bool = option(False, help="exit 1 when the fit misses the diagnostic thresholds")
     force: bool = declared("force", False)
     progress: bool = declared("progress", True)
@@ -475,6 +501,7 @@ class FitBatchConfig:
     scheduler: str | None = declared("scheduler", None)
     time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     lfo: bool = declared("lfo", False)
+    refit_remedy: bool = declared("refit_remedy", True)
     choose_observation: bool = option(False, "for each unlock / action behaviour, fit its most flexible closed-form model with "
                                              "the binomial and the beta-binomial first and fit every model with the one the "
                                              "data demand (coverage of the 90-percent interval or PSIS-LOO; recorded in the fit "
