@@ -14,7 +14,14 @@ behaviour                  observation ``y[seed, update]``        exposure      
 
 An update whose exposure is 0 (no finished episode, no action, no event) is *masked*:
 its cell keeps ``y = 0`` and ``mask = False`` and the likelihood skips it; nothing is
-filled in or divided by zero.
+filled in or divided by zero. So is a cell the file marks unobserved
+(:func:`valuedyn.data.observed_mask`, an imported log's missing value): for an action, an
+update in which any action is unobserved (the exposure sums over every action); for a
+diversity, an update in which any category is unobserved.
+
+A behaviour needs its part of the file (:data:`KIND_PART`); an imported file holds only
+what its log held, and a behaviour whose part is absent is refused with the behaviours the
+file offers (:func:`offered_behaviours`).
 
 Time: ``tau = (env_step - first) / (last - first)`` over the selected window, so models
 run on ``tau`` in [0, 1]; ``time_origin`` (= first) and ``time_scale`` (= last - first)
@@ -37,6 +44,14 @@ from valuedyn._errors import ValuedynError
 from valuedyn.models import BEHAVIOUR_KINDS  # the kinds of the models' applies_to, defined once there
 
 DIVERSITY_NAMES = ("actions", "events")
+#: behaviour kind (diversity: ``diversity:NAME``) -> (optional part of the trajectory, its variable)
+KIND_PART = {
+    "unlock": ("unlocks", "achievement_unlocks"),
+    "event": ("events", "event_total"),
+    "action": ("actions", "action_count"),
+    "diversity:actions": ("actions", "action_count"),
+    "diversity:events": ("events", "event_total"),
+}
 #: behaviour kind -> family of its observation model
 KIND_FAMILY = {"unlock": "binomial", "action": "binomial", "event": "count", "diversity": "continuous"}
 
@@ -131,6 +146,32 @@ def _names(ds, dim: str) -> list[str]:
     return [str(v) for v in _labels(ds, dim)]
 
 
+def behaviour_part(behaviour: str) -> tuple[str, str]:
+    """The ``(part, variable)`` of the trajectory a behaviour reads (:data:`KIND_PART`)."""
+    kind, _ = parse_behaviour(behaviour)
+    return KIND_PART.get(behaviour if kind == "diversity" else kind, ("", ""))
+
+
+def offered_behaviours(ds) -> list[str]:
+    """The behaviour patterns a trajectory file offers, one per kind whose part it holds:
+    ``unlock:ACHIEVEMENT``, ``event:EVENT``, ``action:ACTION``, ``diversity:actions``,
+    ``diversity:events``; e.g. an unlock-only import offers ``["unlock:ACHIEVEMENT"]``."""
+    offered = [f"{kind}:{dim.upper()}" for kind, dim in (("unlock", "achievement"), ("event", "event"), ("action", "action"))
+               if KIND_PART[kind][1] in ds]
+    return offered + [f"diversity:{name}" for name in DIVERSITY_NAMES if KIND_PART[f"diversity:{name}"][1] in ds]
+
+
+def require_part(ds, behaviour: str) -> None:
+    """Refuse a behaviour whose part the file does not hold (an imported log without it)."""
+    part, variable = behaviour_part(behaviour)
+    if variable and variable not in ds:
+        source = f"logged by {ds.attrs['source_format']} and imported" if "source_format" in ds.attrs else "this trajectory"
+        raise ValuedynError(
+            f"behaviour {behaviour!r} needs the {part!r} part ({variable}), which this file does not hold (its log, "
+            f"{source}, lacked it); the file offers {', '.join(offered_behaviours(ds)) or 'no behaviour'}"
+        )
+
+
 def hill1(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hill number of order 1 (exp of Shannon entropy) over the last axis.
 
@@ -198,39 +239,50 @@ def select_behaviour(
             f"{len(seed_index)} seeds x {len(update_index)} updates; a fit needs at least 1 seed and 2 updates; "
             f"the file has updates {int(update_labels[0])}..{int(update_labels[-1])}"
         )
+    if kind == "diversity" and name not in DIVERSITY_NAMES:
+        raise ValuedynError(
+            f"behaviour {behaviour!r}: diversity is computed over 'actions' or 'events'; "
+            f"valid names: diversity:actions, diversity:events"
+        )
+    require_part(ds, behaviour)
+    from valuedyn.data import observed_mask
+
     sub = ds.isel(seed=seed_index, update=update_index)
     episodes = np.asarray(sub["episodes_finished"].values, dtype=np.int64)
 
-    def pick(variable: str, dim: str) -> np.ndarray:
+    def observed(variable: str) -> np.ndarray:
+        # the file's mask of logged cells (all True in a trainer file), cut like ``sub``
+        return observed_mask(ds, variable)[np.ix_(seed_index, update_index)]
+
+    def pick(variable: str, dim: str) -> tuple[np.ndarray, np.ndarray]:
         names = _names(ds, dim)
         if name not in names:
             raise ValuedynError(
                 f"behaviour {behaviour!r}: {dim} {name!r} is not in this file; valid names: {', '.join(names)}"
             )
-        return np.asarray(sub[variable].isel({dim: names.index(name)}).values, dtype=np.int64)
+        index = names.index(name)
+        return np.asarray(sub[variable].isel({dim: index}).values, dtype=np.int64), observed(variable)[..., index]
 
     if kind == "unlock":
-        y = pick("achievement_unlocks", "achievement")
+        y, seen = pick("achievement_unlocks", "achievement")
         exposure = episodes.astype(np.float64)
     elif kind == "event":
-        y = pick("event_total", "event")
+        y, seen = pick("event_total", "event")
         exposure = episodes.astype(np.float64)
     elif kind == "action":
-        y = pick("action_count", "action")
+        y, _ = pick("action_count", "action")
+        # the exposure sums over every action: one unobserved action leaves it unknown
+        seen = observed("action_count").all(axis=-1)
         exposure = np.asarray(sub["action_count"].values, dtype=np.int64).sum(axis=-1).astype(np.float64)
     else:
-        if name not in DIVERSITY_NAMES:
-            raise ValuedynError(
-                f"behaviour {behaviour!r}: diversity is computed over 'actions' or 'events'; "
-                f"valid names: diversity:actions, diversity:events"
-            )
-        counts = sub["action_count"].values if name == "actions" else sub["event_total"].values
-        y, has = hill1(counts)
+        variable = KIND_PART[behaviour][1]
+        y, has = hill1(sub[variable].values)
+        seen = observed(variable).all(axis=-1)  # a share needs every category
         # The event distribution counts only finished episodes; with none, there is no data.
         if name == "events":
             has &= episodes > 0
         exposure = has.astype(np.float64)
-    mask = exposure > 0
+    mask = (exposure > 0) & seen
     if family != "continuous":
         y = np.where(mask, y, 0)
     else:

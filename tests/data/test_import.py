@@ -386,25 +386,45 @@ def test_an_imported_file_needs_its_core_and_provenance(tmp_path):
 
 
 def test_import_then_fit_the_jsonl_fixture(tmp_path, capsys):
-    runs = [write_jsonl(tmp_path / f"run{r}.jsonl", _rows(r)) for r in range(2)]
+    """End to end on the JSONL fixture, one rate missing: the fit leaves that cell out (9 of
+    10 cells observed), and a behaviour whose part the log lacked is refused in one line."""
+    runs = [write_jsonl(tmp_path / "run0.jsonl", _rows(0, extra={2: {"Achievements/place_table": None}})),
+            write_jsonl(tmp_path / "run1.jsonl", _rows(1))]
     trajectory, fit = tmp_path / "theirs.nc", tmp_path / "fit.nc"
     code, printed, err = _cli(capsys, [*runs, "--steps-per-update", STEPS_PER_UPDATE, "--out", trajectory])
     assert code == 0, err
+    sampler = ["--chains", "1", "--warmup", "100", "--draws", "100", "--min-draws", "0", "--no-progress"]
     code = main(["fit", str(trajectory), "--model", "logistic_onset", "--behaviour", "unlock:place_table", "--out", str(fit),
-                 "--chains", "1", "--warmup", "100", "--draws", "100", "--min-draws", "0", "--no-progress"])
+                 *sampler])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert fit.exists() and "unlock:place_table (2 seeds x 5 updates, 10 observed" in captured.out
+    assert fit.exists() and "unlock:place_table (2 seeds x 5 updates, 9 observed" in captured.out
+    from valuedyn.fitting import load_fit
+
+    mask = np.asarray(load_fit(fit).constant_data["mask"].values, bool)
+    assert mask.shape == (2, 5) and not mask[0, 2] and mask.sum() == 9
+    refused = tmp_path / "refused.nc"
+    code = main(["fit", str(trajectory), "--model", "overshoot", "--behaviour", "event:place_plant", "--out", str(refused),
+                 *sampler])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not refused.exists()
+    assert "needs the 'events' part (event_total)" in err and "the file offers unlock:ACHIEVEMENT" in err
 
 
-def test_the_fitting_side_honours_a_cell_masked_for_one_behaviour(tmp_path):
-    """The fitting room must leave a cell out that the file marks unobserved (one behaviour
-    of one update), as it leaves out an update without finished episodes."""
+@pytest.mark.parametrize("writer", ["jsonl-null", "csv-nan"])
+def test_the_fitting_side_honours_a_cell_masked_for_one_behaviour(tmp_path, writer):
+    """The fitting room leaves out a cell that the file marks unobserved (one behaviour of
+    one update: a null or NaN rate), as it leaves out an update without finished episodes,
+    instead of fitting the stored placeholder 0."""
     from valuedyn.fitting import select_behaviour
 
-    run = write_jsonl(tmp_path / "run.jsonl", _rows(0, extra={2: {"Achievements/place_table": None}}))
+    if writer == "jsonl-null":
+        run = write_jsonl(tmp_path / "run.jsonl", _rows(0, extra={2: {"Achievements/place_table": None}}))
+    else:
+        run = write_csv(tmp_path / "run.csv", _rows(0, extra={2: {"Achievements/place_table": float("nan")}}))
     ds = import_runs([run], steps_per_update=STEPS_PER_UPDATE)
+    assert ds["achievement_unlocks"].sel(achievement="place_table").values[0, 2] == 0  # the stored placeholder
     selection = select_behaviour(ds, "unlock:place_table")
-    if selection.mask[0, 2]:
-        pytest.xfail("fitting side: select_behaviour does not read achievement_unlocks_observed yet (issue 32, point 2)")
-    assert selection.mask.sum() == 4
+    np.testing.assert_array_equal(selection.mask, [[True, True, False, True, True]])
+    assert selection.exposure[0, 2] > 0  # episodes finished: only the rate is missing
+    assert select_behaviour(ds, "unlock:place_plant").mask.all()  # the other behaviours of that update stay

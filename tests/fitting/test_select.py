@@ -80,3 +80,53 @@ def test_empty_and_all_masked_selections_are_refused(dataset):
     with pytest.raises(ValuedynError, match="FIRST:LAST"):
         parse_updates("3-4")
     assert parse_behaviour("event:place_plant") == ("event", "place_plant")
+
+
+# ---------------------------------------------------------------------------
+# cells the file marks unobserved (an imported log's missing value) are masked, not 0
+# ---------------------------------------------------------------------------
+
+
+def _with_unobserved(dataset, variable, seed, update, index=None):
+    """``dataset`` with one cell of ``variable`` marked unobserved (0 there, as the contract stores it)."""
+    ds = dataset.copy(deep=True)
+    seen = np.ones(ds[variable].shape, bool)
+    cell = (seed, update) if index is None else (seed, update, index)
+    seen[cell] = False
+    ds[variable].values[cell] = 0
+    ds[variable + "_observed"] = (ds[variable].dims, seen)
+    return ds
+
+
+def test_an_unobserved_unlock_cell_is_masked_for_that_behaviour_only(dataset):
+    table = [str(a) for a in dataset["achievement"].values].index("place_table")
+    ds = _with_unobserved(dataset, "achievement_unlocks", 1, 20, table)
+    before = select_behaviour(dataset, "unlock:place_table")
+    after = select_behaviour(ds, "unlock:place_table")
+    assert before.mask[1, 20] and not after.mask[1, 20] and after.y[1, 20] == 0
+    assert after.n_observed == before.n_observed - 1
+    # the other achievement of the same update stays observed
+    other = [str(a) for a in dataset["achievement"].values if str(a) != "place_table"][0]
+    assert select_behaviour(ds, f"unlock:{other}").mask[1, 20]
+
+
+def test_an_unobserved_action_masks_its_update_for_every_action_and_the_diversity(dataset):
+    ds = _with_unobserved(dataset, "action_count", 0, 30, 0)
+    for behaviour in ("action:place_plant", "diversity:actions"):
+        assert select_behaviour(dataset, behaviour).mask[0, 30]
+        sel = select_behaviour(ds, behaviour)
+        assert not sel.mask[0, 30] and sel.mask[0, 29] and sel.mask[1, 30]
+    events = _with_unobserved(dataset, "event_total", 2, 40, 0)
+    assert not select_behaviour(events, "diversity:events").mask[2, 40]
+    assert select_behaviour(events, "diversity:events").mask[2, 39]
+
+
+def test_a_behaviour_whose_part_is_absent_is_refused_with_what_the_file_offers(dataset):
+    unlock_only = dataset.drop_vars(["event_total", "action_count"])
+    unlock_only.attrs["source_format"] = "jsonl"
+    for behaviour, part in (("event:place_plant", "events"), ("action:noop", "actions"),
+                            ("diversity:actions", "actions"), ("diversity:events", "events")):
+        with pytest.raises(ValuedynError, match=rf"needs the '{part}' part .*lacked it\); the file offers "
+                                                r"unlock:ACHIEVEMENT$"):
+            select_behaviour(unlock_only, behaviour)
+    assert select_behaviour(unlock_only, "unlock:place_table").n_observed > 0
