@@ -16,7 +16,6 @@ trustworthy fit (the stored verdict of :func:`~valuedyn.fitting.classify_fit`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -46,11 +45,10 @@ class ConditionsResult:
 
 
 def _training_config(ds) -> dict | None:
-    try:
-        config = json.loads(ds.attrs.get("config", ""))
-    except (TypeError, json.JSONDecodeError):
-        return None
-    return config if isinstance(config, dict) else None
+    # the fitting room's reader: None for an imported file, whose 'config' holds import settings
+    from valuedyn.fitting.analyses._conditions import training_config
+
+    return training_config(ds.attrs)
 
 
 def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Path, *, started: float | None = None,
@@ -73,8 +71,8 @@ def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Pa
     missing = [p.name for p, c in zip(paths, configs) if c is None]
     if missing:
         return ConditionsResult([], (), MOTIF_MODEL, text=(
-            f"No comparison of conditions: {', '.join(missing)} store no training config (attribute 'config'), so "
-            "their conditions are unknown."))
+            f"No comparison of conditions: {', '.join(missing)} store no training config (attribute 'config'; an "
+            "imported file stores its import settings there), so their conditions are unknown."))
     groups, differing = group_conditions([str(p) for p in paths], configs)
     conditions = [{"name": g.name, "settings": g.settings, "trajectories": [Path(f).name for f in g.files]} for g in groups]
     result = ConditionsResult(conditions, differing, MOTIF_MODEL)
