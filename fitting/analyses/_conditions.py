@@ -98,7 +98,10 @@ def condition_name(settings: dict) -> str:
 
 def training_config(attrs) -> dict | None:
     """The training config a trajectory's attributes store (``config``, a JSON object), or
-    None when it is missing or not one."""
+    None when it is missing or not one, or when the file was imported (``valuedyn import``
+    stores its import settings there, which are no training conditions)."""
+    if "source_format" in attrs:
+        return None
     text = attrs.get("config")
     try:
         config = json.loads(text) if isinstance(text, str) else None
@@ -107,16 +110,31 @@ def training_config(attrs) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
+def refuse_imported(path, attrs) -> None:
+    """Refuse a file written by ``valuedyn import`` in a comparison of conditions: its
+    attribute ``config`` holds the import's settings, which must never be taken for the
+    conditions of training (another trainer's logs do not say them)."""
+    if "source_format" in attrs:
+        raise ValuedynError(
+            f"{path} was imported from another trainer's logs (valuedyn import, {attrs['source_format']}): its attribute "
+            "'config' holds the import's settings, not the conditions of training, so it cannot enter a comparison of "
+            "conditions; compare files written by `valuedyn train`, or fit each imported file alone"
+        )
+
+
 def read_config(path) -> dict:
-    """The training config stored in a trajectory file's attributes (file not loaded)."""
+    """The training config stored in a trajectory file's attributes (file not loaded);
+    an imported file is refused (:func:`refuse_imported`)."""
     import xarray as xr
 
     path = require_file(path, "trajectory file")
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
-            config = training_config(ds.attrs)
+            attrs = dict(ds.attrs)
     except Exception as err:  # h5py raises many types for a corrupt file
         raise ValuedynError(f"cannot read {path} as netCDF4 ({type(err).__name__}: {err}); pass trajectory files") from None
+    refuse_imported(path, attrs)
+    config = training_config(attrs)
     if config is None:
         raise ValuedynError(
             f"{path}: attribute 'config' is missing or not a JSON object; conditions are read from the training "
@@ -192,6 +210,7 @@ def pool_conditions(paths, behaviour: str, updates=None, seeds=(), max_seeds: in
     datasets = [open_trajectory(p) for p in paths]
     configs = []
     for path, ds in zip(paths, datasets):
+        refuse_imported(path, ds.attrs)
         config = training_config(ds.attrs)
         if config is None:
             raise ValuedynError(f"{path}: attribute 'config' is not a JSON object; pass files written by `valuedyn train`")

@@ -306,18 +306,26 @@ def diversity_headline(event_fit=None, action_fit=None, *, untrusted: dict[str, 
 def first_found_updates(ds, threshold: float = 0.1) -> dict[str, int]:
     """Achievement -> the first update (label) at which the seed-pooled unlock rate reaches
     ``threshold``, for achievements found after the first update (those present from the
-    start are no new reward source). Updates without a finished episode are skipped."""
-    unlocks = np.asarray(ds["achievement_unlocks"].values, np.float64).sum(axis=0)  # [update, achievement]
-    episodes = np.asarray(ds["episodes_finished"].values, np.float64).sum(axis=0)  # [update]
+    start are no new reward source). Updates without a finished episode are skipped, and so
+    is a cell the file marks unobserved (:func:`valuedyn.data.observed_mask`): it counts
+    neither in the unlocks nor in that achievement's finished episodes. A file without the
+    unlocks part finds nothing."""
+    from valuedyn.data import observed_mask
+
+    if "achievement_unlocks" not in ds:
+        return {}
+    seen = observed_mask(ds, "achievement_unlocks")  # [seed, update, achievement]
+    unlocks = np.where(seen, np.asarray(ds["achievement_unlocks"].values, np.float64), 0.0).sum(axis=0)  # [update, achievement]
+    episodes = (np.asarray(ds["episodes_finished"].values, np.float64)[..., None] * seen).sum(axis=0)  # [update, achievement]
     updates = np.asarray(ds["update"].values)
     names = [str(a) for a in ds["achievement"].values]
     has = episodes > 0
-    rate = np.divide(unlocks, episodes[:, None], out=np.zeros_like(unlocks), where=has[:, None])
+    rate = np.divide(unlocks, episodes, out=np.zeros_like(unlocks), where=has)
     found = {}
-    first_observed = int(np.argmax(has)) if has.any() else len(updates)
     for j, name in enumerate(names):
-        hits = np.flatnonzero(has & (rate[:, j] >= threshold))
-        if hits.size and hits[0] > first_observed:
+        hits = np.flatnonzero(has[:, j] & (rate[:, j] >= threshold))
+        # found at its first observed update: there from the start, or found unseen; not new
+        if hits.size and hits[0] > int(np.argmax(has[:, j])):
             found[name] = int(updates[hits[0]])
     return dict(sorted(found.items(), key=lambda item: item[1]))
 

@@ -121,25 +121,36 @@ def learned_achievements(ds, threshold: float, window: float = 0.1) -> list[tupl
     Rule: pooling all seeds, the unlock rate (episodes that unlocked it / finished
     episodes) over the first ``window`` of updates is below ``threshold`` and over the
     last ``window`` is at or above it. Returned with the env step at which the pooled
-    rate, smoothed over ``window``, first reaches ``threshold``.
+    rate, smoothed over ``window``, first reaches ``threshold``. A cell the file marks
+    unobserved (:func:`valuedyn.data.observed_mask`: an imported log's missing rate) counts
+    neither in the unlocks nor in that achievement's finished episodes. A file without
+    the unlocks part learns nothing.
     """
-    unlocks = np.asarray(ds["achievement_unlocks"].values, dtype=float).sum(axis=0)  # [update, achievement]
-    episodes = np.asarray(ds["episodes_finished"].values, dtype=float).sum(axis=0)  # [update]
+    from valuedyn.data import observed_mask
+
+    if "achievement_unlocks" not in ds:
+        return []
+    seen = observed_mask(ds, "achievement_unlocks")  # [seed, update, achievement]
+    unlocks = np.where(seen, np.asarray(ds["achievement_unlocks"].values, dtype=float), 0.0).sum(axis=0)  # [update, achievement]
+    # per achievement: the finished episodes of the cells whose rate was logged
+    episodes = (np.asarray(ds["episodes_finished"].values, dtype=float)[..., None] * seen).sum(axis=0)  # [update, achievement]
     env_step = np.asarray(ds["env_step"].values, dtype=float)
-    n = len(episodes)
+    n = episodes.shape[0]
     width = max(1, int(round(window * n)))
 
     def pooled(rows):
-        total = episodes[rows].sum()
-        return unlocks[rows].sum(axis=0) / total if total > 0 else np.full(unlocks.shape[1], np.nan)
+        total = episodes[rows].sum(axis=0)
+        return np.divide(unlocks[rows].sum(axis=0), total, out=np.full(unlocks.shape[1], np.nan), where=total > 0)
 
     early, late = pooled(slice(0, width)), pooled(slice(n - width, n))
     names = [str(a) for a in ds["achievement"].values]
     kernel = np.ones(width)
-    smooth_unlocks = np.stack([np.convolve(unlocks[:, a], kernel, mode="full")[:n] for a in range(len(names))], axis=1)
-    smooth_episodes = np.convolve(episodes, kernel, mode="full")[:n]
-    rate = np.divide(smooth_unlocks, smooth_episodes[:, None], out=np.zeros_like(smooth_unlocks),
-                     where=smooth_episodes[:, None] > 0)
+
+    def smooth(values):
+        return np.stack([np.convolve(values[:, a], kernel, mode="full")[:n] for a in range(len(names))], axis=1)
+
+    smooth_unlocks, smooth_episodes = smooth(unlocks), smooth(episodes)
+    rate = np.divide(smooth_unlocks, smooth_episodes, out=np.zeros_like(smooth_unlocks), where=smooth_episodes > 0)
     learned = []
     for a, name in enumerate(names):
         if np.isfinite(early[a]) and np.isfinite(late[a]) and early[a] < threshold <= late[a]:
@@ -148,13 +159,37 @@ def learned_achievements(ds, threshold: float, window: float = 0.1) -> list[tupl
     return sorted(learned, key=lambda item: (item[1], item[0]))
 
 
+def _labels_of(ds, variable: str, dim: str) -> set[str]:
+    """The labels of ``dim`` where the file holds ``variable`` (empty where its part is absent)."""
+    return {str(v) for v in ds[dim].values} if variable in ds and dim in ds.coords else set()
+
+
 def default_behaviours(ds, threshold: float) -> list[str]:
-    """The plant motif (where the trajectory records it) plus every learned achievement."""
-    events = {str(e) for e in ds["event"].values}
-    achievements = {str(a) for a in ds["achievement"].values}
+    """The plant motif (where the trajectory records it: ``event:place_plant`` only with the
+    events part, ``unlock:place_plant`` only with the unlocks part) plus every learned achievement."""
+    events = _labels_of(ds, "event_total", "event")
+    achievements = _labels_of(ds, "achievement_unlocks", "achievement")
     chosen = [b for b in PLANT_MOTIF if b.partition(":")[2] in (events if b.startswith("event") else achievements)]
     chosen += [f"unlock:{name}" for name, _ in learned_achievements(ds, threshold) if f"unlock:{name}" not in chosen]
     return chosen
+
+
+def absent_behaviours(ds, behaviours: Sequence[str]) -> dict[str, str]:
+    """Behaviour -> the optional part it needs that ``ds`` does not hold (e.g. an unlock-only
+    import: ``{"event:place_plant": "events", "diversity:actions": "actions", ...}``)."""
+    from valuedyn.fitting.inference._select import behaviour_part
+
+    return {b: behaviour_part(b)[0] for b in behaviours if behaviour_part(b)[1] and behaviour_part(b)[1] not in ds}
+
+
+def absent_note(name: str, ds, absent: dict[str, str]) -> str:
+    """One line: which behaviours a file does not offer and which parts its log lacked."""
+    from valuedyn.data._schema import is_imported
+
+    parts = sorted(set(absent.values()))
+    whose = "its log (imported) lacked" if is_imported(ds) else "the file lacks"
+    return (f"{name}: not fitted, {whose} the part{'s' if len(parts) > 1 else ''} {', '.join(parts)}: "
+            f"{', '.join(absent)}")
 
 
 def applicable_models(behaviour: str, requested: Sequence[str] = (), *, ode_models: bool = True) -> list[str]:
@@ -192,7 +227,9 @@ def plan_fits(
     ``behaviours`` (``KIND:NAME``; default :func:`default_behaviours`), ``models``
     (default: every registered model whose kind applies), ``seeds`` (default: the first
     ``max_seeds``, 0 = all), at most ``max_behaviours`` behaviours (0 = all), and without
-    ``behaviours`` also :data:`DIVERSITY_BEHAVIOURS` unless ``diversity`` is False; without
+    ``behaviours`` also :data:`DIVERSITY_BEHAVIOURS` unless ``diversity`` is False (or the
+    file lacks their part: a note names the default behaviours a file cannot offer and the
+    parts its log lacked; a behaviour asked for by name whose part is absent is refused); without
     ``models``, ``ode_models=False`` leaves out the models without a closed form. ``dataset``:
     the trajectory already opened (saves reading it twice). Returns the jobs and notes
     (what was left out and why). Raises :class:`ValuedynError` for any bad input.
@@ -219,8 +256,14 @@ def plan_fits(
             f"--max-behaviours {max_behaviours}: {', '.join(wanted[max_behaviours:])}"
         )
         wanted = wanted[:max_behaviours]
-    if not behaviours and diversity:
-        wanted += [b for b in DIVERSITY_BEHAVIOURS if b not in wanted]
+    if not behaviours:
+        # the defaults a file without a part cannot offer: said in one line, never fitted to made-up zeros
+        offered = [b for b in PLANT_MOTIF if b not in wanted] + (list(DIVERSITY_BEHAVIOURS) if diversity else [])
+        absent = absent_behaviours(ds, offered)
+        if absent:
+            notes.append(absent_note(path.name, ds, absent))
+        if diversity:
+            wanted += [b for b in DIVERSITY_BEHAVIOURS if b not in wanted and b not in absent]
     jobs: list[FitJob] = []
     for behaviour in wanted:
         select_behaviour(ds, behaviour, seeds=chosen or None)  # bad name / empty data -> ValuedynError

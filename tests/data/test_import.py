@@ -428,3 +428,64 @@ def test_the_fitting_side_honours_a_cell_masked_for_one_behaviour(tmp_path, writ
     np.testing.assert_array_equal(selection.mask, [[True, True, False, True, True]])
     assert selection.exposure[0, 2] > 0  # episodes finished: only the rate is missing
     assert select_behaviour(ds, "unlock:place_plant").mask.all()  # the other behaviours of that update stay
+
+
+# ---------------------------------------------------------------------------
+# the fitting room reads only what the file holds
+# ---------------------------------------------------------------------------
+
+
+def _two_runs_one_rate_missing(tmp_path):
+    """Two runs; run 1's place_table rate is missing at update 3 (its episodes finished)."""
+    runs = [write_jsonl(tmp_path / "run0.jsonl", _rows(0)),
+            write_jsonl(tmp_path / "run1.jsonl", _rows(1, extra={2: {"Achievements/place_table": None}}))]
+    out = tmp_path / "theirs.nc"
+    import_runs(runs, steps_per_update=STEPS_PER_UPDATE, out=out)
+    return out
+
+
+def test_plan_offers_only_the_behaviours_the_file_holds_and_says_which_are_absent(tmp_path):
+    from valuedyn.fitting import FitSettings, plan_fits
+    from valuedyn.fitting.pipeline._plan import default_behaviours
+
+    path = _two_runs_one_rate_missing(tmp_path)
+    ds = open_trajectory(path)
+    offered = ["unlock:place_plant", "unlock:place_table", "unlock:collect_wood"]  # no event:place_plant
+    assert default_behaviours(ds, 0.5) == offered
+    jobs, notes = plan_fits(path, models=["logistic_onset"], settings=FitSettings(chains=1, warmup=10, draws=10))
+    assert [job.behaviour for job in jobs] == offered
+    assert notes == ["theirs.nc: not fitted, its log (imported) lacked the parts actions, events: "
+                     "event:place_plant, diversity:events, diversity:actions"]
+    _, quiet = plan_fits(path, models=["logistic_onset"], diversity=False)
+    assert quiet == ["theirs.nc: not fitted, its log (imported) lacked the part events: event:place_plant"]
+    with pytest.raises(ValuedynError, match="needs the 'actions' part .* the file offers unlock:ACHIEVEMENT"):
+        plan_fits(path, ["diversity:actions"], ["logistic_onset"])
+
+
+def test_learned_and_first_found_achievements_leave_an_unobserved_rate_out(tmp_path):
+    """Pooled over seeds, place_table's rate at update 3 is 0.6 in run 0, missing in run 1:
+    0.6 >= 0.5 there. Counting the placeholder 0 and run 1's episodes would give about 0.3,
+    so the achievement would be learned (and found) one update later."""
+    from valuedyn.fitting import first_found_updates
+    from valuedyn.fitting.pipeline._plan import learned_achievements
+
+    ds = open_trajectory(_two_runs_one_rate_missing(tmp_path))
+    update_3 = int(ds["update"].values[2])
+    assert dict(learned_achievements(ds, 0.5))["place_table"] == float(ds["env_step"].values[2])
+    assert first_found_updates(ds, 0.5)["place_table"] == update_3
+    blind = ds.drop_vars("achievement_unlocks_observed")  # the same counts read without the mask
+    assert dict(learned_achievements(blind, 0.5))["place_table"] == float(ds["env_step"].values[3])
+    assert first_found_updates(blind, 0.5)["place_table"] == int(ds["update"].values[3])
+
+
+def test_an_imported_file_is_refused_in_a_comparison_of_conditions(tmp_path):
+    from valuedyn.fitting.analyses._conditions import pool_conditions, read_config, training_config
+
+    path = _two_runs_one_rate_missing(tmp_path)
+    other = tmp_path / "other.nc"
+    import_runs([write_jsonl(tmp_path / "o.jsonl", _rows(0))], steps_per_update=2 * STEPS_PER_UPDATE, out=other)
+    ds = open_trajectory(path)
+    assert json.loads(ds.attrs["config"]) and training_config(ds.attrs) is None  # import settings, not conditions
+    for call in (lambda: read_config(path), lambda: pool_conditions([path, other], "unlock:place_table")):
+        with pytest.raises(ValuedynError, match=r"imported from another trainer's logs .* not the conditions of training"):
+            call()
