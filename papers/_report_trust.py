@@ -60,6 +60,10 @@ def motif_headlines(sections, loaded: dict[Path, object]) -> dict[Path, str]:
     texts = {}
     for path in loaded:
         section = next((s for s in sections if s.trajectory == path and s.behaviour == MOTIF_BEHAVIOUR), None)
+        if "event_total" not in loaded[path]:  # an imported log without event totals: say what it lacked
+            texts[path] = (f"Not answered: the log of {path.name} lacked event totals, so plants placed per episode "
+                           f"({MOTIF_BEHAVIOUR}) are not in the file.")
+            continue
         if section is None or MOTIF_MODEL not in section.fitted:
             texts[path] = (f"No {MOTIF_MODEL} fit of {MOTIF_BEHAVIOUR} in this report, so the motif question "
                            f"(does it rise and then decay?) is not answered here; fit it with --behaviours "
