@@ -154,7 +154,7 @@ def run_one(args) -> dict:
     data = fit_data(selection, len(names))
     if args.one_sampler == "stock valuedyn-centring":
         compiled = compile_for(model, observation, "hierarchical", observable_for(model, selection.kind), data, settings)
-        data, _, _ = compiled.prepare(data, jax.random.PRNGKey(0))  # valuedyn's MAP-chosen coordinates, as data
+        data, _, _, _ = compiled.prepare(data, jax.random.PRNGKey(0))  # valuedyn's MAP-chosen coordinates, as data
     numpyro_model = compile_for(model, observation, "hierarchical", observable_for(model, selection.kind), data,
                                 settings).model
     mcmc = MCMC(NUTS(numpyro_model, dense_mass=True, target_accept_prob=TARGET_ACCEPT, max_tree_depth=10),

@@ -92,6 +92,7 @@ class ReportConfig:
     workers: int = declared("workers", 0)
     scheduler: str | None = declared("scheduler", None)
     lfo: bool = declared("lfo", False)
+    refit_remedy: bool = declared("refit_remedy", True)
 
 
 def run_report(config: ReportConfig) -> int:

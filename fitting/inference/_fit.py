@@ -163,8 +163,12 @@ def infer(
     progress: bool = True,
     desc: str = "NUTS",
     parameterization: str = "auto",
+    initial_points: dict | None = None,
 ) -> Inference:
-    """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O)."""
+    """MAP start, NUTS, postprocessing and diagnostics for one selection (no file I/O).
+    ``initial_points``: posterior variable -> one value per chain ([chains] or
+    [chains, seeds], the parameter's units; :func:`parse_initial_points`): the MAP search
+    and the chains start there instead of around the prior median."""
     import jax
 
     observable = observable_for(model, selection.kind)
@@ -172,7 +176,8 @@ def infer(
     compiled = compile_for(model, observation, pooling, observable, data, settings)
     key = jax.random.PRNGKey(seed)
     key_run, key_pp = jax.random.split(key)
-    data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc)
+    data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc,
+                                initial_points=initial_points)
     chains, draws = settings.num_chains, sampled_draws(result)
     flat = flat_draws(result, chains, draws)
     if result.get("outputs") is not None:  # the sampler computed them for its stop
@@ -268,12 +273,29 @@ def fit_file_attrs(config, model, observation, selection: Selection, diagnostics
     return attrs
 
 
+def parse_initial_points(text: str | None) -> dict | None:
+    """A FitConfig's ``initial_points`` (JSON: posterior variable -> one value per chain,
+    a list per seed for a per-seed parameter) as arrays [chains] or [chains, seeds]; None
+    when unset. Bad JSON is a :class:`ValuedynError`."""
+    if not text:
+        return None
+    try:
+        values = json.loads(text)
+        if not isinstance(values, dict) or not values:
+            raise ValueError("not a JSON object of variables")
+        return {str(name): np.asarray(v, np.float64) for name, v in values.items()}
+    except ValueError as err:
+        raise ValuedynError(f"--initial-points must be a JSON object: variable -> one value per chain (a list per seed "
+                            f"for a per-seed parameter); received {text[:80]!r} ({err})") from None
+
+
 def prepare(config):
     """Validate everything a fit needs, outside jit, before any sampling:
     returns (model, observation, selection, trajectory path, dataset)."""
     from valuedyn.data import open_trajectory
 
     validate_sampler_config(config)
+    parse_initial_points(getattr(config, "initial_points", None))
     parse_behaviour(config.behaviour)
     updates = parse_updates(config.updates)
     if not config.out:
@@ -305,7 +327,7 @@ def fit_trajectory(config, *, before_write: Callable[[object], object] | None = 
     inference = infer(
         model, observation, config.pooling, selection, settings_from(config), seed=config.seed,
         progress=config.progress, desc=f"fit {model.name} {selection.behaviour}",
-        parameterization=config.parameterization,
+        parameterization=config.parameterization, initial_points=parse_initial_points(config.initial_points),
     )
     idata = inference.idata
     idata.attrs.update(fit_file_attrs(

@@ -527,14 +527,52 @@ class CompiledPosterior:
                                           jax.tree_util.tree_map(per_device, averaging), data,
                                           jax.ShapeDtypeStruct((), np.int32), jax.ShapeDtypeStruct((), np.bool_))
 
-    def find_map(self, data: FitData, key) -> tuple[dict, float]:
+    def start_points(self, values: dict) -> np.ndarray:
+        """Flat points [n, D] in the uncentred coordinates (zero centring weights and
+        location frames, as :meth:`find_map` searches) from ``values``: posterior variable
+        -> [n] or [n, S] in the parameter's units, as a fit file's posterior names them
+        (``{name}`` per seed, hierarchical ``{name}_loc`` (unconstrained) and ``{name}_scale``,
+        the observation parameters). Raises :class:`ValuedynError` naming a missing one."""
+        from valuedyn._errors import ValuedynError
+
+        def get(name):
+            if name not in values:
+                raise ValuedynError(f"--initial-points must give {name!r} (a value per chain); received "
+                                    f"{', '.join(sorted(values)) or 'nothing'}")
+            return np.asarray(values[name], np.float64)
+
+        point = {}
+        for space in self.spaces:
+            u = np.asarray(space.transform.inv(jnp.asarray(get(space.name), jnp.float32)), np.float64)
+            if self.pooling == "hierarchical":
+                loc, scale = get(f"{space.name}_loc"), get(f"{space.name}_scale")
+                point[f"{space.name}_locc"] = loc  # frame (0, 0): loc_c is the location
+                point[f"{space.name}_scale"] = np.log(scale)
+                point[f"{space.name}_z"] = (u - loc[:, None]) / scale[:, None]  # weight 0: u = loc + scale z
+            elif self.pooling == "complete":
+                point[space.name] = u[:, 0] if u.ndim == 2 else u
+            else:
+                point[space.name] = u
+        for name, prior in self.observation.parameters:
+            point[name] = np.asarray(biject_to(prior.support).inv(jnp.asarray(get(name), jnp.float32)), np.float64)
+        n = len(next(iter(point.values())))
+        flats = self.layout.ravel({k: point[k] for k in self.median_init}, batch_ndim=1)
+        if flats.shape != (n, self.layout.dim) or not np.all(np.isfinite(flats)):
+            raise ValuedynError(f"--initial-points must hold finite values inside each parameter's support, the same "
+                                f"number per variable; received {n} points that map to shape {flats.shape}")
+        return flats
+
+    def find_map(self, data: FitData, key, starts: np.ndarray | None = None) -> tuple[dict, float]:
         """Best of ``map_starts`` Adam runs (from the prior median and copies jittered
-        uniformly by up to 1.5 in every unconstrained coordinate)."""
+        uniformly by up to 1.5 in every unconstrained coordinate; or, given ``starts``
+        [n, D] (:meth:`start_points`), from those points, repeated to fill the runs)."""
         s = self.settings
         median = self.layout.ravel(self.median_init)
         noise = numpy_rng(key).uniform(-1.5, 1.5, size=(s.map_starts, median.shape[0])).astype(np.float32)
         noise[0] = 0.0
         flats = median[None] + noise
+        if starts is not None:  # the search stays in the basin the given points are in
+            flats = np.asarray(starts, np.float32)[np.arange(s.map_starts) % len(starts)]
         data = jax.device_put(data)
         opt_states = self._adam_init(flats)
         # a cold start: the MAP's kernel compiles on a thread while this one lowers the NUTS
@@ -580,15 +618,19 @@ class CompiledPosterior:
         positions = self.layout.unravel(np.arange(self.layout.dim))
         return {name: np.asarray(v).astype(int) for name, v in positions.items()}
 
-    def prepare(self, data: FitData, key, parameterization: str = "auto") -> tuple[FitData, dict, np.ndarray | None]:
+    def prepare(self, data: FitData, key, parameterization: str = "auto",
+                starts: np.ndarray | None = None) -> tuple[FitData, dict, np.ndarray | None, dict | None]:
         """MAP, then (hierarchical pooling) the centring weights: returns the data with
-        those weights, the starting point in their coordinates, and (``auto``) the
-        likelihood variances that let warmup refine the weights."""
+        those weights, the starting point in their coordinates, (``auto``) the likelihood
+        variances that let warmup refine the weights, and ``starts`` (flat uncentred
+        points [chains, D], :meth:`start_points`; the MAP search starts from them) moved to
+        those coordinates (None without them)."""
         data = _uncentred(data)
         key_map, key_draws = jax.random.split(key)
-        start, _ = self.find_map(data, key_map)
+        start, _ = self.find_map(data, key_map, starts)
+        chain_starts = None if starts is None else self.layout.unravel(np.asarray(starts, np.float32))
         if self.pooling != "hierarchical" or not self.spaces:
-            return data, start, None
+            return data, start, None, chain_starts
         n_params, n_seeds = data.centring.shape
         sigma2 = None
         if parameterization == "auto":
@@ -604,16 +646,30 @@ class CompiledPosterior:
             weights = fixed_centring(parameterization, n_params, n_seeds)
             location = np.zeros((n_params, 2))
         start = recentre(self.spaces, start, np.zeros_like(weights), weights, xp=np, new_location=location)
+        if chain_starts is not None:
+            chain_starts = recentre(self.spaces, chain_starts, np.zeros_like(weights), weights, xp=np,
+                                    new_location=location)
         return (data._replace(centring=np.asarray(weights, np.float32), location=np.asarray(location, np.float32)),
-                start, sigma2)
+                start, sigma2, chain_starts)
 
     def run(self, data: FitData, key, *, parameterization: str = "auto", progress: bool = True,
-            desc: str = "NUTS") -> tuple[FitData, dict[str, Any]]:
+            desc: str = "NUTS", initial_points: dict | None = None) -> tuple[FitData, dict[str, Any]]:
         """MAP start, centring, warmup and sampling; returns (the data as sampled, with
-        their centring weights; the draws and statistics of :meth:`sample`)."""
+        their centring weights; the draws and statistics of :meth:`sample`).
+        ``initial_points`` (:meth:`start_points`' ``values``, one point per chain): the MAP
+        search and every chain start there instead (chain ``c`` at point ``c``)."""
         key_map, key_nuts = jax.random.split(key)
-        data, start, sigma2 = self.prepare(data, key_map, parameterization)
-        return self.sample(data, key_nuts, start, progress=progress, desc=desc, sigma2=sigma2)
+        starts = None
+        if initial_points is not None:
+            starts = self.start_points(initial_points)
+            if len(starts) != self.settings.num_chains:
+                from valuedyn._errors import ValuedynError
+
+                raise ValuedynError(f"--initial-points must give one point per chain ({self.settings.num_chains}); "
+                                    f"received {len(starts)}")
+        data, start, sigma2, chain_starts = self.prepare(data, key_map, parameterization, starts)
+        return self.sample(data, key_nuts, start, progress=progress, desc=desc, sigma2=sigma2,
+                           chain_starts=chain_starts)
 
     def _reshape_chains(self, x):
         """[chains, ...] -> [devices, chains per device, ...] (numpy; pmap shards it)."""
@@ -621,7 +677,7 @@ class CompiledPosterior:
         return jax.tree_util.tree_map(lambda a: np.reshape(np.asarray(a), (n_dev, per) + np.shape(a)[1:]), x)
 
     def sample(self, data: FitData, key, init: dict, *, progress: bool = True, desc: str = "NUTS",
-               sigma2: np.ndarray | None = None) -> tuple[FitData, dict[str, Any]]:
+               sigma2: np.ndarray | None = None, chain_starts: dict | None = None) -> tuple[FitData, dict[str, Any]]:
         """Warmup (see the module docstring) and draws; returns the data as sampled and the
         unconstrained draws ``z`` [chain, draw, ...] with per-draw statistics.
 
@@ -629,7 +685,8 @@ class CompiledPosterior:
         centring weights are re-chosen from that window's draws of the population scales
         (:func:`~valuedyn.fitting.inference._model.centring_weights`); the window's draws and the
         chains' positions are moved to the new coordinates before the mass matrix is
-        estimated from them."""
+        estimated from them. ``chain_starts`` (site -> [chains, ...] in the data's
+        coordinates): where the chains start, instead of around ``init``."""
         s = self.settings
         chains = s.num_chains
         rng = numpy_rng(key)
@@ -639,6 +696,8 @@ class CompiledPosterior:
         noise = rng.standard_normal((chains, flat.shape[0]))
         # chains start around the point, init_jitter Laplace standard deviations apart
         inits = self.layout.unravel((flat[None] + s.init_jitter * scale[None] * noise).astype(np.float32))
+        if chain_starts is not None:  # (the noise is drawn all the same: the rest of the run's randomness is unchanged)
+            inits = {name: np.asarray(value, np.float32) for name, value in chain_starts.items()}
         step0 = np.ones((chains,), np.float32)
         reset_failed_solves()
 

@@ -28,7 +28,7 @@ REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data
 REQUIRED_FIT_ATTRS = ("model", "behaviour", "observation_model", "pooling", "trajectory", "trajectory_sha256", "selection", "config")
 #: attributes stored as JSON text (a single fit's; a conditions fit adds its own):
 #: :func:`fit_attrs` decodes them all, so no module parses a fit's attributes by hand
-JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "verdict", "observation_choice", "parameters",
+JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "verdict", "observation_choice", "first_attempt", "parameters",
               "parameter_transforms", "observation_parameters", "conditions", "differing_settings", "effects")
 #: attributes that are JSON in a conditions fit (a list of files, file -> sha256) and plain
 #: text in a single fit (one path, one sha256)

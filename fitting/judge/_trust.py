@@ -22,7 +22,13 @@ rankings name a winner only among trustworthy fits.
 - **sampler failed**: the gate of :mod:`valuedyn.fitting.inference._diagnostics` (R-hat <= 1.01,
   bulk and tail ESS >= 400, no divergence) fails and the posterior is identified (or
   chains are stuck in a mode of clearly lower density); the evidence names the diagnostic
-  and the setting that would fix it.
+  and the setting that would fix it, and the cause carries that fix as a :class:`Remedy`
+  (machine-readable setting changes, climbing the ladder declared in
+  :mod:`valuedyn.fitting.settings`: target acceptance 0.95 -> 0.99 -> 0.995 -> 0.999, tree
+  depth +2 up to 12, draws and warmup by the factor the ESS needs, capped; or every chain
+  restarted from draws of the best mode). A remedy is always a real change: where the
+  ladder has no rung left the sentence says so and the cause has no remedy. The plan
+  runner refits such a fit once with its remedy (:func:`valuedyn.fitting.run_plan`).
 
 A fit is ``trustworthy`` when it passes the gate and has no cause. It is ``comparable``
 (may enter a ranking) when trustworthy, or when its only problem is separate modes (of
@@ -48,7 +54,18 @@ from valuedyn.fitting.inference._select import format_env_steps
 from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
 from valuedyn.fitting.judge._compare import CLEAR_DSE_MULTIPLE, elpd_clearly_ahead
 from valuedyn.fitting.judge._modes import ModeReport, find_modes, parameter_names, stacked_fit
-from valuedyn.fitting.settings import FIT
+from valuedyn.fitting.settings import (
+    FIT,
+    OPTIONS,
+    REMEDY_DRAWS_CAP,
+    REMEDY_ESS_TARGET,
+    REMEDY_MIN_FACTOR,
+    REMEDY_WARMUP_CAP,
+    TARGET_ACCEPT_LADDER,
+    TREE_DEPTH_CAP,
+    TREE_DEPTH_STEP,
+    FitConfig,
+)
 
 UNIDENTIFIED_SD_RATIO = 0.7
 HORIZON = 4.0
@@ -63,17 +80,71 @@ MISSPECIFIED = "misspecified"
 SAMPLER_FAILED = "sampler failed"
 
 
+#: FitConfig fields a remedy may change (each an option declared in valuedyn.fitting.settings.OPTIONS)
+REMEDY_OPTIONS = ("target_accept", "max_tree_depth", "draws", "warmup", "saturated_draws")
+
+
+@dataclasses.dataclass(frozen=True)
+class Remedy:
+    """What a refit changes. ``changes``: ``(option, from, to)`` per setting (FitConfig
+    fields of :data:`REMEDY_OPTIONS`, spelled as :data:`valuedyn.fitting.settings.OPTIONS`
+    declares them; ``from != to``: never a no-op); ``restart_from_best_mode``: every chain
+    restarts from draws of the fit's best mode (FitConfig's ``initial_points``) and warms
+    up again."""
+
+    changes: tuple[tuple[str, object, object], ...] = ()
+    restart_from_best_mode: bool = False
+
+    def __post_init__(self):
+        for name, before, after in self.changes:
+            if name not in REMEDY_OPTIONS or name not in OPTIONS or name not in FitConfig.__dataclass_fields__:
+                raise ValueError(f"a remedy changes only {', '.join(REMEDY_OPTIONS)}; received {name!r}")
+            if before == after:
+                raise ValueError(f"a remedy must change what it names; received {name} {before} -> {after}")
+        if not self.changes and not self.restart_from_best_mode:
+            raise ValueError("a remedy changes a setting or restarts from the best mode; received neither")
+
+    @property
+    def settings(self) -> dict:
+        """option -> new value."""
+        return {name: after for name, _, after in self.changes}
+
+    def describe(self) -> str:
+        """The remedy in words, e.g. ``--target-accept 0.99 -> 0.995, --max-tree-depth 8 -> 10``."""
+        parts = [f"--{name.replace('_', '-')} {before} -> {after}" for name, before, after in self.changes]
+        if self.restart_from_best_mode:
+            parts.append("every chain restarted from draws of the best mode, warmup run again")
+        return ", ".join(parts)
+
+    def apply(self, config):
+        """``config`` (a FitConfig) with the setting changes (the restart's starting points
+        are the runner's to fill in: they come from the fit's draws)."""
+        return dataclasses.replace(config, **self.settings)
+
+    def to_dict(self) -> dict:
+        return {"changes": [list(c) for c in self.changes], "restart_from_best_mode": self.restart_from_best_mode,
+                "text": self.describe()}
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "Remedy":
+        return cls(tuple(tuple(c) for c in stored.get("changes", ())), bool(stored.get("restart_from_best_mode")))
+
+
 @dataclasses.dataclass
 class Cause:
     """``kind``: one of ``not identified``, ``misspecified``, ``sampler failed``;
-    ``summary``: one line for the report; ``evidence``: the numbers behind it."""
+    ``summary``: one line for the report; ``evidence``: the numbers behind it;
+    ``remedy``: the refit that would fix it (``sampler failed`` only; None: no remedy left)."""
 
     kind: str
     summary: str
     evidence: dict
+    remedy: Remedy | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = {"kind": self.kind, "summary": self.summary, "evidence": self.evidence}
+        out["remedy"] = None if self.remedy is None else self.remedy.to_dict()
+        return out
 
 
 @dataclasses.dataclass
@@ -100,6 +171,19 @@ class Verdict:
         # separate modes, of similar density or not: stacking weighs them by how they predict
         only_modes = all(c.evidence.get("modes") for c in self.causes)
         return bool(modes_ok and only_modes)
+
+    @property
+    def remedy(self) -> Remedy | None:
+        """The refit its "sampler failed" causes name (their setting changes merged, the
+        restart from the best mode when one asks for it); None when none names one."""
+        remedies = [c.remedy for c in self.causes if c.kind == SAMPLER_FAILED and c.remedy is not None]
+        if not remedies:
+            return None
+        changes = {}
+        for remedy in remedies:
+            for name, before, after in remedy.changes:
+                changes.setdefault(name, (name, before, after))
+        return Remedy(tuple(changes.values()), any(r.restart_from_best_mode for r in remedies))
 
     @property
     def label(self) -> str:
@@ -255,39 +339,90 @@ def misspecification(checks: dict) -> tuple[list[str], dict]:
 
 
 # ---------------------------------------------------------------- sampler failure
-def sampler_fixes(diagnostics: dict, max_tree_depth: int, target_accept: float, draws: int) -> list[str]:
-    """Which setting would fix each failed diagnostic."""
-    fixes = []
+def next_target_accept(target_accept: float) -> float | None:
+    """The ladder's next rung above ``target_accept`` (:data:`~valuedyn.fitting.settings.TARGET_ACCEPT_LADDER`);
+    None at or above the top."""
+    return next((rung for rung in TARGET_ACCEPT_LADDER if rung > target_accept + 1e-9), None)
+
+
+def deeper_tree(max_tree_depth: int) -> int | None:
+    """``max_tree_depth`` + :data:`~valuedyn.fitting.settings.TREE_DEPTH_STEP`, at most
+    :data:`~valuedyn.fitting.settings.TREE_DEPTH_CAP`; None at the cap."""
+    deeper = min(max_tree_depth + TREE_DEPTH_STEP, TREE_DEPTH_CAP)
+    return deeper if deeper > max_tree_depth else None
+
+
+def _scaled(value: int, factor: float, cap: int) -> int:
+    return max(value, min(int(np.ceil(value * factor / 100) * 100), cap))
+
+
+def sampler_advice(diagnostics: dict, max_tree_depth: int, target_accept: float, draws: int,
+                   warmup: int = FIT.warmup) -> tuple[list[str], Remedy | None]:
+    """Which setting would fix each failed diagnostic: one sentence each, and the
+    :class:`Remedy` that makes those changes (None when the ladder has no rung left for
+    any of them; the sentence then says so)."""
+    fixes, changes = [], {}
     cut = diagnostics.get("draws_cut")
     if cut:
-        fixes.append(
-            f"{saturation_phrase(cut)} and the draws were cut to {cut['to']} per chain: NUTS crawls along a ridge "
-            f"(often parameters the data do not pin); --max-tree-depth {cut['max_tree_depth'] + 2} with --saturated-draws 0 "
-            "pays 4x the leapfrog steps per draw for the full draws, data that pin those parameters remove the ridge"
-        )
-        return fixes
+        depth = int(cut.get("max_tree_depth", max_tree_depth))
+        deeper = deeper_tree(depth)
+        why = (f"{saturation_phrase(cut)} and the draws were cut to {cut['to']} per chain: NUTS crawls along a ridge "
+               "(often parameters the data do not pin)")
+        if deeper is None:
+            fixes.append(f"{why}; the tree depth is at the remedy's cap {TREE_DEPTH_CAP}, so no sampler setting is "
+                         "left: data that pin those parameters remove the ridge")
+        else:
+            fixes.append(f"{why}: --max-tree-depth {depth} -> {deeper} with --saturated-draws 0 pays "
+                         f"{2 ** (deeper - depth)}x the leapfrog steps per draw for the full draws, data that pin "
+                         "those parameters remove the ridge")
+            changes["max_tree_depth"] = ("max_tree_depth", depth, deeper)
+            changes["saturated_draws"] = ("saturated_draws", int(cut.get("saturated_draws", cut["to"])), 0)
+        return fixes, Remedy(tuple(changes.values())) if changes else None
     if diagnostics.get("divergences", 0):
-        higher = 0.99 if target_accept >= 0.95 else 0.95
-        fixes.append(
-            f"{diagnostics['divergences']} divergent transitions: raise --target-accept from {target_accept} to {higher} "
-            "(smaller steps), or change --parameterization"
-        )
+        higher = next_target_accept(target_accept)
+        if higher is None:
+            fixes.append(f"{diagnostics['divergences']} divergent transitions at --target-accept {target_accept}, the "
+                         f"ladder's top: no sampler setting is left; change --parameterization or the model")
+        else:
+            fixes.append(f"{diagnostics['divergences']} divergent transitions: raise --target-accept from "
+                         f"{target_accept} to {higher} (smaller steps), or change --parameterization")
+            changes["target_accept"] = ("target_accept", target_accept, higher)
     low_ess = min(diagnostics.get("ess_bulk_min", np.inf), diagnostics.get("ess_tail_min", np.inf))
     rhat = diagnostics.get("rhat_max", 1.0)
-    if not np.isfinite(rhat) or rhat > 1.01 or low_ess < 400:
+    if not np.isfinite(rhat) or rhat > 1.01 or low_ess < REMEDY_ESS_TARGET:
         what = (f"R-hat {rhat:.3f}, ESS bulk {diagnostics.get('ess_bulk_min', float('nan')):.0f} / tail "
                 f"{diagnostics.get('ess_tail_min', float('nan')):.0f}")
         if diagnostics.get("treedepth_hits", 0):
-            fixes.append(
-                f"{what} with {diagnostics['treedepth_hits']} transitions cut at tree depth {max_tree_depth}: raise "
-                f"--max-tree-depth to {max_tree_depth + 2}"
-            )
+            deeper = deeper_tree(max_tree_depth)
+            hits = f"{what} with {diagnostics['treedepth_hits']} transitions cut at tree depth {max_tree_depth}"
+            if deeper is None:
+                fixes.append(f"{hits}, the remedy's cap: no sampler setting is left; data that pin the parameters "
+                             "or another parameterization")
+            else:
+                fixes.append(f"{hits}: raise --max-tree-depth from {max_tree_depth} to {deeper}")
+                changes["max_tree_depth"] = ("max_tree_depth", max_tree_depth, deeper)
         else:
-            factor = 400.0 / max(low_ess, 1.0)
-            fixes.append(
-                f"{what}: more --draws (about {int(np.ceil(draws * max(factor, 1.5) / 100) * 100)}) and --warmup"
-            )
-    return fixes
+            factor = max(REMEDY_ESS_TARGET / max(low_ess, 1.0) if np.isfinite(low_ess) else 1.0, REMEDY_MIN_FACTOR)
+            more_draws, more_warmup = _scaled(draws, factor, REMEDY_DRAWS_CAP), _scaled(warmup, factor, REMEDY_WARMUP_CAP)
+            if more_draws == draws and more_warmup == warmup:
+                fixes.append(f"{what} at {draws} draws and {warmup} warmup per chain, the remedy's caps: no sampler "
+                             "setting is left; run more chains or reparameterize")
+            else:
+                grown = [f"--{n} {a} -> {b}" for n, a, b in (("draws", draws, more_draws), ("warmup", warmup, more_warmup))
+                         if a != b]
+                fixes.append(f"{what}: more draws and warmup ({', '.join(grown)}: the ESS needs about "
+                             f"{factor:.1f}x the draws)")
+                if more_draws != draws:
+                    changes["draws"] = ("draws", draws, more_draws)
+                if more_warmup != warmup:
+                    changes["warmup"] = ("warmup", warmup, more_warmup)
+    return fixes, Remedy(tuple(changes.values())) if changes else None
+
+
+def sampler_fixes(diagnostics: dict, max_tree_depth: int, target_accept: float, draws: int,
+                  warmup: int = FIT.warmup) -> list[str]:
+    """Which setting would fix each failed diagnostic (the sentences of :func:`sampler_advice`)."""
+    return sampler_advice(diagnostics, max_tree_depth, target_accept, draws, warmup)[0]
 
 
 def mode_causes(modes: ModeReport) -> list[Cause]:
@@ -308,9 +443,30 @@ def mode_causes(modes: ModeReport) -> list[Cause]:
     return [Cause(
         SAMPLER_FAILED,
         f"chains {minor} are stuck in modes of lower log density ({lp}) than chains {modes.modes[0].chains}: "
-        "refit started from the best mode, or run more chains and longer --warmup",
+        f"refit with every chain restarted from draws of the best mode (chains {modes.modes[0].chains})",
         evidence,
+        Remedy(restart_from_best_mode=True),
     )]
+
+
+def best_mode_starts(idata, modes: ModeReport, n_chains: int) -> dict:
+    """Starting points for ``n_chains`` chains from the best mode of ``idata`` (the last
+    draw of each of its chains, then evenly spaced earlier draws of them): posterior
+    variable -> [n_chains] or [n_chains, seeds], in the parameter's units; every sampled
+    variable of the fit (:func:`~valuedyn.fitting.judge._modes.parameter_names`)."""
+    chains = list(modes.modes[0].chains) if modes.modes else list(range(idata.posterior.sizes["chain"]))
+    n_draws = idata.posterior.sizes["draw"]
+    picks = []
+    for index in range(n_chains):
+        chain = chains[index % len(chains)]
+        back = (index // len(chains)) * max(1, n_draws // (n_chains + 1))
+        picks.append((chain, max(0, n_draws - 1 - back)))
+    names = parameter_names(idata)
+    for space_name in [n for n in idata.posterior.data_vars if n.endswith("_loc")]:
+        if space_name not in names:
+            names.append(space_name)  # the population location of a hierarchy (sampled as its own coordinate)
+    return {name: np.stack([np.asarray(idata.posterior[name].values)[c, d] for c, d in picks]).astype(np.float64)
+            for name in names}
 
 
 # ---------------------------------------------------------------- the verdict
@@ -353,13 +509,15 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
         causes.append(Cause(MISSPECIFIED, "; ".join(failures), evidence))
 
     if not passes_gate and not any(c.kind in (NOT_IDENTIFIED, SAMPLER_FAILED) for c in causes):
-        fixes = sampler_fixes(  # a config that lacks an option ran at a single fit's default
+        fixes, remedy = sampler_advice(  # a config that lacks an option ran at a single fit's default
             diagnostics, int(config.get("max_tree_depth", FIT.max_tree_depth)),
             float(config.get("target_accept", FIT.target_accept)), int(config.get("draws", FIT.draws)),
-        ) or list(diagnostics.get("reasons", ["diagnostics missing from the fit file: refit"]))
+            int(config.get("warmup", FIT.warmup)),
+        )
+        fixes = fixes or list(diagnostics.get("reasons", ["diagnostics missing from the fit file: refit"]))
         causes.append(Cause(SAMPLER_FAILED, "; ".join(fixes), {"diagnostics": {
             k: diagnostics.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "treedepth_hits", "reasons")
-        }}))
+        }}, remedy))
     verdict = Verdict(
         name=name, model=attrs["model"], behaviour=attrs["behaviour"], passes_gate=passes_gate, causes=causes,
         modes=modes, sd_ratio=sd_ratio, gate_reasons=list(diagnostics.get("reasons", [])),

@@ -85,6 +85,11 @@ class FitOutcome:
     seconds: float = 0.0
     diagnostics: dict = dataclasses.field(default_factory=dict)
     checks: dict | None = None
+    #: when the first attempt's verdict was "sampler failed" with a remedy and the fit was
+    #: refitted once with it (``path`` is then the refit): the first attempt's ``file``,
+    #: ``key``, ``verdict`` label, ``failure`` (its causes in words), ``remedy`` (the
+    #: Remedy's dict) and ``refit`` (``done``, ``cached``, ``failed: ...`` or ``skipped``)
+    first_attempt: dict | None = None
 
     @property
     def fitted(self) -> bool:
@@ -143,7 +148,7 @@ class BatchResult:
                 {"trajectory": str(o.job.trajectory), "behaviour": o.job.behaviour, "model": o.job.model,
                  "observation": o.job.observation, "key": o.key, "status": o.status, "file": str(o.path) if o.path else None, "error": o.error,
                  "seconds": o.seconds, "trustworthy": o.diagnostics.get("trustworthy"),
-                 "check_failures": o.check_failures if o.fitted else None}
+                 "check_failures": o.check_failures if o.fitted else None, "first_attempt": o.first_attempt}
                 for o in self.outcomes
             ],
             "comparisons": [
@@ -387,6 +392,7 @@ def run_plan(
     lfo: bool = False,
     show_progress: bool = True,
     choose_observations: bool = False,
+    refit_remedy: bool = False,
 ) -> BatchResult:
     """Fit, check and compare ``jobs``; fit files, comparisons and ``index.json`` in
     ``fits_dir``. Returns every job's :class:`FitOutcome` (in the order of ``jobs``) and
@@ -398,6 +404,9 @@ def run_plan(
     made here. ``lfo``: also score leave-future-out (refits every model).
     ``choose_observations``: choose the observation model of unlock and action behaviours
     from data first (module docstring); off, every job keeps the observation it names.
+    ``refit_remedy``: a fit whose verdict is "sampler failed" with a remedy is refitted
+    once with it (:func:`refit_with_remedies`; ``valuedyn report`` and ``fit-batch`` ask
+    for it by default, ``--no-refit-remedy`` turns it off).
     """
     if workers < 0:
         raise ValuedynError(f"--workers must be >= 0 (0: one per core, at most 4); received {workers}")
@@ -451,8 +460,115 @@ def run_plan(
             outcome.status, outcome.error = "failed", "no result came back from the worker"
 
     _read_diagnostics_and_checks([o for o in outcomes if o.fitted], show_progress)
+    if refit_remedy:
+        left = None if not time_budget else max(time_budget - (time.time() - started), 0.0)
+        refit_with_remedies(outcomes, fits_dir, index, scheduler=scheduler, workers=workers, time_left=left,
+                            show_progress=show_progress)
     comparisons = compare_outcomes(outcomes, fits_dir, lfo=lfo, show_progress=show_progress) if compare else []
     return BatchResult(outcomes=outcomes, comparisons=comparisons, fits_dir=fits_dir, observation_choices=choices)
+
+
+def _refit_config(outcome: FitOutcome, verdict, remedy):
+    """The FitConfig of ``outcome``'s refit with ``remedy`` (the restart's starting points
+    drawn from the first attempt's best mode) and its cache key."""
+    from valuedyn.fitting.inference._store import load_fit
+    from valuedyn.fitting.judge._trust import best_mode_starts
+    from valuedyn.fitting.pipeline._cache import fit_cache_key
+
+    config = remedy.apply(outcome.job.fit_config())
+    if remedy.restart_from_best_mode:
+        starts = best_mode_starts(load_fit(outcome.path), verdict.modes, config.chains)
+        config = dataclasses.replace(config, initial_points=json.dumps({k: v.tolist() for k, v in starts.items()},
+                                                                       sort_keys=True))
+    return config, fit_cache_key(outcome.job.trajectory_sha256, config)
+
+
+def _record_first_attempt(path: Path, first: dict) -> None:
+    """Store the first attempt (its settings, diagnostics and verdict) in the refit's file
+    (attribute ``first_attempt``; atomic rewrite), unless it is there already."""
+    from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
+
+    idata = load_fit(path)
+    if fit_attrs(idata).get("first_attempt", {}).get("key") == first["key"]:
+        return
+    idata.attrs["first_attempt"] = json.dumps(first, default=float)
+    save_fit(idata, path)
+
+
+def refit_with_remedies(outcomes: list[FitOutcome], fits_dir: Path, index: FitIndex, *, scheduler=None,
+                        workers: int = 0, time_left: float | None = None, show_progress: bool = True) -> None:
+    """Refit, once, every fitted outcome whose gate failed and whose verdict
+    (:func:`~valuedyn.fitting.classify_fit`) is "sampler failed" with a
+    :class:`~valuedyn.fitting.judge._trust.Remedy`: the job's FitConfig with the remedy's
+    changes (and, for chains stuck in a lower mode, every chain started from draws of the
+    best mode), cached under its own key (``...__refit__KEY12.nc``). The refit replaces
+    the outcome's file (in place) and keeps its own verdict: it is never refitted again.
+    Its file's ``first_attempt`` attribute holds the first attempt's file, cache key,
+    settings, diagnostics and verdict; ``outcome.first_attempt`` a summary. A refit that
+    raises, or is not started for time (``time_left`` seconds; None = no limit), leaves
+    the first attempt in place and says so."""
+    from valuedyn.fitting.inference._store import fit_attrs, load_fit
+    from valuedyn.fitting.judge._trust import SAMPLER_FAILED, classify_fit
+
+    candidates = [o for o in outcomes if o.fitted and not o.diagnostics.get("trustworthy")]
+    planned = []
+    for outcome in progress_bar(candidates, desc="remedies", unit="fit", disable=not show_progress):
+        verdict = classify_fit(outcome.path, name=outcome.job.model)
+        remedy = verdict.remedy
+        if remedy is None:
+            continue
+        attrs = fit_attrs(load_fit(outcome.path))
+        config, key = _refit_config(outcome, verdict, remedy)
+        failure = "; ".join(f"{c.kind}: {c.summary}" for c in verdict.causes if c.kind == SAMPLER_FAILED)
+        first = {"file": outcome.path.name, "key": outcome.key, "config": attrs.get("config"),
+                 "diagnostics": attrs.get("diagnostics"), "verdict": verdict.to_dict(), "label": verdict.label,
+                 "failure": failure, "remedy": remedy.to_dict()}
+        summary = {"file": outcome.path.name, "key": outcome.key, "verdict": verdict.label, "failure": failure,
+                   "remedy": remedy.to_dict(), "refit_key": key}
+        name = outcome.job.file_name().rsplit("__", 1)[0] + f"__refit__{key[:12]}.nc"
+        planned.append((outcome, config, key, fits_dir / name, first, summary))
+    if not planned:
+        return
+    todo, by_id = [], {}
+    for job_id, (outcome, config, key, path, first, summary) in enumerate(planned):
+        by_id[job_id] = planned[job_id]
+        hit = index.lookup(key, outcome.job.trajectory_sha256)
+        if hit is not None:
+            _record_first_attempt(hit, first)
+            outcome.first_attempt = {**summary, "refit": "cached"}
+            outcome.path, outcome.status = hit, "cached"
+        else:
+            todo.append((job_id, dataclasses.replace(config, out=str(path))))
+    log(f"remedies: {len(planned)} fits failed the sampler with a remedy; {len(planned) - len(todo)} refits cached, "
+        f"{len(todo)} to run")
+    refitted = [p[0] for p in planned if p[0].first_attempt is not None]
+
+    def on_result(result) -> None:
+        job_id, status, payload, seconds = result
+        outcome, config, key, _, first, summary = by_id[job_id]
+        if status == "done":
+            path = Path(payload)
+            _record_first_attempt(path, first)
+            index.record(key, path, outcome.job, seconds)
+            outcome.path, outcome.status = path, "done"
+            outcome.seconds += seconds
+            outcome.first_attempt = {**summary, "refit": "done"}
+            refitted.append(outcome)
+        else:  # the first attempt stays; the report says why there is no refit
+            outcome.first_attempt = {**summary, "refit": "skipped (time budget)" if status == "skipped" else f"failed: {payload}"}
+            log(f"refit of {outcome.job.model} to {outcome.job.behaviour} {status} ({payload}); the first attempt is kept")
+
+    if todo:
+        groups = _groups(todo, 0)
+        client, owned = _dask_client(scheduler) if scheduler is not None else (None, False)
+        try:
+            deadline = None if time_left is None else time.time() + time_left
+            _run_groups(groups, deadline, workers=default_workers(workers, len(groups)), scheduler=client,
+                        on_result=on_result)
+        finally:
+            if owned:
+                client.close()
+    _read_diagnostics_and_checks(refitted, show_progress)
 
 
 def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, workers: int, time_budget: float,

@@ -44,7 +44,8 @@ def run_fit_batch(config: FitBatchConfig) -> int:
         for note in notes:
             log(note)
     result = run_plan(jobs, fits_dir, scheduler=config.scheduler, workers=config.workers,
-                      time_budget=config.time_budget, lfo=config.lfo, choose_observations=config.choose_observation)
+                      time_budget=config.time_budget, lfo=config.lfo, choose_observations=config.choose_observation,
+                      refit_remedy=config.refit_remedy)
     write_text_atomic(fits_dir / "batch.json", json.dumps(result.to_dict(), indent=1) + "\n")
     for outcome in result.outcomes:
         print(f"{outcome.status:8s} {outcome.job.trajectory.name} {outcome.job.behaviour} {outcome.job.model}: "

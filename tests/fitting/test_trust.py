@@ -217,7 +217,8 @@ def test_stacking_keeps_the_mode_that_predicts_and_drops_the_one_that_does_not(b
     report = find_modes(lopsided, ["theta"])
     assert report.multimodal and not report.similar_density
     (cause,) = mode_causes(report)
-    assert cause.kind == SAMPLER_FAILED and "refit started from the best mode" in cause.summary
+    assert cause.kind == SAMPLER_FAILED and "restarted from draws of the best mode" in cause.summary
+    assert cause.remedy is not None and cause.remedy.restart_from_best_mode and not cause.remedy.changes
     stacked = stacked_fit(lopsided, report)
     best, minor = report.modes
     assert best.summary["theta"]["mean"] > 0 and best.weight > 0.95 and minor.weight < 0.05
