@@ -352,6 +352,10 @@ def plot_placement_histogram(trajectory, placement: str = "plant", seeds: Sequen
     the share of finished episodes in each count bin (the last bin is "or more"); the
     line is the mean count per episode computed from the histogram.
     """
+    if "placement_histogram" not in trajectory:
+        lacked = "its log (imported) lacked them" if "source_format" in trajectory.attrs else "the file lacks that part"
+        raise ValuedynError(f"the trajectory holds no placement histograms ({lacked}); the placement_histogram figure "
+                            "needs a trajectory written by `valuedyn train`")
     labels = [str(v) for v in trajectory["placement"].values] if "placement" in trajectory.coords else []
     # the trainer labels placements by their event ("place_plant"); accept "plant" too
     matches = [i for i, label in enumerate(labels) if placement in (label, label.removeprefix("place_"))]

@@ -4,7 +4,8 @@ A paper folder ``papers/<name>/`` holds ``paper.toml``::
 
     title = "..."
     out = "figures"                    # where the figures go (relative to the paper folder)
-    trajectory = "data/*.nc"           # one trajectory file (a glob must match exactly one)
+    trajectory = "data/run.nc"         # one trajectory file (a glob must match exactly one,
+                                       # probe and memory files aside)
     fits = ["../../report/fits"]       # fit files, folders of them, or globs
     sbc = ["../../sbc/overshoot.nc"]   # optional: SBC files for figure kind sbc_ranks
 
@@ -188,6 +189,13 @@ def load_probe(path: Path):
 def build_figure(spec: FigureSpec, inputs: FigureInputs):
     """One declared figure as a matplotlib Figure."""
     o = spec.options
+    if inputs.trajectory is not None and o.get("behaviour"):
+        from valuedyn.fitting.inference._select import require_part
+
+        try:  # a behaviour whose part the trajectory lacks (an imported log): say which, not "no fit"
+            require_part(inputs.trajectory, str(o["behaviour"]))
+        except ValuedynError as err:
+            raise ValuedynError(f"figure {spec.name!r}: {err}") from None
     if spec.kind == "trajectories":
         fits = inputs.require_fits(o["behaviour"])
         if o.get("models"):
@@ -327,7 +335,13 @@ def load_paper(name: str) -> Paper:
         raise ValuedynError(f"{source}: figure names repeat ({names}); each figure needs its own name")
     trajectory = None
     if declaration.get("trajectory"):
+        from valuedyn.papers._report_inputs import is_trajectory_name, refuse_non_trajectory
+
         matches = _expand(str(declaration["trajectory"]), folder, what="trajectory")
+        if len(matches) > 1:  # a glob: the probe and memory files beside a run are not trajectories
+            matches = [m for m in matches if is_trajectory_name(m)]
+        for match in matches:
+            refuse_non_trajectory(match)
         if len(matches) != 1:
             raise ValuedynError(
                 f"{source}: trajectory {declaration['trajectory']!r} matches {len(matches)} files "

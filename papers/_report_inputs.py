@@ -21,15 +21,66 @@ BEHAVIOUR_RULE = (
 )
 
 
-def default_trajectories() -> list[Path]:
-    """The trajectory files shipped in the package's data folder (``data/*.nc``)."""
+#: file name endings of the other netCDF files a run's folder holds beside its trajectory:
+#: what `valuedyn probe` writes (``<RUN stem>.probe.nc``, ``.probeset.nc``) and
+#: `valuedyn probe --memory` (``.memory.nc``); never read as trajectories
+NOT_TRAJECTORY_SUFFIXES = {".probe.nc": "valuedyn probe", ".probeset.nc": "valuedyn probe",
+                           ".memory.nc": "valuedyn probe --memory"}
+
+#: the groups of an ArviZ InferenceData file (a fit, written by `valuedyn fit`)
+FIT_GROUPS = ("posterior", "sample_stats", "log_likelihood")
+
+#: how the report reads rates: the rate-unit rule of `valuedyn import`, stated in the report
+RATE_UNIT_NOTE = ("unlock rates are modelled per finished episode (unlocks / episodes_finished), in the fraction "
+                  "unit; an imported log's rates were read by its rule: {rule}")
+
+
+def is_trajectory_name(path: Path) -> bool:
+    """False for the names of probe and memory files (:data:`NOT_TRAJECTORY_SUFFIXES`)."""
+    return not any(Path(path).name.endswith(suffix) for suffix in NOT_TRAJECTORY_SUFFIXES)
+
+
+def refuse_non_trajectory(path: Path) -> None:
+    """Refuse, in one line, a probe, memory or fit file given as a trajectory (before
+    :func:`valuedyn.data.open_trajectory` would say only that a dimension is missing)."""
+    path = Path(path)
+    for suffix, command in NOT_TRAJECTORY_SUFFIXES.items():
+        if path.name.endswith(suffix):
+            raise ValuedynError(
+                f"{path} is a file written by `{command}`, not a trajectory; pass the run's trajectory file "
+                f"(e.g. {path.name[: -len(suffix)]}.nc)"
+            )
+    if path.is_file():
+        import h5netcdf
+
+        try:
+            with h5netcdf.File(path, "r") as handle:
+                groups = set(handle.groups)
+        except Exception:  # not HDF5: open_trajectory says what is wrong with it
+            return
+        if groups & set(FIT_GROUPS):
+            raise ValuedynError(
+                f"{path} is a fit file (groups {', '.join(sorted(groups & set(FIT_GROUPS)))}), not a trajectory; "
+                "pass the trajectory it was fitted to (a fit file names it in its attribute 'trajectory')"
+            )
+
+
+def default_trajectories(folder: Path | None = None) -> list[Path]:
+    """The trajectory files shipped in the package's data folder (``data/*.nc``; or
+    ``folder/*.nc``), without the probe and memory files beside them
+    (:data:`NOT_TRAJECTORY_SUFFIXES`); subfolders (a campaign's) are not searched."""
     import valuedyn.data
 
-    return sorted(Path(valuedyn.data.__file__).parent.glob("*.nc"))
+    folder = Path(valuedyn.data.__file__).parent if folder is None else Path(folder)
+    return sorted(p for p in folder.glob("*.nc") if p.is_file() and is_trajectory_name(p))
 
 
 def resolve_trajectories(paths: Sequence[str]) -> list[Path]:
+    """The trajectories to report on: ``paths`` (each checked to be no probe, memory or fit
+    file), else the shipped ones."""
     if paths:
+        for path in paths:
+            refuse_non_trajectory(Path(path))
         return [Path(p) for p in paths]
     found = default_trajectories()
     if not found:
@@ -85,7 +136,8 @@ def plan_report(config):
             ode_models=config.ode_models, dataset=ds,
         )
         jobs += mine
-        notes += more_notes
+        notes += [note for note in more_notes if not note.startswith(f"{path.name}: not fitted, ")]
+        notes += import_notes(path, ds) + absent_sections(path, ds, config)
     if not jobs:
         raise ValuedynError(
             "nothing to fit: no behaviour with an applicable model "
@@ -93,3 +145,50 @@ def plan_report(config):
             "pass --behaviours KIND:NAME or other --models"
         )
     return jobs, loaded, notes
+
+
+#: optional part -> (what it holds, the report's sections that need it)
+PART_SECTIONS = {
+    "events": ("event totals", "the motif (plants placed per episode, event:place_plant) and the diversity of events"),
+    "actions": ("action counts", "the diversity of actions"),
+    "placements": ("placement histograms", "the plants-per-episode histogram"),
+}
+
+
+def absent_sections(path: Path, ds, config) -> list[str]:
+    """One line per trajectory lacking parts the report's sections need: what the log (or
+    file) lacked and which sections are left out for it (empty when nothing is lacking)."""
+    from valuedyn.data._schema import absent_parts, is_imported
+
+    absent = [part for part in PART_SECTIONS if part in absent_parts(ds)]
+    if not absent:
+        return []
+    whose = "its log (imported) lacked" if is_imported(ds) else "the file lacks"
+    names = [PART_SECTIONS[p][0] for p in absent]
+    held = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    sections = "; ".join(PART_SECTIONS[p][1] for p in absent)
+    return [f"{path.name}: {whose} {held}, so these sections are left out: {sections}"]
+
+
+def import_notes(path: Path, ds) -> list[str]:
+    """For an imported trajectory: where it came from, how its episode counts were obtained
+    (its ``episodes_source``), how rates became counts (``count_rounding``) and the
+    rate-unit rule (:data:`RATE_UNIT_NOTE`); nothing for a trainer file."""
+    import json
+
+    from valuedyn.data._schema import is_imported
+
+    if not is_imported(ds):
+        return []
+    attrs = ds.attrs
+    try:
+        sources = [Path(s).name for s in json.loads(attrs.get("source_files", "[]"))]
+    except (TypeError, json.JSONDecodeError):
+        sources = []
+    return [
+        f"{path.name}: imported with `valuedyn import` from {attrs.get('source_format')} logs of {len(sources)} runs "
+        f"({', '.join(sources)}), one seed each; episode counts: {attrs.get('episodes_source', 'not stated')}; "
+        f"counts from rates: {attrs.get('count_rounding', 'not stated')}",
+        f"{path.name}: " + RATE_UNIT_NOTE.format(
+            rule=f"{attrs.get('rate_unit_rule', 'not stated')} (read as {attrs.get('rate_unit', 'not stated')})"),
+    ]
