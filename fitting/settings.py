@@ -136,6 +136,9 @@ TREE_DEPTH_CAP = 12
 REMEDY_ESS_TARGET = 400
 #: draws and warmup a remedy scales by at least this factor (a smaller step rarely crosses the gate)
 REMEDY_MIN_FACTOR = 1.5
+#: and by at most this factor: a fit that needs more is far from the gate (one refit of 4x the
+#: draws costs 4x the time; a second remedy is never run automatically)
+REMEDY_MAX_FACTOR = 4.0
 #: the most draws / warmup iterations per chain a remedy asks for
 REMEDY_DRAWS_CAP = 4000
 REMEDY_WARMUP_CAP = 2000

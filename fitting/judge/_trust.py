@@ -59,6 +59,7 @@ from valuedyn.fitting.settings import (
     OPTIONS,
     REMEDY_DRAWS_CAP,
     REMEDY_ESS_TARGET,
+    REMEDY_MAX_FACTOR,
     REMEDY_MIN_FACTOR,
     REMEDY_WARMUP_CAP,
     TARGET_ACCEPT_LADDER,
@@ -402,7 +403,8 @@ def sampler_advice(diagnostics: dict, max_tree_depth: int, target_accept: float,
                 fixes.append(f"{hits}: raise --max-tree-depth from {max_tree_depth} to {deeper}")
                 changes["max_tree_depth"] = ("max_tree_depth", max_tree_depth, deeper)
         else:
-            factor = max(REMEDY_ESS_TARGET / max(low_ess, 1.0) if np.isfinite(low_ess) else 1.0, REMEDY_MIN_FACTOR)
+            needed = REMEDY_ESS_TARGET / max(low_ess, 1.0) if np.isfinite(low_ess) else 1.0
+            factor = float(np.clip(needed, REMEDY_MIN_FACTOR, REMEDY_MAX_FACTOR))
             more_draws, more_warmup = _scaled(draws, factor, REMEDY_DRAWS_CAP), _scaled(warmup, factor, REMEDY_WARMUP_CAP)
             if more_draws == draws and more_warmup == warmup:
                 fixes.append(f"{what} at {draws} draws and {warmup} warmup per chain, the remedy's caps: no sampler "
@@ -410,8 +412,9 @@ def sampler_advice(diagnostics: dict, max_tree_depth: int, target_accept: float,
             else:
                 grown = [f"--{n} {a} -> {b}" for n, a, b in (("draws", draws, more_draws), ("warmup", warmup, more_warmup))
                          if a != b]
-                fixes.append(f"{what}: more draws and warmup ({', '.join(grown)}: the ESS needs about "
-                             f"{factor:.1f}x the draws)")
+                needs = f"the ESS needs about {needed:.1f}x the draws" + (
+                    f", a refit takes {factor:.0f}x" if needed > REMEDY_MAX_FACTOR else "")
+                fixes.append(f"{what}: more draws and warmup ({', '.join(grown)}: {needs})")
                 if more_draws != draws:
                     changes["draws"] = ("draws", draws, more_draws)
                 if more_warmup != warmup:

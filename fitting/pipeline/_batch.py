@@ -198,7 +198,9 @@ class FitIndex:
         return path if str(attrs.get("trajectory_sha256", "")) == trajectory_sha256 else None
 
     def record(self, key: str, path: Path, job: FitJob, seconds: float | None = None) -> None:
-        self.entries[key] = {"file": path.name, "trajectory": str(job.trajectory), "behaviour": job.behaviour,
+        path = Path(path)
+        name = path.name if path.parent == self.folder else path.relative_to(self.folder).as_posix()
+        self.entries[key] = {"file": name, "trajectory": str(job.trajectory), "behaviour": job.behaviour,
                              "model": job.model, "observation": job.observation}
         if seconds is not None:
             self.entries[key]["seconds"] = round(float(seconds), 1)
@@ -483,6 +485,22 @@ def _refit_config(outcome: FitOutcome, verdict, remedy):
     return config, fit_cache_key(outcome.job.trajectory_sha256, config)
 
 
+#: subfolder of a fits folder that keeps the first attempts of refitted fits (still cached):
+#: a folder of fit files then holds one file per fit, as ``valuedyn figures`` expects
+FIRST_ATTEMPTS = "first_attempts"
+
+
+def _retire_first_attempt(outcome: FitOutcome, first_path: Path, fits_dir: Path, index: FitIndex) -> None:
+    """Move a refitted fit's first attempt into :data:`FIRST_ATTEMPTS` (the index follows)."""
+    target = fits_dir / FIRST_ATTEMPTS / first_path.name
+    if first_path == target or not first_path.is_file():
+        return
+    target.parent.mkdir(exist_ok=True)
+    os.replace(first_path, target)
+    seconds = index.entries.get(outcome.key, {}).get("seconds")
+    index.record(outcome.key, target, outcome.job, seconds)
+
+
 def _record_first_attempt(path: Path, first: dict) -> None:
     """Store the first attempt (its settings, diagnostics and verdict) in the refit's file
     (attribute ``first_attempt``; atomic rewrite), unless it is there already."""
@@ -503,7 +521,8 @@ def refit_with_remedies(outcomes: list[FitOutcome], fits_dir: Path, index: FitIn
     changes (and, for chains stuck in a lower mode, every chain started from draws of the
     best mode), cached under its own key (``...__refit__KEY12.nc``). The refit replaces
     the outcome's file (in place) and keeps its own verdict: it is never refitted again.
-    Its file's ``first_attempt`` attribute holds the first attempt's file, cache key,
+    The first attempt's file moves into ``FITS_DIR/first_attempts/`` (still cached there),
+    so the folder holds one file per fit. The refit's ``first_attempt`` attribute holds the first attempt's file, cache key,
     settings, diagnostics and verdict; ``outcome.first_attempt`` a summary. A refit that
     raises, or is not started for time (``time_left`` seconds; None = no limit), leaves
     the first attempt in place and says so."""
@@ -520,10 +539,10 @@ def refit_with_remedies(outcomes: list[FitOutcome], fits_dir: Path, index: FitIn
         attrs = fit_attrs(load_fit(outcome.path))
         config, key = _refit_config(outcome, verdict, remedy)
         failure = "; ".join(f"{c.kind}: {c.summary}" for c in verdict.causes if c.kind == SAMPLER_FAILED)
-        first = {"file": outcome.path.name, "key": outcome.key, "config": attrs.get("config"),
+        first = {"file": f"{FIRST_ATTEMPTS}/{outcome.path.name}", "key": outcome.key, "config": attrs.get("config"),
                  "diagnostics": attrs.get("diagnostics"), "verdict": verdict.to_dict(), "label": verdict.label,
                  "failure": failure, "remedy": remedy.to_dict()}
-        summary = {"file": outcome.path.name, "key": outcome.key, "verdict": verdict.label, "failure": failure,
+        summary = {"file": first["file"], "key": outcome.key, "verdict": verdict.label, "failure": failure,
                    "remedy": remedy.to_dict(), "refit_key": key}
         name = outcome.job.file_name().rsplit("__", 1)[0] + f"__refit__{key[:12]}.nc"
         planned.append((outcome, config, key, fits_dir / name, first, summary))
@@ -535,6 +554,7 @@ def refit_with_remedies(outcomes: list[FitOutcome], fits_dir: Path, index: FitIn
         hit = index.lookup(key, outcome.job.trajectory_sha256)
         if hit is not None:
             _record_first_attempt(hit, first)
+            _retire_first_attempt(outcome, outcome.path, fits_dir, index)
             outcome.first_attempt = {**summary, "refit": "cached"}
             outcome.path, outcome.status = hit, "cached"
         else:
@@ -550,6 +570,7 @@ def refit_with_remedies(outcomes: list[FitOutcome], fits_dir: Path, index: FitIn
             path = Path(payload)
             _record_first_attempt(path, first)
             index.record(key, path, outcome.job, seconds)
+            _retire_first_attempt(outcome, outcome.path, fits_dir, index)
             outcome.path, outcome.status = path, "done"
             outcome.seconds += seconds
             outcome.first_attempt = {**summary, "refit": "done"}

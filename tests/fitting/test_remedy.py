@@ -66,7 +66,10 @@ def test_at_the_top_of_every_ladder_there_is_no_remedy():
 
 def test_low_ess_scales_draws_and_warmup_by_what_the_ess_needs_capped():
     _, remedy = sampler_advice({**GOOD, "ess_bulk_min": 100.0, "ess_tail_min": 150.0}, 8, 0.99, 1000, 500)
-    assert remedy.settings == {"draws": 4000, "warmup": 2000}  # 4x, capped
+    assert remedy.settings == {"draws": 4000, "warmup": 2000}  # 4x the draws and the warmup
+    fixes, remedy = sampler_advice({**GOOD, "ess_bulk_min": 20.0}, 8, 0.99, 1500, 800)
+    assert remedy.settings == {"draws": 4000, "warmup": 2000}  # 20x needed: 4x at most, then the caps
+    assert "needs about 20.0x the draws, a refit takes 4x" in fixes[0]
     _, remedy = sampler_advice({**GOOD, "ess_bulk_min": 300.0, "rhat_max": 1.02}, 8, 0.99, 1000, 500)
     assert remedy.settings == {"draws": 1500, "warmup": 800}  # at least 1.5x, rounded up to 100
     fixes, remedy = sampler_advice({**GOOD, "ess_bulk_min": 300.0, "treedepth_hits": 12}, 8, 0.99, 1000, 500)
@@ -133,19 +136,23 @@ def test_a_failed_fit_is_refitted_once_with_its_remedy(remedied):
     index = json.loads((fits / "index.json").read_text())
     assert sorted(index) == sorted([outcome.key, first["refit_key"]])
     assert len(list(fits.glob("*__refit__*.nc"))) == 1
+    # the folder holds one file per fit: the first attempt is kept (cached) in first_attempts/
+    assert [p.name for p in fits.glob("*.nc")] == [outcome.path.name]
+    assert index[outcome.key]["file"] == stored["file"] == f"first_attempts/{jobs[0].file_name()}"
 
 
 def test_a_rerun_reuses_the_refit_and_never_refits_twice(remedied):
     jobs, fits, result = remedied
-    before = sorted(p.name for p in fits.glob("*.nc"))
+    before = sorted(p.name for p in fits.rglob("*.nc"))
     again = run_plan(jobs, fits, workers=1, show_progress=False, refit_remedy=True)
     (outcome,) = again.outcomes
     assert outcome.status == "cached" and outcome.first_attempt["refit"] == "cached"
     assert outcome.path == result.outcomes[0].path
-    assert sorted(p.name for p in fits.glob("*.nc")) == before
+    assert sorted(p.name for p in fits.rglob("*.nc")) == before
     # turned off, the plan keeps the first attempt
     off = run_plan(jobs, fits, workers=1, show_progress=False, refit_remedy=False)
-    assert off.outcomes[0].first_attempt is None and off.outcomes[0].path.name == result.outcomes[0].first_attempt["file"]
+    assert off.outcomes[0].first_attempt is None and off.outcomes[0].status == "cached"
+    assert off.outcomes[0].path == fits / result.outcomes[0].first_attempt["file"]
 
 
 # ---------------------------------------------------------------- the restart from the best mode
