@@ -31,7 +31,8 @@ def figure_plan(sections, loaded: dict[Path, object], diversity: dict | None = N
         if compared:
             specs.append(FigureSpec(f"{stem}_fig2_comparison", "comparison", {"behaviours": compared}))
         specs.append(FigureSpec(f"{stem}_fig3_timescales", "timescales", {"behaviours": [t.behaviour for t in mine]}))
-        placements = [str(p) for p in ds["placement"].values] if "placement" in ds.coords else []
+        # only where the file holds the part (an imported log never does: a note says so)
+        placements = [str(p) for p in ds["placement"].values] if "placement_histogram" in ds and "placement" in ds.coords else []
         if any(p in ("place_plant", "plant") for p in placements):
             specs.append(FigureSpec(f"{stem}_fig4_plant_histogram", "placement_histogram", {"placement": "plant"}))
         # the analysis of a winner only: an undecided comparison names no model to analyse

@@ -76,13 +76,9 @@ def default_trajectories(folder: Path | None = None) -> list[Path]:
 
 
 def resolve_trajectories(paths: Sequence[str]) -> list[Path]:
-    """The trajectories to report on: ``paths`` (each checked to be no probe, memory or fit
-    file), else the shipped ones."""
-    if paths:
-        for path in paths:
-            refuse_non_trajectory(Path(path))
-        return [Path(p) for p in paths]
-    found = default_trajectories()
+    """The trajectories to report on: ``paths``, else the shipped ones; each checked to be
+    no probe, memory or fit file (:func:`refuse_non_trajectory`)."""
+    found = [Path(p) for p in paths] if paths else default_trajectories()
     if not found:
         import valuedyn.data
 
@@ -90,6 +86,8 @@ def resolve_trajectories(paths: Sequence[str]) -> list[Path]:
             f"no trajectory given and none shipped in {Path(valuedyn.data.__file__).parent}; "
             "pass TRAJECTORY files, or run `valuedyn train` first"
         )
+    for path in found:
+        refuse_non_trajectory(path)
     return found
 
 

@@ -165,10 +165,10 @@ def require_part(ds, behaviour: str) -> None:
     """Refuse a behaviour whose part the file does not hold (an imported log without it)."""
     part, variable = behaviour_part(behaviour)
     if variable and variable not in ds:
-        source = f"logged by {ds.attrs['source_format']} and imported" if "source_format" in ds.attrs else "this trajectory"
+        why = f" (its {ds.attrs['source_format']} log, imported, lacked it)" if "source_format" in ds.attrs else ""
         raise ValuedynError(
-            f"behaviour {behaviour!r} needs the {part!r} part ({variable}), which this file does not hold (its log, "
-            f"{source}, lacked it); the file offers {', '.join(offered_behaviours(ds)) or 'no behaviour'}"
+            f"behaviour {behaviour!r} needs the {part!r} part ({variable}), which this file does not hold{why}; "
+            f"the file offers {', '.join(offered_behaviours(ds)) or 'no behaviour'}"
         )
 
 

@@ -403,6 +403,11 @@ def test_import_then_fit_the_jsonl_fixture(tmp_path, capsys):
 
     mask = np.asarray(load_fit(fit).constant_data["mask"].values, bool)
     assert mask.shape == (2, 5) and not mask[0, 2] and mask.sum() == 9
+    # leave-future-out selects through the same mask: at fraction 0.4 the future is updates 3-5
+    # of both seeds (tau 0.5, 0.75, 1), less the missing cell: 5 held-out cells, not 6
+    from valuedyn.fitting.judge._compare import leave_future_out
+
+    assert leave_future_out(load_fit(fit), 0.4, progress=False)["lfo_n"] == 5
     refused = tmp_path / "refused.nc"
     code = main(["fit", str(trajectory), "--model", "overshoot", "--behaviour", "event:place_plant", "--out", str(refused),
                  *sampler])
