@@ -49,7 +49,7 @@ def run_report(config) -> dict:
     from valuedyn.papers._report_figures import figure_plan
     from valuedyn.papers._report_markdown import render_markdown
     from valuedyn.papers._report_results import result_tables, results_json, sections_from
-    from valuedyn.papers._report_trust import judge_sections, motif_headlines
+    from valuedyn.papers._report_trust import judge_sections, motif_answers
 
     prepare_jax(config.chains)  # one CPU device per core for the chains, if JAX is not yet running
     timing: dict[str, float] = {}
@@ -70,7 +70,7 @@ def run_report(config) -> dict:
                       refit_remedy=config.refit_remedy)
     sections, skipped = sections_from(result)
     judge_sections(sections, progress=progress_bar)  # verdicts and trust-aware rankings from the saved fits
-    motif = motif_headlines(sections, loaded)
+    motif = motif_answers(sections, loaded)
     if skipped:
         notes.append(
             f"left out for time (--time-budget {config.time_budget} s; rerun with a larger budget or 0, fits made "
@@ -132,7 +132,8 @@ def run_report(config) -> dict:
         "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
         "notes": notes,
         "trajectories": trajectories,
-        "motif": {path.name: text for path, text in motif.items()},
+        "motif": {path.name: text for path, (text, _) in motif.items()},
+        "motif_summary": {path.name: short for path, (_, short) in motif.items()},
         "results": results_json(sections, out),
         "diversity": [
             {"trajectory": path.name, "chosen_fits": view.chosen, "not_stated": view.untrusted,

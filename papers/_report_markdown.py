@@ -23,6 +23,98 @@ def observation_line(observation: dict) -> str:
     return f"Observation model: **{observation.get('model')}**, {how}{probe}: {observation.get('reason', '')}."
 
 
+#: the most lines the summary at the top of report.md holds (its heading and bullets)
+SUMMARY_MAX_LINES = 15
+
+
+def _winner_phrase(section) -> str:
+    v = section.verdict
+    if v.get("winner") is None:
+        return "undecided"
+    if v.get("clearly") is None:
+        return f"{v['winner']} ({'only trustworthy fit' if 'text' in v else 'only model'})"
+    return f"**{v['winner']}** ({'clearly' if v['clearly'] else 'not clearly'})"
+
+
+def _timescale_phrase(t, word: str) -> str:
+    from valuedyn.fitting.inference._select import format_env_steps
+
+    bound = ">= " if t.lower_bound else ""
+    return f"{word} {bound}{format_env_steps(t.median)} env steps"
+
+
+def _effect_line(conditions: dict) -> str | None:
+    """The effect of the training condition in one line (None with fewer than two conditions)."""
+    if not conditions or conditions.get("n_conditions", 0) < 2:
+        return None
+    parts = []
+    for behaviour, fit in conditions.get("fits", {}).items():
+        if not fit.get("trustworthy"):
+            parts.append(f"{behaviour}: not stated, its fit is {fit.get('verdict') or 'untrustworthy'}")
+        elif fit.get("clear_effects"):
+            parts.append(f"{behaviour}: clear effects on {', '.join(fit['clear_effects'])}")
+        else:
+            parts.append(f"{behaviour}: no clear effect on any parameter")
+    parts += [f"{behaviour}: not estimated (fit not made)" for behaviour in conditions.get("failed_fits", {})]
+    differ = ", ".join(conditions.get("differing_settings", [])) or "their settings"
+    return f"- Effect of the condition ({differ}): " + ("; ".join(parts) or "no conditions fit was made") + "."
+
+
+def summary_lines(sections: list, report: dict, diversity: dict) -> list[str]:
+    """The summary at the top of report.md: per trajectory (or condition) the motif's
+    answer, the winner or "undecided" per behaviour and the diversity timescales; the
+    effect of the condition; what could not be decided and why, in one line. Answers
+    only: each verdict's evidence is written once, further down. At most
+    :data:`SUMMARY_MAX_LINES` lines with up to four trajectories."""
+    conditions = report.get("conditions") or {}
+    condition_of = {}
+    if conditions.get("n_conditions", 0) >= 2:
+        for c in conditions.get("conditions", []):
+            for name in c.get("trajectories", []):
+                condition_of[name] = c["name"]
+    names = [t["path"] for t in report["trajectories"]]
+    many = len(names) > 1
+
+    def who(name: str) -> str:
+        return f"{condition_of[name]}, {name}" if name in condition_of else name
+
+    lines = ["## Summary", ""]
+    undecided = []
+    for name in names:
+        short = report.get("motif_summary", {}).get(name)
+        if short is not None:
+            lines.append(f"- Motif, plants per episode ({who(name)}): {short}.")
+            if short.startswith(("undecided", "not answered")):
+                undecided.append(f"the motif of {name} ({short.split(': ', 1)[-1].split(' (P(')[0]})")
+    effect = _effect_line(conditions)
+    if effect:
+        lines.append(effect)
+    for name in names:
+        mine = [s for s in sections if s.trajectory.name == name]
+        if mine:
+            lines.append(f"- Winners{f' ({name})' if many else ''}: "
+                         + "; ".join(f"{s.behaviour}: {_winner_phrase(s)}" for s in mine) + ".")
+        for s in mine:
+            if s.verdict.get("winner") is None:
+                why = "no trustworthy fit" if s.fitted else "no fit succeeded"
+                undecided.append(f"the winner of {s.behaviour}{f' in {name}' if many else ''} ({why})")
+    for path, view in (diversity or {}).items():
+        headline = view.headline
+        stated = [_timescale_phrase(t, word) for t, word in ((headline.fast, "event diversity rises in"),
+                                                           (headline.slow, "action diversity falls in")) if t is not None]
+        if headline.p_separated is not None:
+            stated.append(f"P(separated) {headline.p_separated:.2f}")
+        missing = [w for t, w in ((headline.fast, "event rise"), (headline.slow, "action fall")) if t is None]
+        lines.append(f"- Diversity timescales{f' ({path.name})' if many else ''}: "
+                     + (", ".join(stated) if stated else "none stated") + ".")
+        if missing:
+            undecided.append(f"the {' and '.join(missing)} time{'s' if len(missing) > 1 else ''}"
+                             f"{f' of {path.name}' if many else ''} (no trustworthy diversity fit)")
+    lines.append("- Not decided: " + ("; ".join(undecided) if undecided else "nothing: every question asked here "
+                                      "has an answer") + ". The evidence for each verdict is below.")
+    return lines + [""]
+
+
 def render_markdown(sections: list, figures: dict[Path, list], notes: list[str], report: dict,
                     diversity: dict | None = None, conditions: list[str] | None = None) -> str:
     """report.md: summary table, per-behaviour sections with figures and tables, the
@@ -30,6 +122,7 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
     of training conditions (``conditions``: its lines), flags."""
     diversity = diversity or {}
     lines = ["# valuedyn report", ""]
+    lines += summary_lines(sections, report, diversity)
     prov = report["provenance"]
     lines += [
         f"valuedyn {prov.get('valuedyn_version')} (commit {prov.get('git_commit')}), created {prov.get('created')}, "
@@ -108,7 +201,8 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
                 row = task.table.loc[model] if task.table is not None else None
                 d = task.diagnostics[model]
                 diag = ", ".join(f"{k} {_fmt(d.get(k), 3)}" for k in ("rhat_max", "ess_bulk_min", "divergences") if k in d)
-                trust = "yes" if task.trustworthy(model) else f"**{task.verdicts[model].label if model in task.verdicts else 'no'}**: {task.why_not(model)}"
+                # the evidence of a verdict is written once, under "Untrustworthy fits"
+                trust = "yes" if task.trustworthy(model) else f"**{task.verdicts[model].label if model in task.verdicts else 'no'}**"
                 lines.append(
                     f"| {model} | {_fmt(None if row is None else float(row['elpd_loo']))} | {_fmt(None if row is None else float(row['se']))} | "
                     f"{_fmt(None if row is None else float(row['d_elpd']))} | {_fmt(None if row is None else float(row['dse']))} | "
@@ -116,7 +210,12 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
                     f"{'; '.join(task.failures[model]) or 'passes'} |"
                 )
             lines.append("")
-            lines += [f"- warning: {w}" for w in task.warnings] + ([""] if task.warnings else [])
+            refits = [task.refit_line(m) for m in task.fitted if task.refit_line(m)]
+            lines += [f"- refit: {line}" for line in refits] + ([""] if refits else [])
+            # an untrustworthy fit's gate failures are its verdict's evidence: written once, below
+            shown = [w for w in task.warnings if not any(w.startswith(f"{m}: the fit is marked untrustworthy")
+                                                         for m in task.fitted)]
+            lines += [f"- warning: {w}" for w in shown] + ([""] if shown else [])
             for spec in rendered_specs:
                 if spec.options.get("behaviour") == task.behaviour:
                     lines += [f"![{spec.name}](figures/{spec.name}.png)", "", f"*{FIGURE_CAPTIONS[spec.kind]}* "

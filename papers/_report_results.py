@@ -37,12 +37,28 @@ class Section:
     verdicts: dict = dataclasses.field(default_factory=dict)  # model -> valuedyn.fitting Verdict
     ranking: object = None  # valuedyn.fitting Ranking (trust-aware), once judged
     observation: dict = dataclasses.field(default_factory=dict)
+    #: model -> its first attempt when the fit was refitted once with its remedy
+    #: (:attr:`valuedyn.fitting.pipeline._batch.FitOutcome.first_attempt`)
+    first_attempts: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def trustworthy(self, model: str) -> bool:
         """The fit's verdict when judged (gate and causes), else the sampler gate alone."""
         if model in self.verdicts:
             return bool(self.verdicts[model].trustworthy)
         return bool(self.diagnostics[model]["trustworthy"])
+
+    def refit_line(self, model: str) -> str | None:
+        """One line for a fit refitted once with its remedy (or whose refit did not happen):
+        the first attempt's failure and the remedy applied; None for a fit made once."""
+        first = self.first_attempts.get(model)
+        if first is None:
+            return None
+        remedy = first["remedy"]["text"]
+        if first["refit"] in ("done", "cached"):
+            how = f"refitted once with {remedy}"
+        else:
+            how = f"the refit with {remedy} {first['refit']}, so this is the first attempt"
+        return f"{model}: the first attempt failed ({first['failure']}); {how}."
 
     def why_not(self, model: str) -> str:
         """Why a fit is not trustworthy: its verdict's causes, else the gate's reasons."""
@@ -121,6 +137,8 @@ def sections_from(result) -> tuple[list[Section], list[Section]]:
             section.fits[job.model], section.cached[job.model] = outcome.path, outcome.status == "cached"
             section.diagnostics[job.model] = outcome.diagnostics
             section.failures[job.model] = outcome.check_failures
+            if outcome.first_attempt is not None:
+                section.first_attempts[job.model] = outcome.first_attempt
         elif outcome.status == "failed":
             section.errors[job.model] = outcome.error
         else:
@@ -203,6 +221,7 @@ def results_json(sections: list[Section], out: Path) -> list[dict]:
                     "trustworthy": section.trustworthy(m), "diagnostics": section.diagnostics[m],
                     "verdict": section.verdicts[m].to_dict() if m in section.verdicts else None,
                     "check_failures": section.failures[m],
+                    "first_attempt": section.first_attempts.get(m),
                 }
                 for m in section.fitted
             },

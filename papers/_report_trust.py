@@ -53,21 +53,40 @@ def judge_sections(sections, progress=None) -> None:
         section.verdict = ranking_verdict(section.ranking)
 
 
-def motif_headlines(sections, loaded: dict[Path, object]) -> dict[Path, str]:
-    """Trajectory -> the motif paragraph (or why there is none)."""
+def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str, str]]:
+    """Trajectory -> (the motif paragraph, or why there is none; the answer in a few
+    words for the report's summary, without the paragraph's evidence)."""
     from valuedyn.fitting import motif_headline
 
-    texts = {}
+    answers = {}
     for path in loaded:
         section = next((s for s in sections if s.trajectory == path and s.behaviour == MOTIF_BEHAVIOUR), None)
         if "event_total" not in loaded[path]:  # an imported log without event totals: say what it lacked
-            texts[path] = (f"Not answered: the log of {path.name} lacked event totals, so plants placed per episode "
-                           f"({MOTIF_BEHAVIOUR}) are not in the file.")
+            answers[path] = (f"Not answered: the log of {path.name} lacked event totals, so plants placed per episode "
+                             f"({MOTIF_BEHAVIOUR}) are not in the file.", "not answered (the log lacked event totals)")
             continue
         if section is None or MOTIF_MODEL not in section.fitted:
-            texts[path] = (f"No {MOTIF_MODEL} fit of {MOTIF_BEHAVIOUR} in this report, so the motif question "
-                           f"(does it rise and then decay?) is not answered here; fit it with --behaviours "
-                           f"{MOTIF_BEHAVIOUR} --models {MOTIF_MODEL} ...")
+            answers[path] = (f"No {MOTIF_MODEL} fit of {MOTIF_BEHAVIOUR} in this report, so the motif question "
+                             f"(does it rise and then decay?) is not answered here; fit it with --behaviours "
+                             f"{MOTIF_BEHAVIOUR} --models {MOTIF_MODEL} ...", f"not answered (no {MOTIF_MODEL} fit)")
             continue
-        texts[path] = motif_headline(section.fits[MOTIF_MODEL], section.verdicts.get(MOTIF_MODEL)).text
-    return texts
+        verdict = section.verdicts.get(MOTIF_MODEL)
+        headline = motif_headline(section.fits[MOTIF_MODEL], verdict)
+        p = f"P(decay) {headline.decay_probability:.2f}"
+        if headline.can_tell == "run too short":
+            short = f"undecided: the run ends while the level still rises ({p})"
+        elif headline.can_tell == "open":
+            short = f"undecided: the data leave the decay open ({p})"
+        elif headline.decay_probability >= 0.9:
+            short = f"rises, then decays ({p})"
+        else:
+            short = f"rises, no decay after the peak ({p})"
+        if verdict is not None and not verdict.trustworthy:
+            short += f"; its {MOTIF_MODEL} fit is {verdict.label}"
+        answers[path] = (headline.text, short)
+    return answers
+
+
+def motif_headlines(sections, loaded: dict[Path, object]) -> dict[Path, str]:
+    """Trajectory -> the motif paragraph (or why there is none)."""
+    return {path: text for path, (text, _) in motif_answers(sections, loaded).items()}

@@ -114,3 +114,12 @@ def write_trajectory(path: Path, **kwargs) -> Path:
 def synthetic_trajectory(tmp_path_factory) -> Path:
     """Path of a small synthetic trajectory file (2 seeds x 40 updates)."""
     return write_trajectory(tmp_path_factory.mktemp("trajectory") / "synthetic.nc")
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory) -> tuple[Path, Path]:
+    """(report folder, trajectory) of the one tiny report the papers tests share
+    (report_helpers.py: built once per session, across xdist workers)."""
+    from report_helpers import shared_report
+
+    return shared_report(tmp_path_factory, write_trajectory)

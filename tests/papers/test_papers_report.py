@@ -17,20 +17,18 @@ import pytest
 
 from valuedyn.cli import main
 
-# Must equal the notebook's FAST settings (papers/notebooks/model_comparison.ipynb), so
-# the notebook test finds every fit in the cache.
-BEHAVIOURS = ("event:place_plant",)
-MODELS = ("logistic_onset", "overshoot")
-TINY = ["--chains", "2", "--draws", "40", "--warmup", "40", "--max-seeds", "2"]
+from report_helpers import BEHAVIOURS, MODELS, report_args
 
 
 @pytest.fixture(scope="module")
-def report_dir(synthetic_trajectory, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "report"
-    status = main(["report", str(synthetic_trajectory), "--out", str(out), "--behaviours", *BEHAVIOURS,
-                   "--models", *MODELS, *TINY])
-    assert status == 0
-    return out
+def report_dir(tiny_report) -> Path:
+    """The papers tests' shared tiny report (conftest.py's tiny_report: built once per session)."""
+    return tiny_report[0]
+
+
+@pytest.fixture(scope="module")
+def report_trajectory(tiny_report) -> Path:
+    return tiny_report[1]
 
 
 @pytest.fixture(scope="module")
@@ -95,28 +93,27 @@ def test_claims_match_the_fit_files(report_dir, report_json):
                 assert verdicts[model].label in markdown
 
 
-def test_second_run_reuses_every_fit(report_dir, synthetic_trajectory):
+def test_second_run_reuses_every_fit(report_dir, report_trajectory):
     fits = sorted((report_dir / "fits").glob("*.nc"))
-    assert len(fits) == len(BEHAVIOURS) * len(MODELS)
-    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in fits}
-    status = main(["report", str(synthetic_trajectory), "--out", str(report_dir), "--behaviours", *BEHAVIOURS,
-                   "--models", *MODELS, *TINY])
+    assert len(fits) == len(BEHAVIOURS) * len(MODELS)  # one per fit (a refit's first attempt: in first_attempts/)
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in (report_dir / "fits").rglob("*.nc")}
+    status = main(report_args(report_trajectory, report_dir))
     assert status == 0
-    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((report_dir / "fits").glob("*.nc"))}
+    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in (report_dir / "fits").rglob("*.nc")}
     assert after == before
     again = json.loads((report_dir / "report.json").read_text())
-    assert again["n_fits_run"] == 0 and again["n_fits_cached"] == len(fits)
+    assert again["n_fits_run"] == 0 and again["n_fits_cached"] == len(BEHAVIOURS) * len(MODELS)
 
 
-def test_cache_key_follows_inputs_and_settings(report_dir, synthetic_trajectory):
+def test_cache_key_follows_inputs_and_settings(report_dir, report_trajectory):
     from valuedyn.fitting import FitJob, FitSettings
     from valuedyn.fitting.pipeline._batch import FitIndex
 
     settings = FitSettings(chains=2, draws=40, warmup=40)
-    base = FitJob(synthetic_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), settings)
+    base = FitJob(report_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), settings)
     moved = FitJob(Path("elsewhere.nc"), "abc", "event:place_plant", "overshoot", (0, 1), settings)
-    other_bytes = FitJob(synthetic_trajectory, "abd", "event:place_plant", "overshoot", (0, 1), settings)
-    more = FitJob(synthetic_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), FitSettings(2, 61, 40))
+    other_bytes = FitJob(report_trajectory, "abd", "event:place_plant", "overshoot", (0, 1), settings)
+    more = FitJob(report_trajectory, "abc", "event:place_plant", "overshoot", (0, 1), FitSettings(2, 61, 40))
     assert base.cache_key() == moved.cache_key()  # paths do not matter, the bytes do
     assert base.cache_key() != other_bytes.cache_key()
     assert base.cache_key() != more.cache_key()
@@ -124,8 +121,9 @@ def test_cache_key_follows_inputs_and_settings(report_dir, synthetic_trajectory)
     sha = json.loads((report_dir / "report.json").read_text())["trajectories"][0]["sha256"]
     cache = FitIndex(report_dir / "fits")
     for model in MODELS:
-        job = FitJob(synthetic_trajectory, sha, BEHAVIOURS[0], model, (), settings)  # 2 seeds: all
-        assert cache.entries[job.cache_key()]["file"] == job.file_name()
+        job = FitJob(report_trajectory, sha, BEHAVIOURS[0], model, (), settings)  # 2 seeds: all
+        # (a fit refitted with its remedy keeps its first attempt, still cached, in first_attempts/)
+        assert cache.entries[job.cache_key()]["file"] in (job.file_name(), f"first_attempts/{job.file_name()}")
     # a cached file that no longer loads is not trusted
     key, entry = next(iter(cache.entries.items()))
     assert cache.lookup(key, sha) is not None
@@ -183,8 +181,8 @@ def sbc_file(tmp_path_factory) -> Path:
     return out
 
 
-def test_figures_rebuilds_a_paper_deterministically(tmp_path, report_dir, report_json, synthetic_trajectory, sbc_file):
-    paper = _paper(tmp_path, report_dir, synthetic_trajectory, ALL_FIGURES)
+def test_figures_rebuilds_a_paper_deterministically(tmp_path, report_dir, report_json, report_trajectory, sbc_file):
+    paper = _paper(tmp_path, report_dir, report_trajectory, ALL_FIGURES)
     shutil.copy(sbc_file, paper / "sbc.nc")
     assert main(["figures", str(paper)]) == 0
     built = {p.name: p.read_bytes() for p in (paper / "figures").iterdir()}
@@ -197,7 +195,7 @@ def test_figures_rebuilds_a_paper_deterministically(tmp_path, report_dir, report
     assert built["one.png"] == report_png
 
 
-def test_figures_refuses_a_corrupt_fit_and_writes_nothing(tmp_path, report_dir, synthetic_trajectory, capsys):
+def test_figures_refuses_a_corrupt_fit_and_writes_nothing(tmp_path, report_dir, report_trajectory, capsys):
     fits = tmp_path / "fits"
     shutil.copytree(report_dir / "fits", fits)
     victim = sorted(fits.glob("*.nc"))[0]
@@ -205,7 +203,7 @@ def test_figures_refuses_a_corrupt_fit_and_writes_nothing(tmp_path, report_dir, 
     paper = tmp_path / "paper"
     paper.mkdir()
     (paper / "paper.toml").write_text(
-        f'trajectory = "{synthetic_trajectory}"\nfits = ["{fits}"]\n[[figure]]\nname = "two"\nkind = "comparison"\n'
+        f'trajectory = "{report_trajectory}"\nfits = ["{fits}"]\n[[figure]]\nname = "two"\nkind = "comparison"\n'
     )
     status = main(["figures", str(paper)])
     assert status == 2
@@ -214,7 +212,7 @@ def test_figures_refuses_a_corrupt_fit_and_writes_nothing(tmp_path, report_dir, 
     assert not (paper / "figures").exists()
 
 
-def test_notebook_runs_top_to_bottom(report_dir, synthetic_trajectory, tmp_path):
+def test_notebook_runs_top_to_bottom(report_dir, report_trajectory, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
@@ -222,7 +220,7 @@ def test_notebook_runs_top_to_bottom(report_dir, synthetic_trajectory, tmp_path)
 
     source = Path(valuedyn.papers.__file__).parent / "notebooks" / "model_comparison.ipynb"
     notebook = nbformat.read(source, as_version=4)
-    env = {"VALUEDYN_NOTEBOOK_FAST": "1", "VALUEDYN_NOTEBOOK_TRAJECTORY": str(synthetic_trajectory),
+    env = {"VALUEDYN_NOTEBOOK_FAST": "1", "VALUEDYN_NOTEBOOK_TRAJECTORY": str(report_trajectory),
            "VALUEDYN_NOTEBOOK_OUT": str(tmp_path / "notebook_report"), "VALUEDYN_NOTEBOOK_FITS": str(report_dir / "fits"),
            "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
     old = {k: os.environ.get(k) for k in env}
