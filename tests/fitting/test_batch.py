@@ -202,7 +202,8 @@ def test_a_killed_run_is_completed_by_a_rerun(logistic_file, tmp_path):
     fits = tmp_path / "fits"
     command = [sys.executable, "-m", "valuedyn", "fit-batch", str(logistic_file), "--fits-dir", str(fits),
                "--behaviours", BEHAVIOUR, "--models", MODEL, "--seeds", "0", "--workers", "1",
-               "--chains", "1", "--draws", "30", "--warmup", "30", "--max-tree-depth", "4", "--no-choose-observation"]
+               "--chains", "1", "--draws", "30", "--warmup", "30", "--max-tree-depth", "4", "--no-choose-observation",
+               "--no-refit-remedy"]  # the refit of a failed fit is test_remedy.py's; here a killed fit is redone
     # two fits, one per seed, one command each: the kill lands in the second command
     runs = [command[:command.index("--seeds") + 1] + [str(seed)] + command[command.index("--seeds") + 2:]
             for seed in (0, 1)]
