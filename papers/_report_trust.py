@@ -61,7 +61,8 @@ def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str,
     answers = {}
     for path in loaded:
         section = next((s for s in sections if s.trajectory == path and s.behaviour == MOTIF_BEHAVIOUR), None)
-        if "event_total" not in loaded[path]:  # an imported log without event totals: say what it lacked
+        dataset = loaded[path]
+        if dataset is not None and "event_total" not in dataset:  # an imported log without event totals: say what it lacked
             answers[path] = (f"Not answered: the log of {path.name} lacked event totals, so plants placed per episode "
                              f"({MOTIF_BEHAVIOUR}) are not in the file.", "not answered (the log lacked event totals)")
             continue
