@@ -76,6 +76,10 @@ OPTIONS: dict[str, Option] = {
     "seeds": Option("seed labels to fit in every trajectory file (default: all)"),
     "max_seeds": Option("without --seeds, fit the first this many seeds of each trajectory file (0 = all)"),
     "updates": Option("FIRST:LAST inclusive update window (default: all)", metavar="FIRST:LAST"),
+    "blocks": Option("aggregate consecutive updates into blocks (counts and exposures summed, each block's likelihood "
+                     "integrating the level over its span), 1 update wide at the start and growing geometrically: "
+                     "auto = at most 64 blocks, only for a run of more updates; none = every update its own cell; "
+                     "N = at most N blocks", metavar="auto|none|N"),
     # the likelihood and its coordinates
     "observation": Option("observation model (auto: betabinomial / negbin / lognormal by behaviour kind: the "
                           "overdispersed models nest the plain ones at dispersion 0, so the fitted dispersion says how "
@@ -122,6 +126,32 @@ OPTIONS: dict[str, Option] = {
     "force": Option("replace an existing --out"),
     "progress": Option("progress bar on stderr"),
 }
+
+
+# ---------------------------------------------------------------- blocks of updates
+#: ``--blocks`` values besides an integer cap
+BLOCK_CHOICES = ("auto", "none")
+#: the cap ``--blocks auto`` uses: a run of more updates is fitted in at most this many blocks
+#: (the measurement behind the number: :mod:`valuedyn.fitting.inference._select`, ``aggregate_blocks``)
+BLOCKS_AUTO_CAP = 64
+
+
+def blocks_cap(value) -> int | None:
+    """The largest number of blocks ``--blocks`` allows (None: no aggregation). ``auto`` ->
+    :data:`BLOCKS_AUTO_CAP`, ``none`` -> None, an integer >= 2 -> itself; anything else is a
+    one-line :class:`ValuedynError`."""
+    text = str(value).strip().lower()
+    if text == "none":
+        return None
+    if text == "auto":
+        return BLOCKS_AUTO_CAP
+    try:
+        cap = int(text)
+    except ValueError:
+        cap = 0
+    if cap < 2:
+        raise ValuedynError(f"--blocks must be auto, none or an integer >= 2 (the most blocks); received {value!r}")
+    return cap
 
 
 # ---------------------------------------------------------------- the remedy ladder
@@ -289,6 +319,8 @@ def validate_sampler_config(config) -> None:
         raise ValuedynError(f"--min-draws must be >= 0 (0 = always run --draws); received {config.min_draws}")
     if has("saturated_draws") and config.saturated_draws < 0:
         raise ValuedynError(f"--saturated-draws must be >= 0 (0 = never cut); received {config.saturated_draws}")
+    if has("blocks"):
+        blocks_cap(config.blocks)
     if has("pooling") and config.pooling not in POOLINGS:
         raise ValuedynError(f"--pooling must be one of {', '.join(POOLINGS)}; received {config.pooling!r}")
     if has("parameterization") and config.parameterization not in PARAMETERIZATIONS:
@@ -315,6 +347,7 @@ class FitConfig:
     out: str = option(help="fit file to write (ArviZ InferenceData netCDF)")
     seeds: tuple[int, ...] = declared("seeds", ())
     updates: str | None = declared("updates", None)
+    blocks: str = declared("blocks", "auto")
     pooling: str = declared("pooling", use=FIT)
     observation: str = declared("observation", use=FIT)
     parameterization: str = declared("parameterization", use=FIT)

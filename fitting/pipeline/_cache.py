@@ -83,7 +83,7 @@ FIT_SEMANTICS = 4
 
 
 #: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was
-_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0, "initial_points": None}
+_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0, "initial_points": None, "blocks": "auto"}
 
 
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
