@@ -50,6 +50,9 @@ BEHAVIOUR_KINDS = ("unlock", "event", "action", "diversity")
 #: trajectory by default (on top of --max-behaviours, which caps the plant motif plus learned
 #: achievements)
 DIVERSITY_BEHAVIOURS = ("diversity:events", "diversity:actions")
+#: structured deviations of each seed's curve from the mechanism (see
+#: :mod:`valuedyn.fitting.inference._deviation`): none, or an Ornstein-Uhlenbeck process on the link scale
+DEVIATIONS = ("none", "ou")
 
 
 # ---------------------------------------------------------------- options, declared once
@@ -89,6 +92,11 @@ OPTIONS: dict[str, Option] = {
     "parameterization": Option("coordinates of the hierarchical pooling: auto centres each parameter and seed as far "
                                "as its data pin it down (chosen at the MAP); noncentred / centred fix that for all",
                                choices=PARAMETERIZATIONS, static=True),
+    "deviation": Option("structured deviation of each seed's curve from the model's mechanism, on the observation's "
+                        "link scale (logit / log): none, or ou (an Ornstein-Uhlenbeck process whose size and timescale "
+                        "are fitted; its timescale lies between 3 updates and a quarter of the window, so it takes "
+                        "neither the update-to-update noise nor the trend). Fits of one behaviour are compared only "
+                        "under the same deviation", choices=DEVIATIONS, static=True),
     # the sampler
     "chains": Option("NUTS chains (run in parallel on the CPU cores)", static=True),
     "warmup": Option("warmup (adaptation) iterations per chain", static=True),
@@ -196,6 +204,7 @@ class Defaults:
     observation: str
     parameterization: str
     seed: int
+    deviation: str = "none"
     why: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -327,6 +336,8 @@ def validate_sampler_config(config) -> None:
         raise ValuedynError(
             f"--parameterization must be one of {', '.join(PARAMETERIZATIONS)}; received {config.parameterization!r}"
         )
+    if has("deviation") and config.deviation not in DEVIATIONS:
+        raise ValuedynError(f"--deviation must be one of {', '.join(DEVIATIONS)}; received {config.deviation!r}")
     if has("observation") and config.observation not in OBSERVATIONS:
         raise ValuedynError(
             f"--observation must be auto or one of {', '.join(OBSERVATION_MODEL_NAMES)}; received {config.observation!r}"
@@ -350,6 +361,7 @@ class FitConfig:
     blocks: str = declared("blocks", "auto")
     pooling: str = declared("pooling", use=FIT)
     observation: str = declared("observation", use=FIT)
+    deviation: str = declared("deviation", use=FIT)
     parameterization: str = declared("parameterization", use=FIT)
     chains: int = declared("chains", use=FIT)
     draws: int = declared("draws", use=FIT)
@@ -485,12 +497,13 @@ class FitSettings:
         validate_sampler_config(self)  # and the ODE models' cap
 
     def fit_config(self, *, trajectory, behaviour: str, model: str, out="unused.nc", observation: str = "auto",
-                   seeds=()) -> FitConfig:
+                   seeds=(), deviation: str = "none") -> FitConfig:
         """The :class:`FitConfig` of one fit at these settings (the tree depth is
-        :meth:`tree_depth`'s for ``model``; other fields at FitConfig's defaults)."""
+        :meth:`tree_depth`'s for ``model``; ``deviation``: the behaviour's choice, the same
+        for all its models; other fields at FitConfig's defaults)."""
         return FitConfig(
             trajectory=str(trajectory), behaviour=behaviour, model=model, out=str(out),
-            observation=observation,
+            observation=observation, deviation=deviation,
             seeds=tuple(seeds), chains=self.chains, draws=self.draws, warmup=self.warmup, seed=self.rng_seed,
             max_tree_depth=self.tree_depth(model), target_accept=self.target_accept,
             saturated_draws=self.saturated_draws, min_draws=self.min_draws,
@@ -564,6 +577,7 @@ Example: valuedyn conditions default.nc every_plant.nc --model overshoot --behav
     max_seeds: int = declared("max_seeds", 0)
     updates: str | None = declared("updates", None)
     observation: str = declared("observation", use=CONDITIONS)
+    deviation: str = declared("deviation", use=CONDITIONS)
     parameterization: str = declared("parameterization", use=CONDITIONS)
     chains: int = declared("chains", use=CONDITIONS)
     draws: int = declared("draws", use=CONDITIONS)
