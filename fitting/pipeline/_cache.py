@@ -83,7 +83,7 @@ FIT_SEMANTICS = 4
 
 
 #: FitConfig fields added after keys were introduced -> the value that leaves the fit as it was
-_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0, "initial_points": None, "blocks": "auto"}
+_ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0, "initial_points": None, "blocks": "auto", "deviation": "none"}
 
 
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
@@ -117,6 +117,8 @@ VOLATILE_CONDITIONS_FIELDS = ("out", "trajectories", "force", "progress", "stric
 
 def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
     stored = {k: v for k, v in config.items() if k not in VOLATILE_CONDITIONS_FIELDS + ("config_class",)}
+    if stored.get("deviation") == "none":  # added after keys were: hashed only when set, so older keys stay valid
+        stored.pop("deviation")
     if "observation" in stored:  # "auto" of a family whose default changed names the new default
         stored["observation"] = keyed_observation(stored.get("behaviour", stored.get("behavior", "")), stored["observation"])
     return json.dumps({"trajectory_sha256": list(trajectory_sha256), "config": stored}, sort_keys=True)
