@@ -664,14 +664,17 @@ class Model:
         return self._solve_with(params, t, "auto")
 
     def solve_binned(self, params: dict[str, jax.Array], t: jax.Array, *,
-                     nodes: int = BIN_NODES) -> tuple[dict[str, jax.Array], jax.Array]:
+                     nodes: int = BIN_NODES, edges: jax.Array | None = None) -> tuple[dict[str, jax.Array], jax.Array]:
         """Observables averaged over each observation's span, and ok; pure JAX.
 
         The span of ``t[k]`` runs from halfway to its left neighbour to halfway to its
         right one (the first and last spans are as wide on both sides), so on the uniform
         grid of one trajectory row per update it is that update's share of training time:
-        what one update's episodes measure. The average is by Gauss-Legendre quadrature
-        with ``nodes`` nodes, split at the change point when the span contains it.
+        what one update's episodes measure. ``edges`` ``[T + 1]`` (tau, increasing) give
+        the spans explicitly instead: ``[edges[k], edges[k + 1]]`` (a block of several
+        updates, whose span is not halfway to its neighbours' middles). The average is by
+        Gauss-Legendre quadrature with ``nodes`` nodes, split at the change point when the
+        span contains it.
 
         Why: the level at a point has a kink in ``t0`` wherever ``t0`` crosses an
         observation time (nothing changes before it, the rise starts at once after it),
@@ -681,13 +684,17 @@ class Model:
         The average over a span is continuously differentiable in ``t0``.
         """
         t_arr, ps = self._as_arrays(params, t)
-        if t_arr.ndim != 1 or t_arr.shape[0] < 2:
+        if edges is None and (t_arr.ndim != 1 or t_arr.shape[0] < 2):
             return self.solve(params, t)
         x, w = _gauss_legendre(nodes)
         x, w = jnp.asarray(x, t_arr.dtype), jnp.asarray(w, t_arr.dtype)
-        mid = 0.5 * (t_arr[1:] + t_arr[:-1])
-        lo = jnp.concatenate([2.0 * t_arr[:1] - mid[:1], mid])
-        hi = jnp.concatenate([mid, 2.0 * t_arr[-1:] - mid[-1:]])
+        if edges is None:
+            mid = 0.5 * (t_arr[1:] + t_arr[:-1])
+            lo = jnp.concatenate([2.0 * t_arr[:1] - mid[:1], mid])
+            hi = jnp.concatenate([mid, 2.0 * t_arr[-1:] - mid[-1:]])
+        else:
+            edges = jnp.asarray(edges, t_arr.dtype)
+            lo, hi = edges[:-1], edges[1:]
         width = hi - lo
         if self.spec.change_point is None:  # one piece per span
             at = lo[:, None] + width[:, None] * x

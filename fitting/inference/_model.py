@@ -79,7 +79,9 @@ class FitData(NamedTuple):
     ``centring`` [P, S]: the centring weight of each model parameter and seed (used by
     hierarchical pooling only; 0 = non-centred); ``location`` [P, 2]: the centre ``c``
     and weight ``v`` of each population location's coordinate (hierarchical pooling;
-    zeros: the location itself; see the module docstring)."""
+    zeros: the location itself; see the module docstring); ``edges`` [U + 1]: the tau
+    bounds of each cell's span when the updates were aggregated into blocks (None: each
+    update's span runs halfway to its neighbours; :meth:`valuedyn.models.Model.solve_binned`)."""
 
     y: jax.Array
     exposure: jax.Array
@@ -88,6 +90,7 @@ class FitData(NamedTuple):
     level_scale: jax.Array
     centring: jax.Array
     location: jax.Array | None = None
+    edges: jax.Array | None = None
 
 
 def fit_data(selection, n_parameters: int) -> FitData:
@@ -100,6 +103,7 @@ def fit_data(selection, n_parameters: int) -> FitData:
         level_scale=jnp.asarray(selection.level_scale, jnp.float32),
         centring=jnp.zeros((n_parameters, n_seeds), jnp.float32),
         location=jnp.zeros((n_parameters, 2), jnp.float32),
+        edges=None if getattr(selection, "edges", None) is None else jnp.asarray(selection.edges, jnp.float32),
     )
 
 
@@ -271,7 +275,8 @@ def observe_solution(model, observation, observable: str, params: dict, data, ob
     (``params``: name -> [S]), records ``level`` [S, U] and adds the likelihood (see
     :func:`build_numpyro_model`). ``data``: :class:`FitData` or any tuple with its fields."""
     obs_params = {name: numpyro.sample(name, prior) for name, prior in observation.parameters}
-    outputs, ok = jax.vmap(lambda p: model.solve_binned(p, data.tau))(params)
+    edges = getattr(data, "edges", None)  # blocks of updates: each cell's span (None: halfway to the neighbours)
+    outputs, ok = jax.vmap(lambda p: model.solve_binned(p, data.tau, edges=edges))(params)
     ok = jnp.all(ok)
     level_units = outputs[observable]
     mean = level_units * data.level_scale
