@@ -2,18 +2,30 @@
 
 A plan's fit (:meth:`~valuedyn.fitting.pipeline._plan.FitJob.cache_key`) is keyed by the
 sha256 of the trajectory's bytes and the :class:`~valuedyn.fitting.settings.FitConfig`
-without its paths (the observation model included), so it is redone only when the data or
-a setting changed; the report's conditions fit (:func:`fit_conditions_cached`) by the
-trajectories' bytes and its :class:`~valuedyn.fitting.settings.ConditionsConfig`.
+without its paths (the observation model included; :func:`settings_key`), and by what would
+make the same settings give another fit (:func:`fit_definition`): the model's definition
+(equations, priors, observables, solver options), the code that shapes a fit (the
+inference sub-room, the stored predictive checks, the models' solver; comments and
+docstrings aside) and the versions of numpyro, jax, jaxlib and diffrax. So a fit is redone
+when the data, a setting, the model, that code or a library changed, never served stale.
+The report's conditions fit (:func:`fit_conditions_cached`) is keyed alike by the
+trajectories' bytes, its :class:`~valuedyn.fitting.settings.ConditionsConfig` and the same
+definition. Old fit files still load; they are only not found under the new keys.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from valuedyn._config import config_to_dict
 from valuedyn._errors import ValuedynError
@@ -87,8 +99,18 @@ _ADDED_FIT_FIELDS = {"saturated_draws": 0, "min_draws": 0, "initial_points": Non
 
 
 def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
+    """The cache key of a fit (sha256, 64 hex digits): :func:`settings_key` (the data and
+    the settings) and :func:`fit_definition` of ``fit_config.model`` (the model's
+    definition, the fitting code, the libraries)."""
+    text = json.dumps({"settings": settings_key(trajectory_sha256, fit_config),
+                       "definition": fit_definition(fit_config.model)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_key(trajectory_sha256: str, fit_config) -> str:
     """Hash of the trajectory's bytes, a FitConfig without :data:`VOLATILE_FIT_FIELDS`
-    and :data:`FIT_SEMANTICS`."""
+    and :data:`FIT_SEMANTICS` (what the keys were before :func:`fit_definition` joined them;
+    unchanged settings keep this part of the key)."""
     stored = config_to_dict(fit_config)
     for volatile in VOLATILE_FIT_FIELDS:
         stored.pop(volatile, None)
@@ -102,6 +124,112 @@ def fit_cache_key(trajectory_sha256: str, fit_config) -> str:
     text = json.dumps({"trajectory_sha256": trajectory_sha256, "fit_config": stored, "fit_semantics": FIT_SEMANTICS},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- what else makes a fit what it is
+#: the code that shapes a fit file (module or package names; a package stands for every
+#: module in its folder): the inference sub-room (selection, observation models, the numpyro
+#: model, NUTS, diagnostics, the store), the predictive checks the batch runner stores in
+#: the file, and the models' solver (code generation, closed forms, ODE grids)
+FIT_CODE = ("valuedyn.fitting.inference", "valuedyn.fitting.judge._check", "valuedyn.models._base")
+#: the libraries whose release can change a fit's draws (the sampler, the compiled kernels, the ODE solver)
+FIT_LIBRARIES = ("numpyro", "jax", "jaxlib", "diffrax")
+#: fields of a model's definition that document it and change no fit
+_DOCUMENTATION_FIELDS = ("summary", "analysis_notes", "doc", "unit", "check", "symbolic_fixed_points")
+
+
+def fit_definition(model_name: str) -> dict:
+    """What besides the data and the settings determines a fit of ``model_name``:
+    ``{"model": sha256 of its definition, "code": sha256 of FIT_CODE, "libraries":
+    {name: version}}`` (:func:`model_digest`, :func:`code_digest`, :func:`library_versions`)."""
+    from valuedyn.models import get_model
+
+    return {"model": model_digest(get_model(model_name)), "code": code_digest(FIT_CODE),
+            "libraries": library_versions()}
+
+
+@functools.lru_cache(maxsize=None)
+def model_digest(model) -> str:
+    """sha256 of a model's definition: its sympy expressions (field, initial state, reset,
+    closed forms, derived symbols, observables), its parameters' priors (distribution type
+    and arguments, transforms) and bounds, and its solver options (ODE steps, stiffness,
+    tolerances). Documentation (summary, docs, units) is left out. A model registered
+    anew (``register_model``) is a new instance, so an edited prior gets a new digest."""
+    spec = {f.name: _describe(getattr(model.spec, f.name)) for f in dataclasses.fields(model.spec)
+            if f.name not in _DOCUMENTATION_FIELDS}
+    options = {"stiff": model.stiff, "rtol": model.rtol, "atol": model.atol, "max_steps": model.max_steps,
+               "ode_steps": model.ode_steps}
+    return hashlib.sha256(json.dumps({"spec": spec, "options": options}, sort_keys=True).encode()).hexdigest()
+
+
+def _describe(value):
+    """A JSON-able description of a piece of a model's definition (sympy: ``srepr``; numpyro
+    distributions and transforms: type and arguments; arrays: values)."""
+    import sympy as sp
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, sp.Basic):
+        return sp.srepr(value)
+    if isinstance(value, dict):
+        return sorted([_describe(k), _describe(v)] for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return {f.name: _describe(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name not in _DOCUMENTATION_FIELDS}
+    if hasattr(value, "__array__"):
+        return np.asarray(value).tolist()
+    arguments = getattr(value, "arg_constraints", None)  # a numpyro distribution: its arguments
+    names = list(arguments) if isinstance(arguments, dict) else []
+    names += [k for k in vars(value) if not k.startswith("_") and k not in names] if hasattr(value, "__dict__") else []
+    return {"type": f"{type(value).__module__}.{type(value).__qualname__}",
+            **{name: _describe(getattr(value, name, None)) for name in sorted(names)}}
+
+
+def code_digest(modules) -> str:
+    """sha256 of the code of ``modules`` (module or package names; a package: every ``.py``
+    in its folder): each file's syntax tree without docstrings, so an edited comment or
+    docstring keeps the digest and an edited statement changes it."""
+    files = []
+    for name in modules:
+        found = importlib.util.find_spec(name)
+        if found is None or found.origin is None:
+            raise ValuedynError(f"fit code {name!r} names no module; fix FIT_CODE")
+        origin = Path(found.origin)
+        files += sorted(origin.parent.glob("*.py")) if found.submodule_search_locations else [origin]
+    digest = hashlib.sha256()
+    for path in files:
+        text = path.read_bytes()
+        digest.update(f"{path.parent.name}/{path.name}\n{_code_of(text)}\n".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _code_of(text: bytes) -> str:
+    """A module's syntax tree without docstrings (parsed once per content)."""
+    return ast.dump(_without_docstrings(ast.parse(text)))
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def library_versions() -> dict[str, str]:
+    """{name: installed version} of :data:`FIT_LIBRARIES` (``"absent"`` for one not installed)."""
+    versions = {}
+    for name in FIT_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def slug(text: str) -> str:
@@ -125,9 +253,12 @@ def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
 
 
 def conditions_cache_key(trajectory_sha256: list[str], config) -> str:
-    """sha256 of what determines a conditions fit: the trajectories' bytes (in order) and the
-    :class:`~valuedyn.fitting.settings.ConditionsConfig` without its paths."""
-    return hashlib.sha256(_cache_identity(trajectory_sha256, config_to_dict(config)).encode()).hexdigest()
+    """sha256 of what determines a conditions fit: the trajectories' bytes (in order), the
+    :class:`~valuedyn.fitting.settings.ConditionsConfig` without its paths and
+    :func:`fit_definition` of its model."""
+    text = json.dumps({"settings": _cache_identity(trajectory_sha256, config_to_dict(config)),
+                       "definition": fit_definition(config.model)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *, settings, seeds=(), max_seeds: int = 0,

@@ -7,9 +7,10 @@ on a worker an hour later) and returns :class:`FitJob` values; :func:`run_plan`
 every achievement learned within the run) are chosen here, so a fitting script gets
 the same plan as ``valuedyn report``.
 
-A job's :meth:`FitJob.cache_key` is the sha256 of the trajectory's bytes and the
-:class:`~valuedyn.fitting.FitConfig` without its paths (the observation model included):
-the fit is redone only when the data or a setting changed.
+A job's :meth:`FitJob.cache_key` is the sha256 of the trajectory's bytes, the
+:class:`~valuedyn.fitting.FitConfig` without its paths (the observation model included),
+the model's definition, the fitting code and the numpyro / jax versions: the fit is redone
+when any of them changed (:mod:`valuedyn.fitting.pipeline._cache`).
 
 Observation models: a planned job says ``auto``, its family's default: the beta-binomial
 for unlocks and actions and the negative binomial for event totals. Each nests the plain
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting.pipeline._cache import fit_cache_key, hashed_observation, slug
+from valuedyn.fitting.pipeline._cache import fit_cache_key, hashed_observation, settings_key, slug
 from valuedyn.fitting.settings import DIVERSITY_BEHAVIOURS, FitSettings
 
 #: The developmental motif that started the project: always fitted when present.
@@ -80,8 +81,13 @@ class FitJob:
                                          observation=self.observation, seeds=self.seeds)
 
     def cache_key(self) -> str:
-        """sha256 of what determines the fit: the trajectory's bytes and the FitConfig minus paths."""
+        """sha256 of what determines the fit: the trajectory's bytes, the FitConfig minus paths,
+        the model's definition, the fitting code and the libraries (:func:`fit_cache_key`)."""
         return fit_cache_key(self.trajectory_sha256, self.fit_config())
+
+    def settings_key(self) -> str:
+        """The part of :meth:`cache_key` that the data and the settings make (:func:`settings_key`)."""
+        return settings_key(self.trajectory_sha256, self.fit_config())
 
     def file_name(self) -> str:
         """The fit file's name in a fits folder: readable parts plus the key's first 12 hex digits."""

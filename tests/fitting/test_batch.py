@@ -157,11 +157,11 @@ def test_the_cache_key_names_the_observation_model(monkeypatch):
     # the key an "auto" unlock job had while the Binomial was the default (measured on d1363db,
     # FIT_SEMANTICS 2); every bump of FIT_SEMANTICS since (3: Stan's warmup windows; 4: one
     # gradient kernel, numpy host noise) made every key new, and changed nothing else in it
-    assert binomial.cache_key() == "ced57783270bd25ec6bd1ce741ca614228dcfe8910f29f290f3541f8de289109"
+    assert binomial.settings_key() == "ced57783270bd25ec6bd1ce741ca614228dcfe8910f29f290f3541f8de289109"
     monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 3)
-    assert binomial.cache_key() == "8071acee501c23f9cc8bdce485cb1a2fb12ee2b1d1f0ce229de8372bcd5cc1e6"
+    assert binomial.settings_key() == "8071acee501c23f9cc8bdce485cb1a2fb12ee2b1d1f0ce229de8372bcd5cc1e6"
     monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 2)
-    assert binomial.cache_key() == "84e23576447d37d7da13ae87a39eae0cfb8b843a74c214eb6575ead8f79bf7a5"
+    assert binomial.settings_key() == "84e23576447d37d7da13ae87a39eae0cfb8b843a74c214eb6575ead8f79bf7a5"
     monkeypatch.undo()
     event = {name: FitJob(Path("run.nc"), "abc", "event:place_plant", "overshoot", (), settings, name)
              for name in ("auto", "negbin", "poisson")}
@@ -293,7 +293,9 @@ def _running(pid: int) -> bool:
 def test_cache_key_of_unchanged_settings_never_changes(monkeypatch):
     from valuedyn.fitting import FitJob
 
-    # pinned on purpose: the key changes only when the fit itself does (FIT_SEMANTICS 2:
+    # the settings part of the key (the model's definition, the fitting code and the libraries
+    # join it in cache_key: tests/fitting/test_cache_keys.py), pinned on purpose: it changes
+    # only when the fit itself does (FIT_SEMANTICS 2:
     # the binned likelihood and target_accept 0.95 made every earlier cached fit stale).
     # The plan's defaults until 2026-12-01, spelled out: a FitConfig field added since
     # (saturated_draws, min_draws) is hashed only when set, so these fits keep their keys
@@ -307,21 +309,21 @@ def test_cache_key_of_unchanged_settings_never_changes(monkeypatch):
                       FitSettings(saturated_draws=200))
     today = FitJob(Path("run.nc"), "ab" * 32, "event:place_plant", "overshoot", (0, 1), FitSettings())
     # the same with min_draws 500 (a fit may stop once it passes the gate with a margin)
-    assert stopping.cache_key() == "8a873968b2c772b6e78b2e03ee75f3aae4a1288da5f74332e23ef1cac5449e69"
+    assert stopping.settings_key() == "8a873968b2c772b6e78b2e03ee75f3aae4a1288da5f74332e23ef1cac5449e69"
     # today's: 100 draws per chain, not 200, when the warmup saturates the tree depth
-    assert today.cache_key() == "4b48d43c78d9ffaf0d192cf065d082f438d4c4500f280fbbec0d52da6c93db0e"
+    assert today.settings_key() == "4b48d43c78d9ffaf0d192cf065d082f438d4c4500f280fbbec0d52da6c93db0e"
     # FIT_SEMANTICS 4 (one gradient kernel for MAP, Hessian and chain starts; numpy host
     # noise): every key changed once, as at 3 (Stan's warmup windows, other CPU rounding)
-    assert job.cache_key() == "63febc3dca71f99e0fa428f8518fbe7f1335f80c01ee7f5e7d4d6a18db633edc"
+    assert job.settings_key() == "63febc3dca71f99e0fa428f8518fbe7f1335f80c01ee7f5e7d4d6a18db633edc"
     # the defaults of 2026-12-01 (4 x (500 + 1000), depth 8, target 0.99, saturated draws 200)
-    assert defaults.cache_key() == "511f9db316a81cba682edd150d227959ae66119ac47df90a67fc0a2ce8fa0dde"
+    assert defaults.settings_key() == "511f9db316a81cba682edd150d227959ae66119ac47df90a67fc0a2ce8fa0dde"
     # and nothing else in the key did: under FIT_SEMANTICS 3 and 2 the keys are those measured then
     monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 3)
-    assert job.cache_key() == "a3f06328be31b16c2b66c3a1065b8fe05e368ab258ada30e106cec34fd96bd1d"
-    assert defaults.cache_key() == "e776f61f386641cced23a19a081a711925796976de2c3fc41ada15843a13f85b"
+    assert job.settings_key() == "a3f06328be31b16c2b66c3a1065b8fe05e368ab258ada30e106cec34fd96bd1d"
+    assert defaults.settings_key() == "e776f61f386641cced23a19a081a711925796976de2c3fc41ada15843a13f85b"
     monkeypatch.setattr("valuedyn.fitting.pipeline._cache.FIT_SEMANTICS", 2)
-    assert job.cache_key() == "2448e3b5f16b9dd6dc1f32954e920dd80ccb0d73e96292d29c98d152da36e8ec"
-    assert defaults.cache_key() == "46999150572b9db6bafb95d3d1d1d2aa22828bacfc40537c29d60e9005d2f784"
+    assert job.settings_key() == "2448e3b5f16b9dd6dc1f32954e920dd80ccb0d73e96292d29c98d152da36e8ec"
+    assert defaults.settings_key() == "46999150572b9db6bafb95d3d1d1d2aa22828bacfc40537c29d60e9005d2f784"
 
 
 def test_the_old_spelling_stays_readable(local_run, tmp_path):
