@@ -122,6 +122,9 @@ OPTIONS: dict[str, Option] = {
                         "instead of local processes"),
     "lfo": Option("also score leave-future-out: refit every model on the early updates and score the held-out "
                   "future (doubles the fit time)"),
+    "choose_deviation": Option("for each behaviour whose fits fail their predictive checks, fit every model again with the "
+                               "Ornstein-Uhlenbeck deviation (--deviation ou) and keep, for all its models, the set that "
+                               "fails fewer checks (the choice and its evidence are recorded in the fit files and the report)"),
     "refit_remedy": Option("refit once, automatically, every fit whose verdict is 'sampler failed' and names a "
                            "remedy (a higher target acceptance, a deeper tree, more draws and warmup, or all chains "
                            "restarted from the best mode); both attempts are recorded in the fit file "
@@ -551,6 +554,7 @@ class FitBatchConfig:
     time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     lfo: bool = declared("lfo", False)
     refit_remedy: bool = declared("refit_remedy", True)
+    choose_deviation: bool = declared("choose_deviation", False)  # the report's default is True
     choose_observation: bool = option(False, "for each unlock / action behaviour, fit its most flexible closed-form model with "
                                              "the binomial and the beta-binomial first and fit every model with the one the "
                                              "data demand (coverage of the 90-percent interval or PSIS-LOO; recorded in the fit "

@@ -93,6 +93,7 @@ class ReportConfig:
     scheduler: str | None = declared("scheduler", None)
     lfo: bool = declared("lfo", False)
     refit_remedy: bool = declared("refit_remedy", True)
+    choose_deviation: bool = declared("choose_deviation", True)
 
 
 def run_report(config: ReportConfig) -> int:

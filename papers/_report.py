@@ -67,7 +67,8 @@ def run_report(config) -> dict:
     fits_dir = Path(config.fits_dir) if config.fits_dir else out / "fits"
     result = run_plan(jobs, fits_dir, scheduler=config.scheduler,
                       workers=config.workers, time_budget=config.time_budget, lfo=config.lfo,
-                      refit_remedy=config.refit_remedy)
+                      refit_remedy=config.refit_remedy,
+                      choose_deviations=config.choose_deviation)
     sections, skipped = sections_from(result)
     judge_sections(sections, progress=progress_bar)  # verdicts and trust-aware rankings from the saved fits
     motif = motif_answers(sections, loaded)

@@ -132,6 +132,13 @@ class BatchResult:
     comparisons: list[Comparison]
     fits_dir: Path
     observation_choices: dict = dataclasses.field(default_factory=dict)
+    #: :attr:`FitJob.data` -> the deviation decision for those data (``chosen``, ``reason``,
+    #: ``smooth`` / ``ou``: model -> failed checks, ``fits``: deviation -> model -> file)
+    deviation_choices: dict = dataclasses.field(default_factory=dict)
+
+    def deviation_choice(self, job: FitJob) -> dict | None:
+        """The deviation decision that applied to ``job``'s data (None: none was made)."""
+        return self.deviation_choices.get(job.data)
 
     def observation_choice(self, job: FitJob) -> dict | None:
         """The observation decision that applied to ``job``'s data (None: none was made)."""
@@ -159,6 +166,10 @@ class BatchResult:
             "observation_choices": [
                 {"trajectory": str(data[0]), "behaviour": data[1], "seeds": list(data[2]), **choice}
                 for data, choice in self.observation_choices.items()
+            ],
+            "deviation_choices": [
+                {"trajectory": str(data[0]), "behaviour": data[1], "seeds": list(data[2]), **choice}
+                for data, choice in self.deviation_choices.items()
             ],
         }
 
@@ -395,6 +406,7 @@ def run_plan(
     show_progress: bool = True,
     choose_observations: bool = False,
     refit_remedy: bool = False,
+    choose_deviations: bool = False,
 ) -> BatchResult:
     """Fit, check and compare ``jobs``; fit files, comparisons and ``index.json`` in
     ``fits_dir``. Returns every job's :class:`FitOutcome` (in the order of ``jobs``) and
@@ -409,6 +421,11 @@ def run_plan(
     ``refit_remedy``: a fit whose verdict is "sampler failed" with a remedy is refitted
     once with it (:func:`refit_with_remedies`; ``valuedyn report`` and ``fit-batch`` ask
     for it by default, ``--no-refit-remedy`` turns it off).
+    ``choose_deviations``: after the fits, every behaviour whose fits (at ``deviation`` none)
+    fail predictive checks has all its models fitted again with the Ornstein-Uhlenbeck
+    deviation, and :func:`~valuedyn.fitting.judge._deviation_choice.choose_deviation` keeps
+    one set for all its models (:func:`_choose_deviations`; the decisions are in
+    :attr:`BatchResult.deviation_choices`). Remedies and comparisons then act on the kept fits.
     """
     if workers < 0:
         raise ValuedynError(f"--workers must be >= 0 (0: one per core, at most 4); received {workers}")
@@ -462,12 +479,18 @@ def run_plan(
             outcome.status, outcome.error = "failed", "no result came back from the worker"
 
     _read_diagnostics_and_checks([o for o in outcomes if o.fitted], show_progress)
+    deviation_choices = {}
+    if choose_deviations:
+        left = None if not time_budget else max(time_budget - (time.time() - started), 1e-3)
+        outcomes, deviation_choices = _choose_deviations(outcomes, fits_dir, index, scheduler=scheduler, workers=workers,
+                                                         time_left=left, show_progress=show_progress)
     if refit_remedy:
         left = None if not time_budget else max(time_budget - (time.time() - started), 0.0)
         refit_with_remedies(outcomes, fits_dir, index, scheduler=scheduler, workers=workers, time_left=left,
                             show_progress=show_progress)
     comparisons = compare_outcomes(outcomes, fits_dir, lfo=lfo, show_progress=show_progress) if compare else []
-    return BatchResult(outcomes=outcomes, comparisons=comparisons, fits_dir=fits_dir, observation_choices=choices)
+    return BatchResult(outcomes=outcomes, comparisons=comparisons, fits_dir=fits_dir, observation_choices=choices,
+                       deviation_choices=deviation_choices)
 
 
 def _refit_config(outcome: FitOutcome, verdict, remedy):
@@ -641,6 +664,86 @@ def _choose_observations(jobs: Sequence[FitJob], fits_dir: Path, *, scheduler, w
               for job in jobs]
     fitted_now = {o.key: o.seconds for o in first.outcomes if o.status == "done"}
     return chosen, choices, fitted_now
+
+
+def _choose_deviations(outcomes: list[FitOutcome], fits_dir: Path, index: FitIndex, *, scheduler, workers: int,
+                       time_left: float | None, show_progress: bool) -> tuple[list[FitOutcome], dict]:
+    """The structured deviation of every behaviour (:mod:`valuedyn.fitting.judge._deviation_choice`):
+    behaviours whose fitted jobs (deviation ``none``) all fitted and some fail predictive
+    checks get every model fitted with ``ou`` (cached like any fit); where the rule chooses
+    ``ou`` those outcomes replace the smooth ones, and the choice is stored in every fit
+    file of the behaviour (attribute ``deviation_choice``). Returns the outcomes and the
+    decisions per :attr:`FitJob.data` (behaviours with nothing to decide are left out)."""
+    from valuedyn.fitting.judge._deviation_choice import choose_deviation, needs_deviation
+
+    by_data: dict[tuple, list[int]] = {}
+    for i, outcome in enumerate(outcomes):
+        if outcome.job.deviation == "none":
+            by_data.setdefault(outcome.job.data, []).append(i)
+    flagged = {}
+    for data, members in by_data.items():
+        if all(outcomes[i].fitted for i in members) and needs_deviation({outcomes[i].job.model: outcomes[i].checks
+                                                                          for i in members}):
+            flagged[data] = members
+    if not flagged:
+        return outcomes, {}
+    deviated = [FitOutcome(job=dataclasses.replace(outcomes[i].job, deviation="ou"), key="", status="pending")
+                for members in flagged.values() for i in members]
+    todo = []
+    for job_id, outcome in enumerate(deviated):
+        outcome.key = outcome.job.cache_key()
+        hit = index.lookup(outcome.key, outcome.job.trajectory_sha256)
+        if hit is not None:
+            outcome.status, outcome.path = "cached", hit
+        else:
+            todo.append((job_id, outcome.job.fit_config(fits_dir / outcome.job.file_name())))
+    log(f"deviations: {len(flagged)} behaviours fail predictive checks without one; their {len(deviated)} fits "
+        f"with the OU deviation: {len(deviated) - len(todo)} cached, {len(todo)} to run")
+    if todo:
+        client, owned = _dask_client(scheduler) if scheduler is not None else (None, False)
+        try:
+            groups = _groups(todo, len(client.scheduler_info().get("workers", {})) if client is not None else 0)
+            _fit_todo(groups, deviated, index, fits_dir, time_left or 0, default_workers(workers, len(groups)),
+                      client, show_progress)
+        finally:
+            if owned:
+                client.close()
+    for outcome in deviated:
+        if outcome.status == "pending":
+            outcome.status, outcome.error = "failed", "no result came back from the worker"
+    _read_diagnostics_and_checks([o for o in deviated if o.fitted], show_progress)
+    by_job = {(o.job.data, o.job.model): o for o in deviated}
+    choices = {}
+    result = list(outcomes)
+    for data, members in flagged.items():
+        smooth = {outcomes[i].job.model: outcomes[i].checks for i in members}
+        with_ou = {outcomes[i].job.model: (by_job[(data, outcomes[i].job.model)].checks
+                                           if by_job[(data, outcomes[i].job.model)].fitted else None) for i in members}
+        choice = choose_deviation(smooth, with_ou)
+        choice["fits"] = {"none": {outcomes[i].job.model: str(outcomes[i].path) for i in members},
+                          "ou": {m: str(by_job[(data, m)].path) if by_job[(data, m)].path else None for m in with_ou}}
+        choices[data] = choice
+        log(f"  {data[0].name} {data[1]}: deviation {choice['chosen']} ({choice['reason']})")
+        if choice["chosen"] == "ou":
+            for i in members:
+                result[i] = by_job[(data, outcomes[i].job.model)]
+        for i in members:
+            if result[i].fitted:
+                _record_deviation_choice(result[i].path, choice)
+    return result, choices
+
+
+def _record_deviation_choice(path: Path, choice: dict) -> None:
+    """Store the behaviour's deviation decision in a fit file (attribute ``deviation_choice``;
+    atomic rewrite), unless the same decision is there already."""
+    from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
+
+    idata = load_fit(path)
+    stored = {k: choice[k] for k in ("chosen", "reason", "smooth", "ou")}
+    if fit_attrs(idata).get("deviation_choice") == json.loads(json.dumps(stored)):
+        return
+    idata.attrs["deviation_choice"] = json.dumps(stored)
+    save_fit(idata, path)
 
 
 def _fit_todo(groups, outcomes: list[FitOutcome], index: FitIndex, fits_dir: Path, time_budget: float,

@@ -45,7 +45,8 @@ def run_fit_batch(config: FitBatchConfig) -> int:
             log(note)
     result = run_plan(jobs, fits_dir, scheduler=config.scheduler, workers=config.workers,
                       time_budget=config.time_budget, lfo=config.lfo, choose_observations=config.choose_observation,
-                      refit_remedy=config.refit_remedy)
+                      refit_remedy=config.refit_remedy,
+                      choose_deviations=config.choose_deviation)
     write_text_atomic(fits_dir / "batch.json", json.dumps(result.to_dict(), indent=1) + "\n")
     for outcome in result.outcomes:
         print(f"{outcome.status:8s} {outcome.job.trajectory.name} {outcome.job.behaviour} {outcome.job.model}: "

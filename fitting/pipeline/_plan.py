@@ -53,6 +53,8 @@ class FitJob:
 
     ``seeds``: the trajectory's seed labels to fit (empty: all of them). ``observation``:
     the observation model (``auto``: the family's default, or the one run_plan chooses).
+    ``deviation``: the structured deviation (``none``, or ``ou`` where run_plan's choice,
+    or the plan, gives every model of the behaviour one).
     """
 
     trajectory: Path
@@ -62,6 +64,7 @@ class FitJob:
     seeds: tuple[int, ...]
     settings: FitSettings
     observation: str = "auto"
+    deviation: str = "none"
 
     @property
     def family(self) -> str:
@@ -78,7 +81,8 @@ class FitJob:
     def fit_config(self, out: str | Path = "unused.nc"):
         """The :class:`~valuedyn.fitting.settings.FitConfig` of this fit, writing to ``out``."""
         return self.settings.fit_config(trajectory=self.trajectory, behaviour=self.behaviour, model=self.model, out=out,
-                                         observation=self.observation, seeds=self.seeds)
+                                         observation=self.observation, seeds=self.seeds,
+                                         deviation=self.deviation)
 
     def cache_key(self) -> str:
         """sha256 of what determines the fit: the trajectory's bytes, the FitConfig minus paths,
@@ -93,6 +97,7 @@ class FitJob:
         """The fit file's name in a fits folder: readable parts plus the key's first 12 hex digits."""
         observation = hashed_observation(self.behaviour, self.observation)
         named = "" if observation == "auto" else f"__{slug(observation)}"
+        named += "" if self.deviation == "none" else f"__{slug(self.deviation)}"
         stem = f"{slug(self.trajectory.stem)}__{slug(self.behaviour)}__{slug(self.model)}{named}"
         return f"{stem}__{self.cache_key()[:12]}.nc"
 
