@@ -23,6 +23,20 @@ def observation_line(observation: dict) -> str:
     return f"Observation model: **{observation.get('model')}**, {how}{probe}: {observation.get('reason', '')}."
 
 
+def deviation_line(deviation: dict) -> str | None:
+    """One sentence: whether the behaviour's fits carry the OU deviation and why (None when
+    no choice was made and none was requested: nothing to say)."""
+    if not deviation or deviation.get("chosen_by") == "checks":
+        return None
+    if deviation.get("model") == "ou":
+        what = ("**Ornstein-Uhlenbeck deviation on**: every model's curve is its mechanism plus a slowly varying "
+                "deviation of each seed on the link scale, and models are compared under it")
+    else:
+        what = "**No structured deviation**"
+    how = {"data": "chosen from data", "requested": "requested"}.get(deviation.get("chosen_by"), "")
+    return f"Deviation: {what} ({how}: {deviation.get('reason', '')})."
+
+
 #: the most lines the summary at the top of report.md holds (its heading and bullets)
 SUMMARY_MAX_LINES = 15
 
@@ -178,6 +192,8 @@ def render_markdown(sections: list, figures: dict[Path, list], notes: list[str],
             lines += [f"### {task.behaviour}", ""]
             if task.observation:
                 lines += [observation_line(task.observation), ""]
+            if deviation_line(task.deviation):
+                lines += [deviation_line(task.deviation), ""]
             v = task.verdict
             if "text" in v:  # the trust-aware ranking says it in one paragraph
                 lines.append(v["text"])

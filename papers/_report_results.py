@@ -37,6 +37,8 @@ class Section:
     verdicts: dict = dataclasses.field(default_factory=dict)  # model -> valuedyn.fitting Verdict
     ranking: object = None  # valuedyn.fitting Ranking (trust-aware), once judged
     observation: dict = dataclasses.field(default_factory=dict)
+    #: the structured deviation of every fit of the behaviour and why (:func:`deviation_of`)
+    deviation: dict = dataclasses.field(default_factory=dict)
     #: model -> its first attempt when the fit was refitted once with its remedy
     #: (:attr:`valuedyn.fitting.pipeline._batch.FitOutcome.first_attempt`)
     first_attempts: dict[str, dict] = dataclasses.field(default_factory=dict)
@@ -122,6 +124,19 @@ def observation_of(job, choice: dict | None) -> dict:
     return {"model": default, "chosen_by": "fixed", "reason": reasons.get(default, "the family's default")}
 
 
+def deviation_of(job, choice: dict | None) -> dict:
+    """The structured deviation of a behaviour's fits and why: ``model`` (``none`` / ``ou``),
+    ``chosen_by`` (``data``: the run's choice, :func:`valuedyn.fitting.judge._deviation_choice.choose_deviation`;
+    ``checks``: the smooth fits passed their checks, so none was tried; ``requested``) and the
+    choice's ``reason`` and per-model findings."""
+    if choice is not None:
+        return {"model": choice["chosen"], "chosen_by": "data", **{k: v for k, v in choice.items() if k != "chosen"}}
+    if job.deviation != "none":
+        return {"model": job.deviation, "chosen_by": "requested", "reason": "named in the plan"}
+    return {"model": "none", "chosen_by": "checks",
+            "reason": "no fit of this behaviour failed its predictive checks without one (or none was asked for)"}
+
+
 def sections_from(result) -> tuple[list[Section], list[Section]]:
     """The report's sections from a :class:`~valuedyn.fitting.BatchResult`, in plan order;
     returns ``(sections, skipped)``: a section none of whose fits ran for time is skipped,
@@ -131,7 +146,8 @@ def sections_from(result) -> tuple[list[Section], list[Section]]:
         job = outcome.job
         section = sections.setdefault((job.trajectory, job.behaviour), Section(
             trajectory=job.trajectory, behaviour=job.behaviour, models=[], seeds=job.seeds,
-            observation=observation_of(job, result.observation_choice(job))))
+            observation=observation_of(job, result.observation_choice(job)),
+            deviation=deviation_of(job, getattr(result, "deviation_choice", lambda _: None)(job))))
         section.models.append(job.model)
         if outcome.fitted:
             section.fits[job.model], section.cached[job.model] = outcome.path, outcome.status == "cached"
@@ -169,7 +185,8 @@ def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
         v = section.verdict
         summary_rows.append({
             "trajectory": section.trajectory.name, "behaviour": section.behaviour,
-            "observation": section.observation.get("model"), "winner": v["winner"],
+            "observation": section.observation.get("model"), "deviation": section.deviation.get("model"),
+            "winner": v["winner"],
             "runner_up": v["runner_up"], "d_elpd": v["d_elpd"], "dse": v["dse"], "clearly": v["clearly"],
             "winner_weight": v["weights"].get(v["winner"]), "n_models": len(section.fitted),
             "untrustworthy": ";".join(m for m in section.fitted if not section.trustworthy(m)),
@@ -214,6 +231,7 @@ def results_json(sections: list[Section], out: Path) -> list[dict]:
             "trajectory": section.trajectory.name, "behaviour": section.behaviour, **section.verdict,
             "observation": {k: (shown_observation_files(v, out) if k == "fits" else v)
                             for k, v in section.observation.items()},
+            "deviation": {k: v for k, v in section.deviation.items() if k != "fits"},
             "comparison_warnings": section.warnings,
             "fits": {
                 m: {
