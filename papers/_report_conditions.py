@@ -88,12 +88,15 @@ def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Pa
             result.errors[behaviour] = (f"left out for time (--time-budget {config.time_budget} s); rerun with a larger "
                                         "budget, fits made so far are reused")
             continue
+        # the conditions fit carries the deviation the behaviour's single fits were given in any trajectory
+        deviation = "ou" if any(s.deviation.get("model") == "ou" for s in mine) else "none"
         if log is not None:
-            log(f"  conditions: {behaviour}: {MOTIF_MODEL} across {len(groups)} conditions")
+            log(f"  conditions: {behaviour}: {MOTIF_MODEL} across {len(groups)} conditions"
+                + (" with the OU deviation" if deviation != "none" else ""))
         try:
             result.fits[behaviour], result.cached[behaviour] = fit_conditions_cached(
                 paths, behaviour, MOTIF_MODEL, fits_dir, settings=fit_settings(config), seeds=config.seeds,
-                max_seeds=config.max_seeds, progress=True,
+                max_seeds=config.max_seeds, progress=True, deviation=deviation,
             )
         except Exception as err:  # a failed fit is named in the report, like a failed single fit
             message = str(err) if isinstance(err, ValuedynError) else f"{type(err).__name__}: {err}"
