@@ -51,6 +51,29 @@ def _training_config(ds) -> dict | None:
     return training_config(ds.attrs)
 
 
+def common_updates(datasets) -> tuple[str | None, str]:
+    """The update window every trajectory shares, as ``--updates`` spells it, and a sentence
+    saying so. Runs of one campaign made to different lengths (a condition still training, or
+    stopped early) share the start of one grid: they are compared on the updates all of them
+    have, never on a rescaled time axis. ``(None, "")`` when the grids are equal; ``(None,
+    reason)`` when they share no common prefix (the fit then refuses with its own message)."""
+    import numpy as np
+
+    labels = [np.asarray(ds["update"].values) for ds in datasets]
+    steps = [np.asarray(ds["env_step"].values) for ds in datasets]
+    n = min(len(x) for x in labels)
+    if all(len(x) == n for x in labels):
+        return None, ""
+    if n == 0 or any(not (np.array_equal(x[:n], labels[0][:n]) and np.array_equal(e[:n], steps[0][:n]))
+                     for x, e in zip(labels, steps)):
+        return None, "the trajectories do not share the start of one update grid"
+    last = int(labels[0][n - 1])
+    lengths = ", ".join(str(len(x)) for x in labels)
+    return f"{int(labels[0][0])}:{last}", (
+        f"The trajectories have {lengths} updates: conditions are compared on the {n} updates they all have "
+        f"(updates {int(labels[0][0])}-{last}); each trajectory's own sections use all of its updates.")
+
+
 def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Path, *, started: float | None = None,
                       log=None) -> ConditionsResult:
     """Group the trajectories into conditions and, with two or more, have the fitting room
@@ -76,6 +99,7 @@ def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Pa
     groups, differing = group_conditions([str(p) for p in paths], configs)
     conditions = [{"name": g.name, "settings": g.settings, "trajectories": [Path(f).name for f in g.files]} for g in groups]
     result = ConditionsResult(conditions, differing, MOTIF_MODEL)
+    window, window_text = common_updates([loaded[p] for p in paths]) if len(groups) >= 2 else (None, "")
     if not result.compared:
         result.text = (f"All {len(paths)} trajectories were trained with the same settings (seeds and run-only "
                        "settings aside): one condition, so no comparison of conditions.")
@@ -96,13 +120,15 @@ def report_conditions(sections, loaded: dict[Path, object], config, fits_dir: Pa
         try:
             result.fits[behaviour], result.cached[behaviour] = fit_conditions_cached(
                 paths, behaviour, MOTIF_MODEL, fits_dir, settings=fit_settings(config), seeds=config.seeds,
-                max_seeds=config.max_seeds, progress=True, deviation=deviation,
+                max_seeds=config.max_seeds, progress=True, deviation=deviation, updates=window,
             )
         except Exception as err:  # a failed fit is named in the report, like a failed single fit
             message = str(err) if isinstance(err, ValuedynError) else f"{type(err).__name__}: {err}"
             for p in paths:  # the report names trajectories by file name only
                 message = message.replace(str(p.resolve()), p.name).replace(str(p), p.name)
             result.errors[behaviour] = message.splitlines()[0] if message else type(err).__name__
+    if window_text and (result.fits or result.errors):
+        result.text = window_text
     if not result.fits and not result.errors:
         result.text = (f"{len(groups)} conditions, but the report fits {MOTIF_MODEL} to none of "
                        f"{', '.join(PLANT_MOTIF)} in every trajectory, so there is nothing to compare "

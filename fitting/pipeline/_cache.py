@@ -262,11 +262,11 @@ def conditions_cache_key(trajectory_sha256: list[str], config) -> str:
 
 
 def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *, settings, seeds=(), max_seeds: int = 0,
-                          progress: bool = True, deviation: str = "none") -> tuple[Path, bool]:
+                          progress: bool = True, deviation: str = "none", updates: str | None = None) -> tuple[Path, bool]:
     """The conditions fit of ``behaviour`` with ``model`` over ``trajectories`` at the
     sampler ``settings`` of a plan (:class:`~valuedyn.fitting.FitSettings`; other fields at
     their defaults; ``deviation``: the behaviour's structured deviation, as its single fits
-    have it), written into ``fits_dir`` as
+    have it; ``updates``: the common update window, ``FIRST:LAST``, None = all), written into ``fits_dir`` as
     ``conditions__<behaviour>__<model>__<key>.nc``; returns (path, reused). A file under
     that name is reused only when it loads and names the same trajectory bytes and
     settings (a half-written or foreign file is refitted). Prints to stderr."""
@@ -280,7 +280,7 @@ def fit_conditions_cached(trajectories, behaviour: str, model: str, fits_dir, *,
         trajectories=tuple(str(p) for p in trajectories), model=model, behaviour=behaviour, out="unused.nc",
         seeds=tuple(seeds), max_seeds=int(max_seeds), chains=settings.chains, draws=settings.draws,
         warmup=settings.warmup, seed=settings.rng_seed, max_tree_depth=settings.max_tree_depth,
-        force=True, progress=progress, deviation=deviation,
+        force=True, progress=progress, deviation=deviation, updates=updates,
     )
     shas = [file_sha256(p) for p in config.trajectories]
     key = conditions_cache_key(shas, config)
