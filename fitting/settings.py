@@ -442,6 +442,12 @@ class FitSettings:
     """The sampler settings every fit of a plan shares (FitConfig's other fields keep
     their defaults). ``rng_seed`` is FitConfig's ``seed`` (the sampler's random seed).
 
+    >>> from valuedyn.fitting import FitSettings
+    >>> quick = FitSettings(chains=2, draws=60, warmup=60, min_draws=0)  # a look at the shapes, no conclusions
+    >>> config = quick.fit_config(trajectory="run.nc", behaviour="unlock:place_plant", model="logistic_onset")
+    >>> config.chains, config.draws, config.max_tree_depth == FitSettings().max_tree_depth
+    (2, 60, True)
+
     The defaults are :data:`REPORT`'s (``valuedyn report``'s and ``fit-batch``'s): 4 chains
     x (500 + up to 1000), tree depth 8 (6 for models without a closed form), target
     acceptance 0.99, and a fit whose warmup saturates the tree depth runs 100 draws per
