@@ -44,7 +44,7 @@ POOLINGS = ("hierarchical", "complete", "none")
 #: and seed from the MAP (see :mod:`valuedyn.fitting.inference._model`); the others fix it at 0 or 1.
 PARAMETERIZATIONS = ("auto", "noncentred", "centred")
 #: behaviour kinds (``valuedyn.models.BEHAVIOUR_KINDS``, which imports JAX; a test keeps them equal)
-BEHAVIOUR_KINDS = ("unlock", "event", "action", "diversity")
+BEHAVIOUR_KINDS = ("unlock", "event", "action", "diversity", "memory")
 #: the other face of the project's question, fast diversification and slow minimisation: the
 #: diversity of what the agent achieves and of what it does, fitted in this order for every
 #: trajectory by default (on top of --max-behaviours, which caps the plant motif plus learned

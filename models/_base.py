@@ -60,7 +60,7 @@ __all__ = [
 TIME = sp.Symbol("t", real=True)
 
 OBSERVABLE_KINDS = ("probability", "positive", "real")
-BEHAVIOUR_KINDS = ("unlock", "event", "action", "diversity")
+BEHAVIOUR_KINDS = ("unlock", "event", "action", "diversity", "memory")
 
 
 # ---------------------------------------------------------------------------

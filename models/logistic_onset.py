@@ -42,7 +42,7 @@ def spec() -> ModelSpec:
         field=(k * p * (1 - p),),
         observables=(Observable("level", "positive", "floor + (ceiling - floor) p: probability, or count per episode / scale"),),
         observable_exprs=(floor + (ceiling - floor) * p,),
-        applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level"},
+        applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level", "memory": "level"},
         # No change point: t0 is the inflection, the field is the same at all times; the
         # closed form is written in s = t (time since tau = 0).
         closed_form=(Sigmoid(k * (SINCE - t0)),),

@@ -68,7 +68,7 @@ def spec() -> ModelSpec:
             Observable("target", "positive", "u: the level the behaviour is chasing"),
         ),
         observable_exprs=(y, u),
-        applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level"},
+        applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level", "memory": "level"},
         # dsolve's solution rewritten: alpha/(alpha-beta) = 1/(1-ratio) and
         # e^(-beta s) - e^(-alpha s) = -e^(-beta s) expm1(-alpha s (1 - ratio)), so the rise is
         # -excess e^(-beta s) Expm1Ratio(-alpha s, 1 - ratio): finite as ratio -> 1 (limit alpha s)

@@ -61,7 +61,7 @@ def spec(stages: int = 2) -> ModelSpec:
         field=tuple(k * p * (1 - p) for p in states),
         observables=(Observable("level", "positive", "floor + sum_j height_j p_j"),),
         observable_exprs=(floor + sum(h * p for h, p in zip(heights, states)),),
-        applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level"},
+        applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level", "memory": "level"},
         closed_form=tuple(Sigmoid(k * (SINCE - tj)) for tj in times_sym),
     )
 

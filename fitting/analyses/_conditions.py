@@ -203,11 +203,11 @@ def pool_conditions(paths, behaviour: str, updates=None, seeds=(), max_seeds: in
     seeds (``seeds``: the labels to keep in every file, else the first ``max_seeds`` of
     each, 0 = all; :func:`valuedyn.fitting.inference._select.chosen_seeds`). All files must share one
     update grid (the same ``env_step`` coordinate)."""
-    from valuedyn.data import open_trajectory
+    from valuedyn.fitting.inference._select_memory import open_behaviour_data  # a trajectory, or a memory file
     from valuedyn.fitting.inference._select import _level_scale, chosen_seeds, select_behaviour
 
     paths = [str(require_file(p, "trajectory file")) for p in paths]
-    datasets = [open_trajectory(p) for p in paths]
+    datasets = [open_behaviour_data(p, behaviour) for p in paths]
     configs = []
     for path, ds in zip(paths, datasets):
         refuse_imported(path, ds.attrs)

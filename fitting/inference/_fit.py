@@ -292,7 +292,7 @@ def parse_initial_points(text: str | None) -> dict | None:
 def prepare(config):
     """Validate everything a fit needs, outside jit, before any sampling:
     returns (model, observation, selection, trajectory path, dataset)."""
-    from valuedyn.data import open_trajectory
+    from valuedyn.fitting.inference._select_memory import open_behaviour_data  # a trajectory, or a memory file
 
     validate_sampler_config(config)
     parse_initial_points(getattr(config, "initial_points", None))
@@ -306,7 +306,7 @@ def prepare(config):
         raise ValuedynError(f"--out {config.out} is the trajectory file being fitted; choose another --out")
     model = get_model(config.model)
     parameter_spaces_ahead(model)  # overlaps reading the trajectory
-    dataset = open_trajectory(trajectory)
+    dataset = open_behaviour_data(trajectory, config.behaviour)
     selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)
     observation = observation_for(selection.family, config.observation)
     observable_for(model, selection.kind)

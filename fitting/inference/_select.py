@@ -53,7 +53,8 @@ KIND_PART = {
     "diversity:events": ("events", "event_total"),
 }
 #: behaviour kind -> family of its observation model
-KIND_FAMILY = {"unlock": "binomial", "action": "binomial", "event": "count", "diversity": "continuous"}
+KIND_FAMILY = {"unlock": "binomial", "action": "binomial", "event": "count", "diversity": "continuous",
+               "memory": "binomial"}  # memory: the horizon, a count of lags (._select_memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +213,12 @@ def select_behaviour(
     """
     kind, name = parse_behaviour(behaviour)
     family = KIND_FAMILY[kind]
+    if kind == "memory":  # the horizon in a memory probe file, not a trajectory (._select_memory)
+        from valuedyn.fitting.inference._select_memory import memory_cells
+
+        cells = memory_cells(ds, behaviour, name, seeds, updates)
+        return Selection(behaviour=behaviour, kind=kind, name=name, family=family, **cells,
+                         level_scale=_level_scale(family, cells["y"], cells["exposure"], cells["mask"]))
 
     seed_labels = _labels(ds, "seed")
     update_labels = _labels(ds, "update")
