@@ -23,7 +23,7 @@ from valuedyn.fitting.inference._diagnostics import diagnose, format_diagnostics
 from valuedyn.fitting.inference._model import FitData, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces, parameter_spaces_ahead
 from valuedyn.fitting.inference._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting.inference._observation import observation_for
-from valuedyn.fitting.inference._select import Selection, parse_behaviour, parse_updates, select_behaviour
+from valuedyn.fitting.inference._select import Selection, aggregate_blocks, parse_behaviour, parse_updates, select_behaviour
 from valuedyn.fitting.inference._store import save_fit
 from valuedyn.fitting.settings import validate_sampler_config
 
@@ -308,6 +308,7 @@ def prepare(config):
     parameter_spaces_ahead(model)  # overlaps reading the trajectory
     dataset = open_behaviour_data(trajectory, config.behaviour)
     selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)
+    selection = aggregate_blocks(selection, getattr(config, "blocks", "none"))  # --blocks: a long run in blocks
     observation = observation_for(selection.family, config.observation)
     observable_for(model, selection.kind)
     return model, observation, selection, trajectory
@@ -344,5 +345,7 @@ def fit_trajectory(config, *, before_write: Callable[[object], object] | None = 
         f"{selection.n_observed} observed, {observation.name}, {config.pooling} pooling) -> {out}",
         file=sys.stdout,
     )
+    if selection.aggregated:
+        print(selection.blocks_text, file=sys.stdout)
     print(format_diagnostics(inference.diagnostics), file=sys.stdout)
     return out

@@ -27,6 +27,28 @@ Time: ``tau = (env_step - first) / (last - first)`` over the selected window, so
 run on ``tau`` in [0, 1]; ``time_origin`` (= first) and ``time_scale`` (= last - first)
 convert back to env steps.
 
+Blocks of updates (``--blocks``, :func:`aggregate_blocks`): a long run can be fitted in
+blocks of consecutive updates instead of one cell per update. Development is fast early and
+slow late, so blocks are 1 update wide at the start and grow geometrically (the widths are
+``r^j``, rounded along their running sum, with ``r`` such that they fill the run in the
+cap's number of blocks). A block sums its observed updates' counts and exposures (an
+unobserved update adds nothing; a block is observed when any of its updates is); a
+diversity block is the exposure-weighted mean of its observed updates' values (each weighs
+1: their plain mean) with exposure 1. Each block carries its edges on the tau axis (the
+span of its first update's start to its last update's end, the spans the unaggregated fit
+uses), so the span-averaged likelihood (:meth:`valuedyn.models.Model.solve_binned`)
+integrates the level over the block's true span; the block's ``tau`` and ``env_step`` are
+its updates' means and its ``updates`` label is its first update. What that assumes: the
+expected sum of a block's counts is its exposure times the level averaged over its span,
+exact when the exposure is even across the block (finished episodes per update vary little
+within a block); the overdispersion of a beta-binomial / negative-binomial / lognormal
+observation model then describes the scatter of block totals, not of single updates.
+``--blocks auto`` aggregates only a run of more than
+:data:`~valuedyn.fitting.settings.BLOCKS_AUTO_CAP` updates, into at most that many blocks;
+``none`` never; an integer is the cap. The choice and the edges are in
+:meth:`Selection.selection_json` (the fit file's ``selection`` attribute), and
+:attr:`Selection.blocks_text` says it in words.
+
 ``level_scale`` normalises count data: the largest per-update mean count (total over
 finished episodes) in the selection, so model levels live near [0, 1.5]; for
 probabilities (unlock, action) it is 1, for diversity the largest observed diversity.
@@ -41,6 +63,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from valuedyn._errors import ValuedynError
+from valuedyn.fitting.settings import blocks_cap
 from valuedyn.models import BEHAVIOUR_KINDS  # the kinds of the models' applies_to, defined once there
 
 DIVERSITY_NAMES = ("actions", "events")
@@ -64,6 +87,12 @@ class Selection:
     ``y``: observations (int64 counts, or float diversity); ``exposure``: float;
     ``mask``: bool, True = observed; ``env_step``, ``tau``: ``[U]``; ``seeds`` and
     ``updates``: the trajectory's seed and update labels ``[S]``, ``[U]``.
+
+    Aggregated into blocks (:func:`aggregate_blocks`), ``U`` counts blocks: ``edges``
+    ``[U + 1]`` are their bounds on the tau axis, ``widths`` ``[U]`` their sizes in
+    updates, ``updates`` their first updates' labels and ``blocks`` records the choice
+    (the ``--blocks`` value, the cap and the updates before aggregation). Unaggregated,
+    the three are None (each update's span then runs halfway to its neighbours).
     """
 
     behaviour: str
@@ -80,20 +109,47 @@ class Selection:
     level_scale: float
     time_origin: float
     time_scale: float
+    edges: np.ndarray | None = None
+    widths: np.ndarray | None = None
+    blocks: dict | None = None
 
     @property
     def n_observed(self) -> int:
         return int(self.mask.sum())
 
+    @property
+    def aggregated(self) -> bool:
+        return self.edges is not None
+
+    @property
+    def blocks_text(self) -> str:
+        """The aggregation in words, e.g. "726 updates aggregated into 64 blocks, 1 to 43
+        updates wide (--blocks auto: at most 64)"; "" when every update is its own cell."""
+        if not self.aggregated:
+            return ""
+        return (f"{self.blocks['n_updates']} updates aggregated into {len(self.widths)} blocks, "
+                f"{int(self.widths.min())} to {int(self.widths.max())} updates wide "
+                f"(--blocks {self.blocks['choice']}: at most {self.blocks['cap']})")
+
     def selection_json(self) -> str:
-        return json.dumps(
-            {
-                "seeds": [int(s) for s in self.seeds],
-                "updates": [int(self.updates[0]), int(self.updates[-1])],
-                "n_updates": int(len(self.updates)),
-            },
-            sort_keys=True,
-        )
+        """The selection as the fit file's ``selection`` attribute records it; an aggregated
+        one adds ``blocks``: the choice, the cap, the updates before aggregation, each
+        block's first update label, width (updates) and the tau edges ``[U + 1]``, and the text."""
+        record = {
+            "seeds": [int(s) for s in self.seeds],
+            "updates": [int(self.updates[0]), int(self.updates[-1]) if not self.aggregated else int(self.blocks["last_update"])],
+            "n_updates": int(len(self.updates)) if not self.aggregated else int(self.blocks["n_updates"]),
+        }
+        if self.aggregated:
+            record["blocks"] = {
+                **{k: v for k, v in self.blocks.items()},
+                "n_blocks": int(len(self.widths)),
+                "first_updates": [int(u) for u in self.updates],
+                "widths": [int(w) for w in self.widths],
+                "edges_tau": [float(e) for e in self.edges],
+                "text": self.blocks_text,
+            }
+        return json.dumps(record, sort_keys=True)
 
     def with_mask(self, mask: np.ndarray, *, rescale: bool = True) -> "Selection":
         """The same cells with fewer observed ones (leave-future-out); the level scale is
@@ -317,6 +373,86 @@ def select_behaviour(
         level_scale=_level_scale(family, y, exposure, mask),
         time_origin=origin,
         time_scale=scale,
+    )
+
+
+def update_edges(tau: np.ndarray) -> np.ndarray:
+    """The span of each update on the tau axis, as bounds ``[U + 1]``: halfway to the
+    neighbours, the first and last spans as wide on both sides (the spans
+    :meth:`valuedyn.models.Model.solve_binned` gives the points ``tau`` [U])."""
+    tau = np.asarray(tau, np.float64)
+    mid = 0.5 * (tau[1:] + tau[:-1])
+    return np.concatenate([2.0 * tau[:1] - mid[:1], mid, 2.0 * tau[-1:] - mid[-1:]])
+
+
+def block_starts(n_updates: int, n_blocks: int) -> np.ndarray:
+    """Where each of ``n_blocks`` blocks of ``n_updates`` updates starts (indices ``[B + 1]``,
+    the last one ``n_updates``): widths ``r^j`` (j = 0..B-1, the first 1 update) with the
+    growth ``r`` >= 1 that makes them sum to ``n_updates``, cut where their running sum
+    rounds, sorted so they never shrink; every block holds at least one update and the
+    total is exact. ``n_blocks``
+    >= ``n_updates``: one update per block."""
+    if n_blocks >= n_updates:
+        return np.arange(n_updates + 1)
+
+    def total(r: float) -> float:
+        return float(n_blocks) if r == 1.0 else (r**n_blocks - 1.0) / (r - 1.0)
+
+    low, high = 1.0, 2.0
+    while total(high) < n_updates:
+        high *= 2.0
+    for _ in range(200):  # bisection on the growth ratio
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if total(middle) < n_updates else (low, middle)
+    ratio = 0.5 * (low + high)
+    running = np.concatenate([[0.0], np.cumsum(ratio ** np.arange(n_blocks))])
+    widths = np.maximum(np.diff(np.round(running * (n_updates / running[-1])).astype(np.int64)), 1)
+    widths[-1] -= widths.sum() - n_updates  # the rounding's remainder (0, or a few) on the widest block
+    # the rounding can leave a 2 before a 1 early on: sorted, the widths never shrink
+    return np.concatenate([[0], np.cumsum(np.sort(widths))])
+
+
+def aggregate_blocks(selection: Selection, blocks="auto") -> Selection:
+    """``selection`` in blocks of consecutive updates as ``--blocks`` asks (``auto``,
+    ``none`` or an integer cap; see the module docstring): the same selection when the
+    choice leaves every update its own cell (``none``, or a run of no more updates than the
+    cap). Totals are conserved: a count block's ``y`` and ``exposure`` are its observed
+    updates' sums. ``level_scale`` stays the unaggregated selection's (the models' levels
+    and priors keep their units)."""
+    cap = blocks_cap(blocks)
+    n_updates = len(selection.updates)
+    if cap is None or n_updates <= cap or selection.aggregated:
+        return selection
+    starts = block_starts(n_updates, cap)
+    first, stop = starts[:-1], starts[1:]
+    widths = stop - first
+    index = np.repeat(np.arange(len(widths)), widths)  # block of each update
+
+    def block_sum(values: np.ndarray) -> np.ndarray:  # [S, U] -> [S, B]
+        out = np.zeros(values.shape[:-1] + (len(widths),), values.dtype)
+        np.add.at(out, (slice(None), index), values)
+        return out
+
+    mask = selection.mask
+    observed_exposure = np.where(mask, selection.exposure, 0.0)
+    block_mask = block_sum(mask.astype(np.int64)) > 0
+    if selection.family == "continuous":  # exposure-weighted mean of the observed values, exposure 1
+        total = block_sum(observed_exposure)
+        y = np.divide(block_sum(np.where(mask, selection.y * selection.exposure, 0.0)), total,
+                      out=np.zeros(total.shape), where=total > 0)
+        exposure = block_mask.astype(np.float64)
+    else:
+        y = block_sum(np.where(mask, selection.y, 0)).astype(selection.y.dtype)
+        exposure = block_sum(observed_exposure)
+    edges = update_edges(selection.tau)[starts]
+    counts = np.asarray(widths, np.float64)
+    tau = np.add.reduceat(selection.tau, first) / counts
+    env_step = np.add.reduceat(selection.env_step, first) / counts
+    return dataclasses.replace(
+        selection, updates=np.asarray(selection.updates)[first], y=y, exposure=exposure, mask=block_mask,
+        env_step=env_step, tau=tau, edges=edges, widths=widths,
+        blocks={"choice": str(blocks), "cap": int(cap), "n_updates": int(n_updates),
+                "last_update": int(np.asarray(selection.updates)[-1])},
     )
 
 
