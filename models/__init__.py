@@ -21,6 +21,12 @@ Registered models, and the observable each fits per behaviour kind (``applies_to
 - ``diversify_then_minimize`` (ODE): diversity -> ``diversity``; event -> ``cost``
   (the surplus-action count per episode). ``solve_reduced`` gives the slow-manifold model.
 
+Each model declares its quantities of interest (``model.quantities``, :class:`Quantity`:
+onset time, rise time, peak, final level, decay time, ... as expressions of its parameters,
+with the parameters behind each); a parameter behind none is a nuisance
+(``model.nuisance_parameters``, e.g. the floor before an onset). The judge of a fit calls it
+"not identified" only about those quantities and the parameters behind them.
+
 ``level`` observables are in normalised level units and declared "positive": for
 probability data (unlocks) the priors allow levels above 1, so an observation model for
 probabilities must bound them. Options for any model: ``ode_steps`` (RK4 steps per phase of
@@ -29,7 +35,7 @@ with Kvaerno5), ``rtol``, ``atol``, ``max_steps`` (of the adaptive solve). See `
 ``valuedyn models NAME`` for the equations and the analysis.
 """
 
-from valuedyn.models._base import BEHAVIOUR_KINDS, Analysis, FixedPoint, Model, ModelSpec, Observable, Parameter
+from valuedyn.models._base import BEHAVIOUR_KINDS, Analysis, FixedPoint, Model, ModelSpec, Observable, Parameter, Quantity
 from valuedyn.models._registry import get_model, list_models, register_model
 
 # Importing a model module registers it.
@@ -47,6 +53,7 @@ __all__ = [
     "ModelSpec",
     "Observable",
     "Parameter",
+    "Quantity",
     "get_model",
     "list_models",
     "register_model",

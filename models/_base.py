@@ -54,6 +54,7 @@ __all__ = [
     "TIME",
     "expm1",
     "unit_interval_prior",
+    "Quantity",
 ]
 
 #: The time symbol every model uses (tau, dimensionless, in [0, 1]).
@@ -174,6 +175,31 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Quantity:
+    """A quantity of interest: what a reader reads off a fit (onset time, rise time, peak,
+    final level, decay time, ...), as an expression of the model's parameters (derived
+    symbols allowed).
+
+    ``parameters``: the parameters behind it, whose identification matters to it (the
+    judge calls a fit "not identified" only about quantities of interest and these; a
+    parameter behind no quantity is a nuisance, reported when weakly pinned, not
+    disqualifying). ``scale``: where its contraction is judged, ``log`` for a positive
+    quantity whose prior spans orders of magnitude (rates, times since, levels),
+    ``linear`` for a time on the window's axis."""
+
+    name: str
+    expr: Any  # sympy expression in the parameter (and derived) symbols
+    parameters: tuple[str, ...]
+    unit: str
+    doc: str
+    scale: str = "log"
+
+    def __post_init__(self):
+        if self.scale not in ("log", "linear"):
+            raise ValueError(f"quantity scale must be log or linear, got {self.scale!r}")
+
+
+@dataclass(frozen=True)
 class Observable:
     """A quantity data can be compared with; kind is probability | positive | real."""
 
@@ -285,6 +311,8 @@ class ModelSpec:
       state); when given, the ODE path uses it instead of solving the phase before t0.
     - ``check``: extra validation of a float parameter dict (raise ValuedynError).
     - ``symbolic_fixed_points``: whether sympy.solve should be asked for them in general.
+    - ``quantities``: the quantities of interest (:class:`Quantity`); none declared: every
+      parameter counts as one.
     """
 
     name: str
@@ -306,6 +334,7 @@ class ModelSpec:
     check: Callable[[dict[str, float]], None] | None = None
     symbolic_fixed_points: bool = True
     analysis_notes: str = ""
+    quantities: tuple[Quantity, ...] = ()
 
 
 SINCE = sp.Symbol("s", nonnegative=True)  # time since the change point, in closed forms
@@ -376,7 +405,42 @@ class Model:
             if kind not in BEHAVIOUR_KINDS or obs not in {o.name for o in self.observables}:
                 raise ValueError(f"{spec.name}: applies_to {kind!r} -> {obs!r} is not a kind/observable")
         self._param_syms = tuple(spec.symbols[n] for n in names)
+        self.quantities = tuple(spec.quantities)
+        for quantity in self.quantities:
+            unknown = sorted(set(quantity.parameters) - set(names))
+            if unknown:
+                raise ValueError(f"{spec.name}: quantity {quantity.name} names unknown parameters {unknown}")
         self._codegen()
+
+    # -- quantities of interest -----------------------------------------------
+    @property
+    def interest_parameters(self) -> tuple[str, ...]:
+        """The parameters behind the quantities of interest (every parameter when the model
+        declares none), in the model's order."""
+        if not self.quantities:
+            return tuple(p.name for p in self.parameters)
+        behind = {name for q in self.quantities for name in q.parameters}
+        return tuple(p.name for p in self.parameters if p.name in behind)
+
+    @property
+    def nuisance_parameters(self) -> tuple[str, ...]:
+        """The parameters behind no quantity of interest (e.g. logistic_onset's floor)."""
+        return tuple(p.name for p in self.parameters if p.name not in self.interest_parameters)
+
+    def quantity_values(self, params: dict) -> dict[str, np.ndarray]:
+        """Each quantity of interest at ``params`` (name -> array, any shape, broadcast
+        alike): numpy, outside jit, for posterior and prior draws."""
+        if getattr(self, "_quantity_fn", None) is None:
+            exprs = [sp.sympify(q.expr) for q in self.quantities]
+            for _ in range(len(self.spec.derived) + 1):
+                exprs = [e.subs(self.spec.derived) for e in exprs]
+            exprs = [to_plain(e) for e in exprs]
+            self._quantity_fn = sp.lambdify(self._param_syms, exprs, modules="numpy")
+        values = [np.asarray(params[p.name], np.float64) for p in self.parameters]
+        with np.errstate(all="ignore"):
+            out = self._quantity_fn(*values)
+        shape = np.broadcast(*values).shape
+        return {q.name: np.broadcast_to(np.asarray(v, np.float64), shape) for q, v in zip(self.quantities, out)}
 
     # -- code generation ----------------------------------------------------
     def _sub(self, exprs):

@@ -8,6 +8,11 @@ then t_j = t_{j-1} + frac_j (1 - t_{j-1}), frac_j in (0, 1) (stick breaking insi
 window). The number of stages K is a model choice: ``stagewise`` has 2, ``stagewise3``
 3 (``get_model("stagewise", stages=K)`` for any K). Units: t, t_j in tau; k in 1/tau;
 floor, height_j in normalised level units; p_j fractions.
+
+Quantities of interest: the transition times t_j, the 10-90 % rise time of a transition
+2 ln 9 / k, the step heights height_j and the final level floor + sum_j height_j; the floor
+(the level before the first transition) is a nuisance, reported when weakly pinned and not
+held against the fit.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import math
 import numpyro.distributions as dist
 import sympy as sp
 
-from valuedyn.models._base import SINCE, Model, ModelSpec, Observable, Parameter, Sigmoid, unit_interval_prior
+from valuedyn.models._base import SINCE, Model, ModelSpec, Observable, Parameter, Quantity, Sigmoid, unit_interval_prior
 from valuedyn.models._registry import register_model
 
 NAME = "stagewise"
@@ -63,6 +68,16 @@ def spec(stages: int = 2) -> ModelSpec:
         observable_exprs=(floor + sum(h * p for h, p in zip(heights, states)),),
         applies_to={"unlock": "level", "event": "level", "action": "level", "diversity": "level", "memory": "level"},
         closed_form=tuple(Sigmoid(k * (SINCE - tj)) for tj in times_sym),
+        quantities=(
+            Quantity("onset_time", t1, ("t1",), "tau", "first transition time", "linear"),
+            *[Quantity(f"transition{j}_time", tj, ("t1", *[f.name for f in fracs[:j - 1]]), "tau",
+                       f"time of transition {j}", "linear") for j, tj in zip(range(2, K + 1), times_sym[1:])],
+            Quantity("rise_time", 2 * sp.log(9) / k, ("k",), "tau", "10-90 % rise time of every transition"),
+            *[Quantity(f"step{j}_height", h, (h.name,), "level", f"height of step {j}")
+              for j, h in zip(range(1, K + 1), heights)],
+            Quantity("final_level", floor + sum(heights), tuple(h.name for h in heights), "level",
+                     "level after the last transition"),
+        ),
     )
 
 

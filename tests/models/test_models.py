@@ -272,12 +272,13 @@ def test_invalid_parameters_are_refused_outside_jit(name):
     rate = next(p.name for p in model.parameters if p.unit == "1/tau")
     with pytest.raises(ValuedynError, match=rf"parameter {rate} .* must lie in \[0"):
         model.validate_params({**good, rate: -1.0})
-    times = [p.name for p in model.parameters if p.unit == "tau"]
+    times = [p for p in model.parameters if p.unit == "tau"]
     assert times
-    for name_t in times:
-        for bad in (1.5, -0.1):
-            with pytest.raises(ValuedynError, match=rf"parameter {name_t} .* must lie in \[0.0, 1.0\]"):
-                model.validate_params({**good, name_t: bad})
+    for time in times:  # an onset may precede the window (logistic_onset, overshoot: lower bound -0.05)
+        assert time.lower in (0.0, -0.05) and time.upper == 1.0
+        for bad in (1.5, time.lower - 0.1):
+            with pytest.raises(ValuedynError, match=rf"parameter {time.name} .* must lie in \[{time.lower}, 1.0\]"):
+                model.validate_params({**good, time.name: bad})
     missing = dict(good)
     missing.pop(model.parameters[0].name)
     with pytest.raises(ValuedynError, match="missing"):
