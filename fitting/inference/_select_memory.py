@@ -223,3 +223,70 @@ def memory_train_config(ds) -> dict | None:
     except json.JSONDecodeError:
         return None
     return config if isinstance(config, dict) else None
+
+
+def simulate_memory(model, params: dict, *, num_lags: int = 32, updates=None, steps_per_update: int = 1024,
+                    train_config: str | None = None, observation: str = "binomial", concentration: float = 20.0,
+                    unscored_checkpoints: int = 0, feature: str = "water_direction", seed: int = 0):
+    """A memory probe Dataset (the variables, dims and attrs :func:`valuedyn.data.memory_probe`
+    writes) whose ``memory_horizon`` of ``feature`` follows ``model``'s level with per-seed
+    ``params`` (name -> array [S]): ``horizon ~ Binomial(num_lags, level)`` at each
+    checkpoint (``observation="betabinomial"``: the level scatters as a Beta of
+    ``concentration`` first), the level averaged over each checkpoint's span as a fit's
+    likelihood has it. Other features have horizon 0. ``updates``: the checkpoints' update
+    numbers (default 16 evenly spread over 1..160), ``env_step = update * steps_per_update``;
+    the first ``unscored_checkpoints`` score no lag (masked by a fit). ``train_config``:
+    the JSON the probe stores (attr ``train_config``; conditions are read from it).
+    For tests and calibration: no rollout, no decoder; the per-lag variables are made
+    consistent with the horizon (the state beats the baseline at lags 1..horizon)."""
+    import jax
+    import jax.numpy as jnp
+    import xarray as xr
+
+    from valuedyn.data._memory import MEMORY_FEATURES, MEMORY_MARGIN
+
+    rng = np.random.default_rng(seed)
+    updates = np.asarray(updates if updates is not None else np.linspace(1, 160, 16).round(), np.int64)
+    env_step = updates * steps_per_update
+    tau = (env_step - env_step[0]) / (env_step[-1] - env_step[0])
+    solve = jax.jit(jax.vmap(lambda p: model.solve_binned(p, jnp.asarray(tau, jnp.float32))))
+    outputs, ok = solve({k: jnp.asarray(v, jnp.float32) for k, v in params.items()})
+    if not bool(np.all(np.asarray(ok))):
+        raise ValueError("the model's solve failed for these parameters")
+    level = np.clip(np.asarray(outputs[model.applies_to[MEMORY_KIND]], np.float64), 0.0, 1.0)  # [S, C]
+    if observation == "betabinomial":
+        inside = np.clip(level, 1e-6, 1.0 - 1e-6)
+        level = rng.beta(inside * concentration, (1.0 - inside) * concentration)
+    n_seeds, n_checkpoints = level.shape
+    features = list(MEMORY_FEATURES)
+    horizon = np.zeros((n_seeds, n_checkpoints, len(features)), np.int32)
+    horizon[..., features.index(feature)] = rng.binomial(num_lags, level)
+    scored = np.full(horizon.shape, num_lags, np.int32)
+    scored[:, :unscored_checkpoints] = 0
+    horizon[:, :unscored_checkpoints] = 0
+    lag = np.arange(1, num_lags + 1)
+    beats = (lag <= horizon[..., None]).astype(np.int8)  # [S, C, F, L]
+    advantage = np.where(beats > 0, 0.3, 0.0).astype(np.float32)
+    low = np.where(beats > 0, 2.0 * MEMORY_MARGIN, 0.0).astype(np.float32)
+    low = np.where(scored[..., None] > 0, low, np.nan).astype(np.float32)
+    sfl = ("seed", "checkpoint", "feature", "lag")
+    data = {
+        "memory_horizon": (("seed", "checkpoint", "feature"), horizon),
+        "memory_lags_scored": (("seed", "checkpoint", "feature"), scored),
+        "memory_beats": (sfl, beats),
+        "memory_advantage": (sfl, advantage),
+        "memory_advantage_low": (sfl, low),
+        "memory_advantage_high": (sfl, (advantage + 0.1).astype(np.float32)),
+        "probe_seconds": (("checkpoint",), np.zeros(n_checkpoints, np.float32)),
+    }
+    attrs = {
+        "measures": "memory", "num_lags": int(num_lags), "margin": float(MEMORY_MARGIN),
+        "state_kind": "gru_hidden", "simulated": json.dumps({"model": model.name, feature: {
+            k: np.asarray(v).tolist() for k, v in params.items()}, "observation": observation}),
+        "train_config": train_config if train_config is not None else json.dumps({"recurrent": True}),
+        "trajectory": "simulated",
+    }
+    return xr.Dataset(data, coords={
+        "seed": np.arange(n_seeds), "checkpoint": np.arange(n_checkpoints), "update": ("checkpoint", updates),
+        "env_step": ("checkpoint", env_step), "feature": features, "lag": lag,
+    }, attrs=attrs)
