@@ -85,6 +85,9 @@ def run_report(config) -> dict:
                          "are reused")
             log(notes[-1])
     conditions = report_conditions(sections, loaded, config, fits_dir, started=mark, log=log)
+    from valuedyn.papers._report_memory import memory_figures, memory_json, memory_markdown_section, report_memory
+
+    memory = report_memory(loaded, config, fits_dir, started=mark, log=log)  # None: no memory probe beside a trajectory
     for behaviour, error in conditions.errors.items():
         log(f"  conditions: {behaviour}: {error}")
     timing["fit"] = time.perf_counter() - mark
@@ -98,6 +101,7 @@ def run_report(config) -> dict:
         rendered.update(render_figures(specs, inputs, progress=progress_bar))
         figures[path] = specs
     rendered.update(conditions_figures(conditions))
+    rendered.update(memory_figures(memory))
     timing["figures"] = time.perf_counter() - mark
 
     log("[4/4] report")
@@ -142,6 +146,7 @@ def run_report(config) -> dict:
             for path, view in diversity.items()
         ],
         "conditions": conditions_json(conditions, out),
+        "memory": memory_json(memory, out),
         "figures": sorted(f"figures/{name}.{fmt}" for name, r in rendered.items() for fmt in r),
         "tables": sorted(tables),
         "n_fits_run": n_run,
@@ -149,7 +154,8 @@ def run_report(config) -> dict:
         "n_fits_failed": sum(len(s.errors) for s in sections),
         "timing_s": timing,
     }
-    markdown = render_markdown(sections, figures, notes, report, diversity, conditions_markdown_section(conditions))
+    markdown = render_markdown(sections, figures, notes, report, diversity, conditions_markdown_section(conditions)
+                               + memory_markdown_section(memory))
     # everything is rendered: now write (each file atomically)
     write_figures(rendered, out / "figures")
     for name, text in tables.items():
