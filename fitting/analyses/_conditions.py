@@ -254,15 +254,17 @@ class ConditionData(NamedTuple):
     level_scale: object
     centring: object
     location: object  # unused: conditions keep their own locations per condition
+    edges: object
+    deviation_time_bounds: object
     condition: object
 
 
-def condition_data(pooled: ConditionsSelection, n_parameters: int) -> ConditionData:
+def condition_data(pooled: ConditionsSelection, n_parameters: int, deviation: str = "none") -> ConditionData:
     import jax.numpy as jnp
 
     from valuedyn.fitting.inference._model import fit_data
 
-    base = fit_data(pooled.selection, n_parameters)
+    base = fit_data(pooled.selection, n_parameters, deviation)
     return ConditionData(*base, condition=jnp.asarray(pooled.condition_index, jnp.int32))
 
 
@@ -298,12 +300,14 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
     Returns (compiled sampler, data with the centring weights, sampler result)."""
     import jax
 
+    from valuedyn.fitting.inference._deviation import deviation_key
     from valuedyn.fitting.inference._model import centring_weights, fixed_centring, likelihood_variances, parameter_spaces, recentre
     from valuedyn.fitting.inference._nuts import compiled_posterior
 
     spaces = parameter_spaces(model)
     compiled = compiled_posterior(
-        ("conditions", model.name, id(model), observation.name, observable, n_conditions),
+        ("conditions", model.name, id(model), observation.name, observable, n_conditions)
+        + deviation_key(observation),
         lambda: build_conditions_model(model, observation, observable, n_conditions),
         data, settings, observation=observation, count_failures=not model.closed_form,
     )
@@ -341,13 +345,14 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
 
     from valuedyn.fitting.inference._diagnostics import diagnose
     from valuedyn.fitting.inference._fit import flat_draws, inference_data, sampled_draws
-    from valuedyn.fitting.inference._model import observable_for, parameter_spaces
+    from valuedyn.fitting.inference._deviation import deviation_of
+    from valuedyn.fitting.inference._model import observable_for, observation_diagnosed, parameter_spaces
 
     selection = pooled.selection
     observable = observable_for(model, selection.kind)
     spaces = parameter_spaces(model)
     n_conditions = len(pooled.conditions)
-    data = condition_data(pooled, len(spaces))
+    data = condition_data(pooled, len(spaces), deviation_of(observation))
     compiled, data, result = sample_conditions(
         model, observation, observable, data, n_conditions, settings, seed=seed, parameterization=parameterization,
         progress=progress, desc=f"conditions {model.name} {selection.behaviour}",
@@ -378,7 +383,7 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
         coords={"condition": [c.name for c in pooled.conditions], "pair": [p[2] for p in pairs]},
     )
     names = [s.name for s in spaces]
-    diagnosed = [n + s for n in names for s in ("", "_loc", "_scale")] + [n for n, _ in observation.parameters]
+    diagnosed = [n + s for n in names for s in ("", "_loc", "_scale")] + observation_diagnosed(observation)
     diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"], result.get("draws_cut"))
     diagnostics["centring"] = np.asarray(data.centring).round(3).tolist()
     return idata, diagnostics
@@ -489,6 +494,7 @@ def fit_conditions(config) -> Path:
     from valuedyn.fitting.inference._fit import fit_file_attrs, get_model, settings_from
     from valuedyn.fitting.settings import validate_sampler_config
     from valuedyn.fitting.inference._model import observable_for, parameter_spaces
+    from valuedyn.fitting.inference._deviation import deviation_attrs, with_deviation
     from valuedyn.fitting.inference._observation import observation_for
     from valuedyn.fitting.inference._select import parse_behaviour, parse_updates
     from valuedyn.fitting.inference._store import save_fit
@@ -505,7 +511,8 @@ def fit_conditions(config) -> Path:
         raise ValuedynError(f"--max-seeds must be >= 0 (0 = all seeds); received {config.max_seeds}")
     pooled = pool_conditions(config.trajectories, config.behaviour, updates, config.seeds, config.max_seeds)
     selection = pooled.selection
-    observation = observation_for(selection.family, config.observation)
+    observation = with_deviation(observation_for(selection.family, config.observation),
+                                 getattr(config, "deviation", "none"))
     observable_for(model, selection.kind)
     idata, diagnostics = infer_conditions(
         model, observation, pooled, settings_from(config), seed=config.seed,
@@ -533,6 +540,7 @@ def fit_conditions(config) -> Path:
         }),
     ))
     idata.attrs.update({"conditions": json.dumps(conditions), "differing_settings": json.dumps(list(pooled.differing))})
+    idata.attrs.update(deviation_attrs(idata, observation))
     # the same posterior predictive checks as a single fit (coverage, LOO-PIT, p-values per seed)
     checks = compute_checks(idata, seed=config.seed)
     checks.update(model=model.name, behaviour=selection.behaviour)

@@ -19,6 +19,7 @@ import numpy as np
 from valuedyn._config import config_to_json
 from valuedyn._errors import ValuedynError
 from valuedyn._io import file_sha256, provenance, refuse_overwrite, require_file
+from valuedyn.fitting.inference._deviation import deviation_attrs, deviation_key, deviation_of, with_deviation
 from valuedyn.fitting.inference._diagnostics import diagnose, format_diagnostics
 from valuedyn.fitting.inference._model import FitData, build_numpyro_model, diagnosed_sites, fit_data, observable_for, parameter_spaces, parameter_spaces_ahead
 from valuedyn.fitting.inference._nuts import SamplerSettings, compiled_posterior
@@ -60,7 +61,7 @@ def settings_from(config) -> SamplerSettings:
 def compile_for(model, observation, pooling: str, observable: str, data: FitData, settings: SamplerSettings):
     """The cached compiled posterior of this model structure and data shape (the centring
     of a hierarchy is data, so every parameterization shares it)."""
-    key = (model.name, id(model), observation.name, pooling, observable)
+    key = (model.name, id(model), observation.name, pooling, observable) + deviation_key(observation)
     return compiled_posterior(
         key,
         lambda: build_numpyro_model(model, observation, pooling, observable),
@@ -100,6 +101,11 @@ def inference_data(selection: Selection, observation, constrained: dict, log_lik
     for name, _ in observation.parameters:
         posterior[name] = np.asarray(constrained[name]).reshape(chains, draws)
     posterior["level"] = np.asarray(constrained["level"], np.float32).reshape(chains, draws, n_seeds, n_updates)
+    deviation_dims = {}
+    if "deviation" in constrained:  # a structured deviation: its timescale and path (its z are not stored)
+        posterior["deviation_time"] = np.asarray(constrained["deviation_time"]).reshape(chains, draws)
+        posterior["deviation"] = np.asarray(constrained["deviation"], np.float32).reshape(chains, draws, n_seeds, n_updates)
+        deviation_dims = {"deviation": ["seed", "update"]}
 
     mask = selection.mask
     obs_seed_index, obs_update_index = np.nonzero(mask)
@@ -135,6 +141,7 @@ def inference_data(selection: Selection, observation, constrained: dict, log_lik
         dims={
             **dims,
             "level": ["seed", "update"],
+            **deviation_dims,
             "y": ["seed", "update"],
             "exposure": ["seed", "update"],
             "mask": ["seed", "update"],
@@ -172,7 +179,7 @@ def infer(
     import jax
 
     observable = observable_for(model, selection.kind)
-    data = fit_data(selection, len(parameter_spaces(model)))
+    data = fit_data(selection, len(parameter_spaces(model)), deviation_of(observation))
     compiled = compile_for(model, observation, pooling, observable, data, settings)
     key = jax.random.PRNGKey(seed)
     key_run, key_pp = jax.random.split(key)
@@ -268,6 +275,7 @@ def fit_file_attrs(config, model, observation, selection: Selection, diagnostics
         "parameters": json.dumps([s.name for s in spaces]),
         "parameter_transforms": json.dumps({s.name: s.transform_name for s in spaces}),
         "observation_parameters": json.dumps([n for n, _ in observation.parameters]),
+        "deviation": deviation_of(observation),
     }
     attrs.update(provenance())
     return attrs
@@ -309,7 +317,7 @@ def prepare(config):
     dataset = open_behaviour_data(trajectory, config.behaviour)
     selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)
     selection = aggregate_blocks(selection, getattr(config, "blocks", "none"))  # --blocks: a long run in blocks
-    observation = observation_for(selection.family, config.observation)
+    observation = with_deviation(observation_for(selection.family, config.observation), getattr(config, "deviation", "none"))
     observable_for(model, selection.kind)
     return model, observation, selection, trajectory
 
@@ -335,6 +343,7 @@ def fit_trajectory(config, *, before_write: Callable[[object], object] | None = 
         config, model, observation, selection, inference.diagnostics, parameter_spaces(model), pooling=config.pooling,
         trajectory=str(trajectory), trajectory_sha256=sha, selection_json=selection.selection_json(),
     ))
+    idata.attrs.update(deviation_attrs(idata, observation))
     if before_write is not None:
         before_write(idata)
     out = Path(config.out)

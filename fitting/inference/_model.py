@@ -65,6 +65,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import biject_to
 
 from valuedyn._errors import ValuedynError
+from valuedyn.fitting.inference._deviation import apply_deviation, deviation_of, deviation_time_bounds
 from valuedyn.fitting.settings import POOLINGS
 
 #: prior median of a population scale (LogNormal), as a fraction of the moment-matched prior
@@ -81,7 +82,9 @@ class FitData(NamedTuple):
     and weight ``v`` of each population location's coordinate (hierarchical pooling;
     zeros: the location itself; see the module docstring); ``edges`` [U + 1]: the tau
     bounds of each cell's span when the updates were aggregated into blocks (None: each
-    update's span runs halfway to its neighbours; :meth:`valuedyn.models.Model.solve_binned`)."""
+    update's span runs halfway to its neighbours; :meth:`valuedyn.models.Model.solve_binned`);
+    ``deviation_time_bounds`` [2]: the shortest and longest timescale (tau units) of a
+    structured deviation (None: the fit has none; :mod:`valuedyn.fitting.inference._deviation`)."""
 
     y: jax.Array
     exposure: jax.Array
@@ -91,9 +94,12 @@ class FitData(NamedTuple):
     centring: jax.Array
     location: jax.Array | None = None
     edges: jax.Array | None = None
+    deviation_time_bounds: jax.Array | None = None
 
 
-def fit_data(selection, n_parameters: int) -> FitData:
+def fit_data(selection, n_parameters: int, deviation: str = "none") -> FitData:
+    """The arrays of a fit of ``selection`` (see :class:`FitData`); ``deviation`` other than
+    ``none`` adds the bounds of its timescale (:func:`~valuedyn.fitting.inference._deviation.deviation_time_bounds`)."""
     n_seeds = np.shape(selection.y)[0]
     return FitData(
         y=jnp.asarray(selection.y, jnp.float32),
@@ -104,6 +110,7 @@ def fit_data(selection, n_parameters: int) -> FitData:
         centring=jnp.zeros((n_parameters, n_seeds), jnp.float32),
         location=jnp.zeros((n_parameters, 2), jnp.float32),
         edges=None if getattr(selection, "edges", None) is None else jnp.asarray(selection.edges, jnp.float32),
+        deviation_time_bounds=None if deviation == "none" else jnp.asarray(deviation_time_bounds(selection), jnp.float32),
     )
 
 
@@ -266,7 +273,13 @@ def diagnosed_sites(spaces, observation, pooling: str) -> list[str]:
     the observation model's parameters."""
     names = [s.name for s in spaces]
     population = [n + suffix for n in names for suffix in ("_loc", "_scale")] if pooling == "hierarchical" else []
-    return names + population + [n for n, _ in observation.parameters]
+    return names + population + observation_diagnosed(observation)
+
+
+def observation_diagnosed(observation) -> list[str]:
+    """The observation model's diagnosed quantities: its parameters (a deviation's timescale
+    as ``deviation_time``, in tau units, rather than its sampled position)."""
+    return [{"deviation_time_position": "deviation_time"}.get(n, n) for n, _ in observation.parameters]
 
 
 def observe_solution(model, observation, observable: str, params: dict, data, observe: bool, count_failures: bool) -> None:
@@ -284,6 +297,8 @@ def observe_solution(model, observation, observable: str, params: dict, data, ob
     ok = ok & finite
     mean = jnp.where(ok, mean, 0.5 * data.level_scale)
     numpyro.deterministic("level", mean)
+    if deviation_of(observation) != "none":  # the likelihood's mean: the mechanism plus the seed's deviation
+        mean = apply_deviation(observation, mean, obs_params, data)
     if count_failures:
         jax.lax.cond(ok, lambda: None, lambda: jax.debug.callback(_record_failure, ok))
     numpyro.factor("solve_ok", jnp.where(ok, 0.0, -jnp.inf))
@@ -419,11 +434,12 @@ def location_weights(sigma2: np.ndarray, log_scale_draws: np.ndarray, loc_sd: np
     return np.clip(weights, 0.0, 1.0)
 
 
-def initial_point(spaces, observation, pooling: str, n_seeds: int) -> dict:
+def initial_point(spaces, observation, pooling: str, n_seeds: int, n_updates: int | None = None) -> dict:
     """A central starting point of every latent site, in the unconstrained space: each
     parameter at the moment-matched centre of its prior (a population scale at its prior
-    median, every ``z`` at 0), each observation parameter at its prior median. Computed
-    without running the model, so it costs no compilation."""
+    median, every ``z`` at 0), each observation parameter at its prior median, a
+    deviation's ``deviation_z`` [S, U] (``n_updates`` = U) at 0. Computed without running
+    the model, so it costs no compilation."""
     point = {}
     for space in spaces:
         if pooling == "hierarchical":
@@ -436,6 +452,10 @@ def initial_point(spaces, observation, pooling: str, n_seeds: int) -> dict:
             point[space.name] = jnp.full((n_seeds,), space.loc_mean, jnp.float32)
     for name, prior in observation.parameters:
         point[name] = jnp.asarray(_prior_median_unconstrained(name, prior), jnp.float32)
+    if deviation_of(observation) != "none":
+        if n_updates is None:
+            raise TypeError("initial_point of a deviation fit needs n_updates")
+        point["deviation_z"] = jnp.zeros((n_seeds, n_updates), jnp.float32)
     return point
 
 

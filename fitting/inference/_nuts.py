@@ -69,6 +69,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 
+from valuedyn.fitting.inference._deviation import observed_mean, pointwise_log_likelihood
 from valuedyn.fitting.inference._model import (
     FitData,
     centring_weights,
@@ -325,7 +326,8 @@ class CompiledPosterior:
         self.nuts_potential_gen = lambda data: partial(potential_energy, numpyro_model, (data,),
                                                        {"count_failures": count_failures})
         n_seeds = int(example_data.y.shape[0])
-        self.median_init = initial_point(spaces, observation, pooling, n_seeds) if spaces else self._prior_median(example_data)
+        self.median_init = (initial_point(spaces, observation, pooling, n_seeds, int(example_data.y.shape[1])) if spaces
+                            else self._prior_median(example_data))
         self.layout = _Layout(self.median_init)
         self._loc_sd = np.array([space.loc_sd for space in spaces], np.float64)
         self.n_devices = _device_split(settings.num_chains)
@@ -487,9 +489,8 @@ class CompiledPosterior:
 
         def draw_outputs(z, data, y_filled):
             constrained = constrain_fn(model, (data,), {}, z, return_deterministic=True)
-            params = {name: constrained[name] for name, _ in observation.parameters}
-            distribution = observation.distribution(constrained["level"], data.exposure, data.mask, params)
-            return constrained, jnp.where(data.mask, distribution.log_prob(y_filled), 0.0)
+            # a deviation fit's: each cell's innovation integrated out (valuedyn.fitting.inference._deviation)
+            return constrained, pointwise_log_likelihood(observation, constrained, data, y_filled)
 
         self._outputs = _CompiledOnce(jax.jit(jax.vmap(draw_outputs, in_axes=(0, None, None))),
                                       _cpu_options(ONE_SHOT_OPT_LEVEL))
@@ -556,6 +557,8 @@ class CompiledPosterior:
         for name, prior in self.observation.parameters:
             point[name] = np.asarray(biject_to(prior.support).inv(jnp.asarray(get(name), jnp.float32)), np.float64)
         n = len(next(iter(point.values())))
+        for name, value in self.median_init.items():  # latent sites no fit file stores (a deviation's z): central
+            point.setdefault(name, np.broadcast_to(np.asarray(value, np.float64), (n,) + np.shape(value)))
         flats = self.layout.ravel({k: point[k] for k in self.median_init}, batch_ndim=1)
         if flats.shape != (n, self.layout.dim) or not np.all(np.isfinite(flats)):
             raise ValuedynError(f"--initial-points must hold finite values inside each parameter's support, the same "
@@ -922,7 +925,7 @@ class CompiledPosterior:
         values (:meth:`outputs`'), drawn on the host."""
         seed = int(numpy_rng(key).integers(0, 2**31 - 1))
         return self.observation.replicate(
-            np.random.default_rng(seed), constrained["level"], np.asarray(data.exposure), np.asarray(data.mask),
+            np.random.default_rng(seed), observed_mean(constrained), np.asarray(data.exposure), np.asarray(data.mask),
             {name: constrained[name] for name, _ in self.observation.parameters},
         )
 

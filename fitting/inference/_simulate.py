@@ -158,3 +158,39 @@ def write_trajectory(dataset, path) -> None:
     from valuedyn._io import write_dataset_atomic
 
     write_dataset_atomic(dataset, path)
+
+
+def simulate_deviated_selection(model, params: dict[str, float], *, n_seeds: int = 3, n_updates: int = 30,
+                                episodes: int = 200, deviation_sd: float = 0.6, deviation_time: float = 0.15,
+                                seed: int = 0):
+    """An in-memory unlock selection (no file) whose logit is the model's level plus an
+    Ornstein-Uhlenbeck deviation per seed (the process of
+    :mod:`valuedyn.fitting.inference._deviation`: size ``deviation_sd`` in logit units,
+    timescale ``deviation_time`` in tau units, exact recursion, stationary start), with
+    Binomial counts of ``episodes`` finished episodes per update; ``params``: one value per
+    parameter, shared by the seeds. Returns (Selection, the deviation [S, U])."""
+    from valuedyn.fitting.inference._deviation import link
+    from valuedyn.fitting.inference._select import Selection
+
+    rng = np.random.default_rng(seed)
+    tau = np.linspace(0.0, 1.0, n_updates)
+    values = {k: jnp.full((n_seeds,), v, jnp.float32) for k, v in params.items()}
+    outputs, ok = jax.vmap(lambda p: model.solve_binned(p, jnp.asarray(tau, jnp.float32)))(values)
+    if not bool(np.all(np.asarray(ok))):
+        raise ValueError("the model's solve failed for these parameters")
+    level = np.asarray(outputs[model.applies_to["unlock"]], np.float64)
+    deviation = np.zeros_like(level)
+    deviation[:, 0] = deviation_sd * rng.standard_normal(n_seeds)
+    for u in range(1, n_updates):
+        rho = np.exp(-(tau[u] - tau[u - 1]) / deviation_time)
+        deviation[:, u] = rho * deviation[:, u - 1] + deviation_sd * np.sqrt(1.0 - rho**2) * rng.standard_normal(n_seeds)
+    probability = 1.0 / (1.0 + np.exp(-(link("binomial", level, xp=np) + deviation)))
+    exposure = np.full((n_seeds, n_updates), episodes, np.int64)
+    y = rng.binomial(exposure, probability).astype(np.int64)
+    selection = Selection(
+        behaviour="unlock:place_table", kind="unlock", name="place_table", family="binomial",
+        seeds=np.arange(n_seeds), updates=np.arange(n_updates), y=y, exposure=exposure.astype(np.float64),
+        mask=np.ones_like(y, bool), env_step=(np.arange(n_updates) + 1) * 4096, tau=tau, level_scale=1.0,
+        time_origin=4096.0, time_scale=float((n_updates - 1) * 4096),
+    )
+    return selection, deviation

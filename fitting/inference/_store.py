@@ -29,7 +29,8 @@ REQUIRED_FIT_ATTRS = ("model", "behaviour", "observation_model", "pooling", "tra
 #: attributes stored as JSON text (a single fit's; a conditions fit adds its own):
 #: :func:`fit_attrs` decodes them all, so no module parses a fit's attributes by hand
 JSON_ATTRS = ("selection", "config", "diagnostics", "checks", "verdict", "observation_choice", "first_attempt", "parameters",
-              "parameter_transforms", "observation_parameters", "conditions", "differing_settings", "effects")
+              "parameter_transforms", "observation_parameters", "conditions", "differing_settings", "effects",
+              "deviation_summary")
 #: attributes that are JSON in a conditions fit (a list of files, file -> sha256) and plain
 #: text in a single fit (one path, one sha256)
 CONDITIONS_JSON_ATTRS = ("trajectory", "trajectory_sha256")

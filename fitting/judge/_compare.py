@@ -7,7 +7,11 @@ the leave-future-out (LFO) check refits every model on the updates with
 recomputed from the early cells only) and scores the log predictive density of the
 held-out later updates: ``elpd_lfo = sum_i log mean_draws p(y_i | theta)``.
 
-Only fits of the same data are compared: same trajectory hash, behaviour and selection.
+Only fits of the same data are compared: same trajectory hash, behaviour and selection,
+and the same structured deviation (``--deviation``): a deviation fit stores each
+observation's log-likelihood with its own innovation integrated out (attribute
+``loglik_kind``, :mod:`valuedyn.fitting.inference._deviation`), a score of another kind
+than a smooth fit's, so mechanisms are compared under the same deviation process.
 """
 
 from __future__ import annotations
@@ -72,6 +76,18 @@ def _same_data(entries) -> None:
                 )
 
 
+def _same_deviation(entries) -> None:
+    """Refuse fits whose deviation settings differ (a file from before the option: none)."""
+    first_path, first = entries[0]
+    for path, attrs in entries[1:]:
+        if attrs.get("deviation", "none") != first.get("deviation", "none"):
+            raise ValuedynError(
+                f"compare needs fits under the same deviation; {path} has --deviation {attrs.get('deviation', 'none')} "
+                f"and {first_path} {first.get('deviation', 'none')} (their log-likelihoods score different things); "
+                "fit every model with the same --deviation"
+            )
+
+
 def _names(paths: list[Path], attrs: list[dict]) -> list[str]:
     models = [a["model"] for a in attrs]
     names = []
@@ -90,6 +106,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     from scipy.special import logsumexp
 
     from valuedyn.data import open_trajectory
+    from valuedyn.fitting.inference._deviation import with_deviation
     from valuedyn.fitting.inference._fit import get_model, infer, settings_from
     from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
     from valuedyn.fitting.inference._select import parse_updates, select_behaviour
@@ -108,7 +125,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
             f"the trajectory {trajectory} changed since the fit (hash differs); refit, or pass --no-lfo"
         )
     model = get_model(attrs["model"])
-    observation = OBSERVATION_MODELS[attrs["observation_model"]]
+    observation = with_deviation(OBSERVATION_MODELS[attrs["observation_model"]], attrs.get("deviation", "none"))
     selection = select_behaviour(
         open_trajectory(trajectory), attrs["behaviour"], tuple(config.seeds) or None, parse_updates(config.updates)
     )
@@ -152,6 +169,7 @@ def compare_fits(paths, *, lfo: bool = True, lfo_fraction: float = 0.75, out=Non
     fits = [load_fit(p) for p in paths]
     attrs = [fit_attrs(f) for f in fits]
     _same_data(list(zip(paths, attrs)))
+    _same_deviation(list(zip(paths, attrs)))
     names = _names(paths, attrs)
     warnings = []
     loo = {}
