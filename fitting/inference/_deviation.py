@@ -31,7 +31,9 @@ mechanism's; the sites this module adds (:func:`apply_deviation`) are
   model's; at most :data:`MAX_WINDOW_SHARE` of the window, so it cannot take the trend,
   which is the mechanism's,
 - ``deviation_z`` [S, U], deterministics ``deviation`` [S, U] (``d``) and ``deviated_level``
-  [S, U] (``mean``, observation units: the likelihood's and the replicates' mean).
+  [S, U] (``mean``, observation units: the likelihood's mean). Posterior predictive
+  replicates are one step ahead (:func:`replicate_mean`), the predictive the stored
+  log-likelihood scores.
 
 Comparisons (:func:`pointwise_log_likelihood`): every update has its own latent deviation,
 so the plain pointwise log-likelihood given ``d[s, u]`` is nearly a saturated fit of each
@@ -202,10 +204,27 @@ def apply_deviation(observation, mean, obs_params: dict, data):
     return numpyro.deterministic("deviated_level", inv_link(observation.family, link(observation.family, mean) + d))
 
 
-def observed_mean(constrained: dict):
-    """The mean the observations were drawn around: ``deviated_level`` in a deviation fit,
-    else ``level``."""
-    return constrained["deviated_level"] if "deviated_level" in constrained else constrained["level"]
+def replicate_mean(observation, constrained: dict, data, rng: np.random.Generator):
+    """The mean each posterior predictive replicate is drawn around, [n, S, U] (host, numpy;
+    ``constrained``: the draws' sites, [n, ...]): ``level`` for a plain fit (``rng``
+    untouched); for a deviation fit the one-step predictive of the stored log-likelihood,
+    ``inv_link(link(level) + x)`` with a fresh innovation ``x ~ Normal(rho_u d_{u-1},
+    sd^2 (1 - rho_u^2))`` per cell. Why not ``deviated_level``: its ``d[s, u]`` has seen
+    ``y[s, u]``, so replicates around it would follow each observation and the predictive
+    checks (coverage, LOO-PIT, whose weights come from the innovation-integrated
+    log-likelihood) would judge a predictive other than the one the fit is scored by."""
+    if deviation_of(observation) == "none":
+        return constrained["level"]
+    family = observation.family
+    level = np.asarray(constrained["level"], np.float64)
+    d = np.asarray(constrained["deviation"], np.float64)
+    sd = np.asarray(constrained["deviation_sd"], np.float64).reshape(-1, 1, 1)
+    time = np.asarray(constrained["deviation_time"], np.float64).reshape(-1, 1)
+    gaps = np.maximum(np.diff(np.asarray(data.tau, np.float64)), 0.0)
+    rho = np.concatenate([np.zeros_like(time), np.exp(-gaps[None, :] / time)], axis=1)[:, None, :]  # [n, 1, U]
+    previous = np.concatenate([np.zeros_like(d[..., :1]), d[..., :-1]], axis=-1)
+    innovation = rho * previous + sd * np.sqrt(np.maximum(1.0 - rho**2, 0.0)) * rng.standard_normal(d.shape)
+    return inv_link(family, link(family, level, xp=np) + innovation, xp=np)
 
 
 # ---------------------------------------------------------------- the log-likelihood stored for comparisons

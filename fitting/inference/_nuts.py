@@ -69,7 +69,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 
-from valuedyn.fitting.inference._deviation import observed_mean, pointwise_log_likelihood
+from valuedyn.fitting.inference._deviation import pointwise_log_likelihood, replicate_mean
 from valuedyn.fitting.inference._model import (
     FitData,
     centring_weights,
@@ -924,8 +924,9 @@ class CompiledPosterior:
         """Posterior predictive ``y`` [n, S, U] (masked cells 0) of the draws' constrained
         values (:meth:`outputs`'), drawn on the host."""
         seed = int(numpy_rng(key).integers(0, 2**31 - 1))
-        return self.observation.replicate(
-            np.random.default_rng(seed), observed_mean(constrained), np.asarray(data.exposure), np.asarray(data.mask),
+        rng = np.random.default_rng(seed)
+        return self.observation.replicate(  # (a deviation fit's: one step ahead, valuedyn.fitting.inference._deviation)
+            rng, replicate_mean(self.observation, constrained, data, rng), np.asarray(data.exposure), np.asarray(data.mask),
             {name: constrained[name] for name, _ in self.observation.parameters},
         )
 
