@@ -17,33 +17,33 @@ Sub-rooms by role, imports flowing one way (tested by ``tests/fitting/test_impor
        |
     settings.py  every command's config and the sampler settings, declared once (no JAX)
 
-Python API (the report calls these; no subprocesses)::
+The notebook API (``__all__``; each name's docstring has an example that runs as a
+doctest, ``tests/test_api.py``): fits are ``az.InferenceData`` objects in memory, nothing
+is written or printed unless asked::
 
-    from valuedyn.fitting import FitConfig, fit_trajectory, check_fit, compare_fits, load_fit
-    path = fit_trajectory(FitConfig(trajectory="run.nc", model="overshoot",
-                                    behaviour="event:place_plant", out="fit.nc"))
-    checks = check_fit(path)              # also stored in the file's attrs["checks"]
-    result = compare_fits([path_a, path_b])
-    verdict = classify_fit(path)          # trustworthy, or named causes with evidence
-    ranking = rank_fits({"a": path_a, "b": path_b}, {"a": verdict_a, "b": verdict_b})
-    headline = motif_headline(path, verdict)   # .text: the motif paragraph
+    from valuedyn.fitting import *
+    run = shipped_trajectories()[0]                    # or any trajectory file
+    ds = load_trajectory(run)                          # xarray.Dataset [seed, update, ...]
+    behaviours_of(ds), models_for("unlock:place_plant")
+    idata = fit(run, "unlock:place_plant", "logistic_onset", settings=FitSettings(chains=2, draws=300, warmup=300))
+    checks = check(idata)                              # posterior predictive checks (kept in idata.attrs)
+    judged = verdict(idata)                            # trustworthy, or named causes with evidence
+    save_fit(idata, "fit.nc"); idata = load_fit("fit.nc"); fit_attrs(idata)["diagnostics"]
+    compare({"a": idata_a, "b": idata_b}).table        # PSIS-LOO (az.compare), stacking weights
+    rank({"a": idata_a, "b": idata_b}).text            # among trustworthy fits only
+    posterior_medians(idata); model_analysis(idata)    # what a model's analysis takes, and the analysis
 
 Many fits at once (``valuedyn fit-batch``; the report runs its fits this way)::
 
-    from valuedyn.fitting import FitSettings, plan_fits, run_plan
-    jobs, notes = plan_fits("run.nc", ["event:place_plant"], ["overshoot", "logistic_onset"],
+    jobs, notes = plan_fits(run, ["event:place_plant"], ["overshoot", "logistic_onset"],
                             settings=FitSettings(chains=2, draws=300, warmup=300))
-    result = run_plan(jobs, "fits")                        # local process pool
+    result = run_plan(jobs, "fits")                        # local process pool, cached by content
     result = run_plan(jobs, "fits", scheduler="tcp://scheduler:8786")  # a Dask cluster
 
-Conditions of training compared (``valuedyn conditions``)::
-
-    # conditions: files whose training settings differ; effects with posteriors
-    path = fit_conditions(ConditionsConfig(trajectories=("default.nc", "every_plant.nc"), model="overshoot",
-                                           behaviour="event:place_plant", out="conditions.nc"))
-    # what `valuedyn report` runs: the same fit at a plan's settings, cached in a fits folder
-    path, reused = fit_conditions_cached(["default.nc", "every_plant.nc"], "event:place_plant", "overshoot", "fits",
-                                         settings=FitSettings(chains=2, draws=300, warmup=300))
+The names the report and the command line use beyond that list (``fit_trajectory``,
+``classify_fit``, ``fit_conditions_cached``, ...) stay importable from here; they are the
+rooms' interface to each other, not the notebook API. (``judge`` names the sub-room, so
+the API's verdict is :func:`verdict`.)
 """
 
 from valuedyn.fitting.pipeline._cache import slug
@@ -66,17 +66,21 @@ from valuedyn.fitting.settings import (
 )
 
 
+#: the API's functions (fitting/pipeline/_api.py), loaded on first use
+_API_FUNCTIONS = ("shipped_trajectories", "load_trajectory", "behaviours_of", "models_for", "fit", "save_fit", "load_fit",
+                  "fit_attrs", "check", "verdict", "compare", "rank", "posterior_medians", "fit_parameters",
+                  "model_analysis")
+
+
 def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is needed
     lazy = {
+        **{name: ("valuedyn.fitting.pipeline._api", name) for name in _API_FUNCTIONS},
         "fit_trajectory": ("valuedyn.fitting.inference._fit", "fit_trajectory"),
         "infer": ("valuedyn.fitting.inference._fit", "infer"),
         "check_fit": ("valuedyn.fitting.judge._check", "check_fit"),
         "compare_fits": ("valuedyn.fitting.judge._compare", "compare_fits"),
         "CompareResult": ("valuedyn.fitting.judge._compare", "CompareResult"),
         "run_sbc": ("valuedyn.fitting.judge._sbc", "run_sbc"),
-        "load_fit": ("valuedyn.fitting.inference._store", "load_fit"),
-        "save_fit": ("valuedyn.fitting.inference._store", "save_fit"),
-        "fit_attrs": ("valuedyn.fitting.inference._store", "fit_attrs"),
         "select_behaviour": ("valuedyn.fitting.inference._select", "select_behaviour"),
         "Selection": ("valuedyn.fitting.inference._select", "Selection"),
         "simulate_trajectory": ("valuedyn.fitting.inference._simulate", "simulate_trajectory"),
@@ -105,6 +109,19 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
         "motif_headline": ("valuedyn.fitting.analyses._headline", "motif_headline"),
         "Headline": ("valuedyn.fitting.analyses._headline", "Headline"),
         "choose_observation": ("valuedyn.fitting.judge._overdispersion", "choose_observation"),
+        # what papers/ reads beside the notebook API (papers imports nothing private of fitting/)
+        "elpd_clearly_ahead": ("valuedyn.fitting.judge._compare", "elpd_clearly_ahead"),
+        "FAMILY_OBSERVATIONS": ("valuedyn.fitting.inference._observation", "FAMILY_OBSERVATIONS"),
+        "STOP_ESS": ("valuedyn.fitting.inference._diagnostics", "STOP_ESS"),
+        "stop_check_interval": ("valuedyn.fitting.inference._diagnostics", "stop_check_interval"),
+        "require_part": ("valuedyn.fitting.inference._select", "require_part"),
+        "format_env_steps": ("valuedyn.fitting.inference._select", "format_env_steps"),
+        "summarise_effect": ("valuedyn.fitting.analyses._conditions", "summarise_effect"),
+        "training_config": ("valuedyn.fitting.analyses._conditions", "training_config"),
+        "fitted_curves": ("valuedyn.fitting.analyses._diversity", "fitted_curves"),
+        "memory_file_for": ("valuedyn.fitting.inference._select_memory", "memory_file_for"),
+        "memory_train_config": ("valuedyn.fitting.inference._select_memory", "memory_train_config"),
+        "open_memory": ("valuedyn.fitting.inference._select_memory", "open_memory"),
     }
     if name in lazy:
         import importlib
@@ -114,56 +131,29 @@ def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is
     raise AttributeError(f"module 'valuedyn.fitting' has no attribute {name!r}")
 
 
+#: the notebook API: learnable in one sitting, each with a doctested example
 __all__ = [
-    "PLANT_MOTIF",
-    "BatchResult",
-    "Comparison",
-    "FitBatchConfig",
-    "FitJob",
-    "FitOutcome",
+    # data
+    "shipped_trajectories",
+    "load_trajectory",
+    "behaviours_of",
+    "models_for",
+    # one fit, in memory
     "FitSettings",
-    "applicable_models",
-    "default_behaviours",
-    "learned_achievements",
-    "plan_fits",
-    "prepare_jax",
-    "progress_bar",
-    "run_plan",
-    "slug",
-    "CheckConfig",
-    "Headline",
-    "Ranking",
-    "Verdict",
-    "choose_observation",
-    "classify_fit",
-    "find_modes",
-    "motif_headline",
-    "rank_fits",
-    "stacked_fit",
-    "CompareConfig",
-    "CompareResult",
-    "ConditionsConfig",
-    "condition_effects",
-    "conditions_attrs",
-    "find_conditions",
-    "fit_conditions",
-    "fit_conditions_cached",
-    "group_conditions",
-    "FitConfig",
-    "SBCConfig",
-    "check_fit",
-    "compare_fits",
-    "fit_attrs",
-    "fit_trajectory",
-    "infer",
-    "load_fit",
-    "run_sbc",
+    "fit",
     "save_fit",
-    "select_behaviour",
-    "Selection",
-    "simulate_trajectory",
-    "diversity_headline",
-    "fit_timescale",
-    "first_found_updates",
-    "simulate_diversity_trajectory",
+    "load_fit",
+    "fit_attrs",
+    # judging fits
+    "check",
+    "verdict",
+    "compare",
+    "rank",
+    # what a model's analysis takes
+    "posterior_medians",
+    "fit_parameters",
+    "model_analysis",
+    # many fits
+    "plan_fits",
+    "run_plan",
 ]

@@ -26,7 +26,7 @@ from valuedyn.papers._style import OBSERVED_COLOR, PALETTE, WIDTH_DOUBLE, new_fi
 
 
 def _attrs(idata) -> dict:
-    from valuedyn.fitting.analyses._conditions import conditions_attrs
+    from valuedyn.fitting import conditions_attrs
 
     return conditions_attrs(idata)
 
@@ -37,7 +37,7 @@ def timescale_effects(idata) -> list[dict]:
     evaluated at every condition's typical parameter values, then differenced and divided
     per pair of conditions like the parameters (same keys as
     :func:`valuedyn.fitting.analyses._conditions.condition_effects`, ``parameter`` = ``timescale LABEL``)."""
-    from valuedyn.fitting.analyses._conditions import summarise_effect
+    from valuedyn.fitting import summarise_effect
     from valuedyn.papers._figures import model_timescales
 
     attrs = _attrs(idata)

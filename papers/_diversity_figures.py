@@ -39,7 +39,7 @@ def contexts_distinguished(probe) -> tuple[np.ndarray, np.ndarray]:
 
 def _population_band(fit) -> tuple[np.ndarray, np.ndarray]:
     """``(env_step, [3, points])``: 5 %, 50 %, 95 % over draws of the seed-mean fitted curve."""
-    from valuedyn.fitting.analyses._diversity import fitted_curves
+    from valuedyn.fitting import fitted_curves
 
     time, curves = fitted_curves(fit, points=200, max_draws=300)
     return time, np.quantile(curves.mean(axis=1), [0.05, 0.5, 0.95], axis=0)
@@ -56,8 +56,8 @@ def plot_diversity(trajectory, fits: Mapping[str, Mapping[str, object]] | None =
     ``fits``: behaviour (``diversity:actions`` / ``diversity:events``) -> model name ->
     InferenceData; missing behaviours are drawn without curves.
     """
-    from valuedyn.fitting.analyses._diversity import first_found_updates
-    from valuedyn.fitting.inference._select import select_behaviour
+    from valuedyn.fitting import first_found_updates
+    from valuedyn.fitting import select_behaviour
 
     fits = fits or {}
     names = sorted({model for per_model in fits.values() for model in per_model})

@@ -456,14 +456,6 @@ PALETTE_SBC = "#0072B2"
 # ---------------------------------------------------------------- figure 6
 
 
-def posterior_median_params(idata) -> dict[str, float]:
-    """Posterior median of each model parameter, over chains, draws and seeds."""
-    from valuedyn.models import get_model
-
-    model = get_model(str(fit_attr(idata, "model")))
-    return {p.name: float(np.median(np.asarray(idata.posterior[p.name].values))) for p in model.parameters}
-
-
 def plot_model_analysis(idata, *, points: int = 400):
     """Figure 6: the fitted model's dynamics and the timescales of its analysis.
 
@@ -477,10 +469,11 @@ def plot_model_analysis(idata, *, points: int = 400):
     import jax
     import jax.numpy as jnp
 
+    from valuedyn.fitting import posterior_medians
     from valuedyn.models import get_model
 
     model = get_model(str(fit_attr(idata, "model")))
-    params = posterior_median_params(idata)
+    params = posterior_medians(idata)
     analysis = model.analysis(params)
     scale = float(fit_attr(idata, "time_scale_env_steps"))
     origin = float(fit_attr(idata, "time_origin_env_step"))

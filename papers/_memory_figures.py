@@ -45,7 +45,7 @@ def plot_memory_horizons(groups, feature: str, idata=None):
     num_lags = max(int(ds.attrs["num_lags"]) for _, datasets in groups for ds in datasets)
     curves = {}
     if idata is not None:
-        from valuedyn.fitting.analyses._conditions import conditions_attrs
+        from valuedyn.fitting import conditions_attrs
 
         arrays = fit_arrays(idata)
         exposure = float(np.max(idata.constant_data["exposure"].values))  # num_lags of the fitted files
@@ -85,7 +85,7 @@ def memory_effect_sentences(idata) -> list[str]:
     excludes 0, fit trustworthy) on the horizon's onset, rate, final value or early level,
     largest sign probability first; one sentence when the fit is untrustworthy or has no
     clear effect. Times in env steps, levels in lags."""
-    from valuedyn.fitting.analyses._conditions import conditions_attrs
+    from valuedyn.fitting import conditions_attrs
 
     attrs = conditions_attrs(idata)
     behaviour, model = str(idata.attrs["behaviour"]), str(idata.attrs["model"])

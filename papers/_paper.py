@@ -190,7 +190,7 @@ def build_figure(spec: FigureSpec, inputs: FigureInputs):
     """One declared figure as a matplotlib Figure."""
     o = spec.options
     if inputs.trajectory is not None and o.get("behaviour"):
-        from valuedyn.fitting.inference._select import require_part
+        from valuedyn.fitting import require_part
 
         try:  # a behaviour whose part the trajectory lacks (an imported log): say which, not "no fit"
             require_part(inputs.trajectory, str(o["behaviour"]))

@@ -26,7 +26,7 @@ from pathlib import Path
 from valuedyn._config import config_to_dict, config_to_json
 from valuedyn._io import file_sha256, provenance, write_text_atomic
 from valuedyn.fitting import progress_bar
-from valuedyn.fitting.inference._diagnostics import STOP_ESS, stop_check_interval
+from valuedyn.fitting import STOP_ESS, stop_check_interval
 
 
 def log(message: str) -> None:

@@ -46,7 +46,7 @@ class ConditionsResult:
 
 def _training_config(ds) -> dict | None:
     # the fitting room's reader: None for an imported file, whose 'config' holds import settings
-    from valuedyn.fitting.analyses._conditions import training_config
+    from valuedyn.fitting import training_config
 
     return training_config(ds.attrs)
 

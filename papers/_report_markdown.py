@@ -51,7 +51,7 @@ def _winner_phrase(section) -> str:
 
 
 def _timescale_phrase(t, word: str) -> str:
-    from valuedyn.fitting.inference._select import format_env_steps
+    from valuedyn.fitting import format_env_steps
 
     bound = ">= " if t.lower_bound else ""
     return f"{word} {bound}{format_env_steps(t.median)} env steps"

@@ -75,7 +75,7 @@ class MemoryResult:
 
 def memory_files_beside(trajectories) -> list[Path]:
     """The memory probe files beside ``trajectories`` (``<stem>.memory.nc``), in their order."""
-    from valuedyn.fitting.inference._select_memory import memory_file_for
+    from valuedyn.fitting import memory_file_for
 
     return [m for m in (memory_file_for(p) for p in trajectories) if m.is_file()]
 
@@ -94,7 +94,7 @@ def report_memory(loaded, config, fits_dir: Path, *, started: float | None = Non
     fails, or would start past ``config.time_budget`` seconds after ``started``, is named in
     ``errors``; nothing raises for a comparison that cannot be made."""
     from valuedyn.fitting import fit_conditions_cached, group_conditions
-    from valuedyn.fitting.inference._select_memory import memory_train_config, open_memory
+    from valuedyn.fitting import memory_train_config, open_memory
     from valuedyn.papers._report_conditions import common_updates
     from valuedyn.papers._report_inputs import fit_settings
 

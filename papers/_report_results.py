@@ -79,7 +79,7 @@ def verdict(table) -> dict:
     """Winner of a comparison and how clearly: the ELPD difference of the runner-up and
     its SE; "clearly" by the fitting room's rule (d_elpd > 2 dse,
     :func:`valuedyn.fitting.judge._compare.elpd_clearly_ahead`)."""
-    from valuedyn.fitting.judge._compare import elpd_clearly_ahead
+    from valuedyn.fitting import elpd_clearly_ahead
 
     if table is None or len(table) == 0:
         return {"winner": None, "runner_up": None, "d_elpd": None, "dse": None, "clearly": None, "weights": {}}
@@ -106,7 +106,7 @@ def observation_of(job, choice: dict | None) -> dict:
     model's two fits) or the family's fixed default. Keys: ``model``, ``reason``,
     ``chosen_by`` (``data``, ``default`` when the choice could not be made, ``fixed``, or
     ``requested``) and, when chosen from data, the choice's numbers."""
-    from valuedyn.fitting.inference._observation import FAMILY_OBSERVATIONS
+    from valuedyn.fitting import FAMILY_OBSERVATIONS
 
     default = FAMILY_OBSERVATIONS[job.family][0] if job.family in FAMILY_OBSERVATIONS else job.observation
     if choice is not None:

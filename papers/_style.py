@@ -1,7 +1,8 @@
 """One figure style for every valuedyn figure, and the one place figures are written.
 
 Figures are deterministic: fixed size and dpi, no timestamps in the PNG or PDF
-metadata, Agg backend. :func:`render_figure` turns a Figure into PNG and PDF bytes
+metadata (the command line renders with Agg; an import never switches the
+backend, so a notebook shows figures inline). :func:`render_figure` turns a Figure into PNG and PDF bytes
 (nothing touches the disk), :func:`write_rendered` writes them atomically, so a
 command can render every figure first and write only when all of them succeeded.
 """
@@ -14,12 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")  # figures are files, never windows
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from valuedyn._io import atomic_path  # noqa: E402
+from valuedyn._io import atomic_path
 
 DPI = 150
 #: Single-column and double-column widths in inches (a typical paper).

@@ -109,6 +109,9 @@ def entry() -> None:
     joined and its Dask cluster closed."""
     import os
 
+    # the command line writes figures to files: Agg; importing valuedyn.papers never switches
+    # the backend (a notebook shows its figures inline)
+    os.environ.setdefault("MPLBACKEND", "Agg")
     code = main()
     command = next((a for a in sys.argv[1:2] if a in COMMANDS), None)
     if command in PROMPT_EXIT:

@@ -38,6 +38,7 @@ complete; the files are the same (the fit is determined by its config and seed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -274,7 +275,8 @@ def fit_group(configs: list[tuple[int, object]], deadline: float | None, channel
                 fit_config = dataclasses.replace(fit_config, progress=False)
             mark = time.perf_counter()
             try:
-                written = fit_trajectory(fit_config, before_write=attach_checks)  # checks stored in the file: the parent only reads it
+                with contextlib.redirect_stdout(sys.stderr):  # the fit's summary is a log line; stdout is the caller's
+                    written = fit_trajectory(fit_config, before_write=attach_checks)  # checks stored in the file: the parent only reads it
                 status, payload = "done", str(written)
             except Exception as err:  # one fit that raises must not lose the others; the result names it
                 first_line = str(err).splitlines()[0] if str(err) else ""
@@ -426,6 +428,20 @@ def run_plan(
     deviation, and :func:`~valuedyn.fitting.judge._deviation_choice.choose_deviation` keeps
     one set for all its models (:func:`_choose_deviations`; the decisions are in
     :attr:`BatchResult.deviation_choices`). Remedies and comparisons then act on the kept fits.
+
+    ``workers=1`` fits in this process (no pool to start; its compiled models are reused);
+    a second run finds every fit in the cache:
+
+    >>> import tempfile
+    >>> from valuedyn.fitting import FitSettings, load_fit, plan_fits, run_plan, shipped_trajectories
+    >>> jobs, _ = plan_fits(shipped_trajectories()[0], ["unlock:place_plant"], ["logistic_onset"], seeds=(0, 1),
+    ...                     settings=FitSettings(chains=2, draws=60, warmup=60, min_draws=0))
+    >>> with tempfile.TemporaryDirectory() as fits:
+    ...     first = run_plan(jobs, fits, workers=1, show_progress=False)
+    ...     again = run_plan(jobs, fits, workers=1, show_progress=False)
+    ...     shape = load_fit(first.outcomes[0].path).posterior["t0"].shape
+    >>> [o.status for o in first.outcomes], [o.status for o in again.outcomes], shape
+    (['done'], ['cached'], (2, 60, 2))
     """
     if workers < 0:
         raise ValuedynError(f"--workers must be >= 0 (0: one per core, at most 4); received {workers}")

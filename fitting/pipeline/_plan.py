@@ -244,6 +244,14 @@ def plan_fits(
     ``models``, ``ode_models=False`` leaves out the models without a closed form. ``dataset``:
     the trajectory already opened (saves reading it twice). Returns the jobs and notes
     (what was left out and why). Raises :class:`ValuedynError` for any bad input.
+
+    >>> from valuedyn.fitting import FitSettings, plan_fits, shipped_trajectories
+    >>> jobs, notes = plan_fits(shipped_trajectories()[0], ["unlock:place_plant"], ["logistic_onset", "overshoot"],
+    ...                         seeds=(0, 1), settings=FitSettings(chains=2, draws=60, warmup=60, min_draws=0))
+    >>> [(job.behaviour, job.model, job.seeds) for job in jobs]
+    [('unlock:place_plant', 'logistic_onset', (0, 1)), ('unlock:place_plant', 'overshoot', (0, 1))]
+    >>> len(jobs[0].cache_key()), notes
+    (64, [])
     """
     from valuedyn._io import file_sha256
     from valuedyn.data import open_trajectory
