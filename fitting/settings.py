@@ -136,6 +136,8 @@ OPTIONS: dict[str, Option] = {
     # how a command writes and shows
     "force": Option("replace an existing --out"),
     "progress": Option("progress bar on stderr"),
+    "verbose": Option("also print where the fit's time went (imports and reading, compiling, MAP and Laplace, warmup, "
+                      "sampling, outputs, diagnostics, writing; stored in the fit file's 'timings' either way)"),
 }
 
 
@@ -379,6 +381,7 @@ class FitConfig:
     strict: bool = option(False, help="exit 1 when the fit misses the diagnostic thresholds")
     force: bool = declared("force", False)
     progress: bool = declared("progress", True)
+    verbose: bool = declared("verbose", False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,22 +530,17 @@ def tree_depth_for(model, max_tree_depth: int, ode_max_tree_depth: int) -> int:
     return max_tree_depth if model.closed_form else min(max_tree_depth, ode_max_tree_depth)
 
 
-@dataclasses.dataclass(frozen=True)
-class FitBatchConfig:
-    """Fit every (trajectory, behaviour, model) of a plan, check each fit and compare the
-    models of each behaviour. Writes into --fits-dir: the fit files, compare__*.json,
-    index.json (the fit cache: a fit whose trajectory bytes and settings are unchanged is
-    reused) and batch.json (what became of every fit). Defaults match `valuedyn report`,
-    so a report pointed at the same --fits-dir reuses these fits.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    """The options of a plan of many fits, declared once for ``valuedyn fit-batch``
+    (:class:`FitBatchConfig`) and ``valuedyn report`` (ReportConfig in ``papers/_cli.py``):
+    which behaviours, models and seeds, the sampler settings at :data:`REPORT`'s defaults
+    (so that a report reuses fit-batch's fits; :meth:`FitSettings.from_config` reads them),
+    where the fits run, and what follows them (leave-future-out, the remedy refit). Each
+    command adds its own options; keyword-only, so that its positional files come first."""
 
-    Example (on a Dask cluster): valuedyn fit-batch run.nc --fits-dir fits --scheduler tcp://10.0.0.5:8786"""
-
-    trajectories: tuple[str, ...] = option(help="trajectory files (from valuedyn train)", positional=True,
-                                           metavar="TRAJECTORY", nargs="+")
-    fits_dir: str = option("fits", "folder of the fit files and their index")
     behaviours: tuple[str, ...] = declared("behaviours", ())
     models: tuple[str, ...] = declared("models", ())
-    max_behaviours: int = option(4, "at most this many behaviours per trajectory (0 = all)")
     learned_threshold: float = declared("learned_threshold", 0.5)
     seeds: tuple[int, ...] = declared("seeds", (), help="without them, the first --max-seeds")
     max_seeds: int = declared("max_seeds", 0)
@@ -557,9 +555,25 @@ class FitBatchConfig:
     saturated_draws: int = declared("saturated_draws", use=REPORT)
     workers: int = declared("workers", 0)
     scheduler: str | None = declared("scheduler", None)
-    time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     lfo: bool = declared("lfo", False)
     refit_remedy: bool = declared("refit_remedy", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitBatchConfig(PlanOptions):
+    """Fit every (trajectory, behaviour, model) of a plan, check each fit and compare the
+    models of each behaviour. Writes into --fits-dir: the fit files, compare__*.json,
+    index.json (the fit cache: a fit whose trajectory bytes and settings are unchanged is
+    reused) and batch.json (what became of every fit). Defaults match `valuedyn report`,
+    so a report pointed at the same --fits-dir reuses these fits.
+
+    Example (on a Dask cluster): valuedyn fit-batch run.nc --fits-dir fits --scheduler tcp://10.0.0.5:8786"""
+
+    trajectories: tuple[str, ...] = option(help="trajectory files (from valuedyn train)", positional=True,
+                                           metavar="TRAJECTORY", nargs="+")
+    fits_dir: str = option("fits", "folder of the fit files and their index")
+    max_behaviours: int = option(4, "at most this many behaviours per trajectory (0 = all)")
+    time_budget: int = option(0, "seconds for the fits: fits that would end past it are not started (0 = no limit)")
     choose_deviation: bool = declared("choose_deviation", False)  # the report's default is True
     choose_observation: bool = option(False, "for each unlock / action behaviour, fit its most flexible closed-form model with "
                                              "the binomial and the beta-binomial first and fit every model with the one the "

@@ -33,7 +33,7 @@ from valuedyn._io import file_sha256
 
 #: FitConfig fields that name where the data come from or how the fit is shown, not what
 #: is fitted: left out of the cache key (a moved trajectory with the same bytes is the same fit).
-VOLATILE_FIT_FIELDS = ("out", "trajectory", "force", "progress")
+VOLATILE_FIT_FIELDS = ("out", "trajectory", "force", "progress", "verbose")
 
 
 def hashed_observation(behaviour: str, observation: str) -> str:
