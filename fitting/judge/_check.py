@@ -21,6 +21,13 @@
   =================  ===================================================================
 
   A p-value below 0.05 or above 0.95 is flagged.
+
+A fit of updates aggregated into blocks (``--blocks``; the fit file's ``selection``
+attribute records them) is checked on its blocks: each cell is a block, its rate the
+block's total over its exposure and its ``tau`` the mean of its updates'. The statistics'
+windows count cells, so "the last 10 %" of a fit in geometric blocks spans more of the run
+than of an unaggregated one; observed and replicated data are summarised alike, so the
+p-values keep their meaning.
 """
 
 from __future__ import annotations

@@ -4,10 +4,20 @@ rankings name a winner only among trustworthy fits.
 :func:`classify_fit` (the verdict of one fit file) ->
 :class:`Verdict` with ``trustworthy`` or one or more :class:`Cause`:
 
-- **not identified** by these data: a parameter whose posterior is barely narrower than
-  its prior (posterior sd over prior sd above :data:`UNIDENTIFIED_SD_RATIO` in the
-  unconstrained space, median over seeds), or chains in separate modes of similar log
-  density (:mod:`valuedyn.fitting.judge._modes`). The evidence names the parameters and, from
+- **not identified** by these data: a quantity of interest (what a reader reads: onset
+  time, rise time, peak, final level, decay time, ...; each model declares its own,
+  :class:`valuedyn.models.Quantity`) or a parameter behind one whose posterior is barely
+  narrower than its prior (posterior sd over prior sd above :data:`UNIDENTIFIED_SD_RATIO`,
+  median over seeds: a parameter in the unconstrained space, a quantity on its declared
+  scale, log or linear), or chains in separate modes of similar log density
+  (:mod:`valuedyn.fitting.judge._modes`). Two things are reported in the verdict's
+  ``notes`` instead, never as "not identified": a weakly pinned *nuisance* parameter
+  (behind no quantity of interest, e.g. logistic_onset's floor, the level before an onset
+  the run may not show), and a parameter *pressed against a bound of its prior* (at least
+  :data:`BOUND_SHARE` of a seed's posterior within :data:`BOUND_BAND` of the prior's range
+  from the bound, in at least half the seeds; :func:`pressed_against_bounds`), stated with
+  its meaning ("t0 (onset time) ... precedes 2 % of the window, env step 1.0M"): such a
+  posterior is narrow, and the unconstrained scale only makes it look wide. The evidence names the parameters and, from
   where in time the model's level responds to each of them (a finite difference of the
   model's solution at the posterior median, out to tau = :data:`HORIZON`), what data would
   pin them: "updates after the end of the run" when most of the response lies past
@@ -69,6 +79,12 @@ from valuedyn.fitting.settings import (
 )
 
 UNIDENTIFIED_SD_RATIO = 0.7
+#: a seed's parameter is pressed against a bound of its prior when at least this share of
+#: its posterior lies within BOUND_BAND of the bound ...
+BOUND_SHARE = 0.9
+#: ... a band of this fraction of the prior's range (an interval prior) or of the range from
+#: the bound to the prior's 99th percentile (a one-sided prior: positive rates and levels)
+BOUND_BAND = 0.02
 HORIZON = 4.0
 COVERAGE_90_MIN = 0.85
 COVERAGE_90_MAX = 0.98
@@ -159,6 +175,13 @@ class Verdict:
     #: posterior sd / prior sd per model parameter (median over seeds, unconstrained space)
     sd_ratio: dict[str, float]
     gate_reasons: list[str]
+    #: posterior sd / prior sd per quantity of interest (median over seeds, on its scale)
+    quantity_sd_ratio: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: parameter -> how it is pressed against a bound of its prior (:func:`pressed_against_bounds`)
+    at_bound: dict[str, dict] = dataclasses.field(default_factory=dict)
+    #: what is reported without counting against the fit: weakly pinned nuisance parameters,
+    #: parameters pressed against a bound of their prior (with what that means)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def trustworthy(self) -> bool:
@@ -187,6 +210,19 @@ class Verdict:
         return Remedy(tuple(changes.values()), any(r.restart_from_best_mode for r in remedies))
 
     @property
+    def identified(self) -> bool:
+        """No "not identified" cause: every quantity of interest and every parameter behind
+        one is pinned (nuisance parameters and bounds of priors are in :attr:`notes`)."""
+        return not any(c.kind == NOT_IDENTIFIED for c in self.causes)
+
+    @property
+    def identification(self) -> str:
+        """"identified", or "not identified: " and why, in one line."""
+        if self.identified:
+            return "identified"
+        return "not identified: " + "; ".join(c.summary for c in self.causes if c.kind == NOT_IDENTIFIED)
+
+    @property
     def label(self) -> str:
         if self.trustworthy:
             return "trustworthy"
@@ -205,11 +241,16 @@ class Verdict:
             "causes": [c.to_dict() for c in self.causes],
             "modes": self.modes.to_dict(),
             "sd_ratio": dict(self.sd_ratio),
+            "identification": self.identification,
+            "quantity_sd_ratio": dict(self.quantity_sd_ratio),
+            "at_bound": dict(self.at_bound),
+            "notes": list(self.notes),
         }
 
     def format(self) -> str:
         lines = [f"{self.name}: {self.label}"]
         lines.extend(f"  {c.kind}: {c.summary}" for c in self.causes)
+        lines.extend(f"  note: {note}" for note in self.notes)
         if self.modes.multimodal:
             lines.extend("  " + line for line in self.modes.format().splitlines())
         return "\n".join(lines)
@@ -256,6 +297,126 @@ def posterior_contraction(idata, spaces, pooling: str) -> dict[str, float]:
         u = np.where(np.isfinite(u), u, np.nan)
         ratios[space.name] = float(np.nanmedian(np.nanstd(u, axis=0)) / prior_sd_unconstrained(space, pooling))
     return ratios
+
+
+def prior_parameter_draws(spaces, pooling: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """:data:`PRIOR_DRAWS` draws of one seed's parameters from their prior, in their units:
+    each parameter's prior (``none`` / ``complete``: its moment-matched normal in the
+    unconstrained space, mapped back) or the population prior ``loc + scale z``
+    (``hierarchical`` / ``conditions``), as :func:`prior_sd_unconstrained` has them."""
+    import jax.numpy as jnp
+
+    from valuedyn.fitting.inference._model import SCALE_PRIOR_MEAN, SCALE_PRIOR_SD
+
+    rng = np.random.default_rng(seed)
+    draws = {}
+    for space in spaces:
+        if pooling in ("hierarchical", "conditions"):
+            loc = rng.normal(space.loc_mean, space.loc_sd, PRIOR_DRAWS)
+            scale = np.exp(rng.normal(np.log(SCALE_PRIOR_MEAN * space.loc_sd), SCALE_PRIOR_SD, PRIOR_DRAWS))
+            u = loc + scale * rng.standard_normal(PRIOR_DRAWS)
+        else:
+            u = rng.normal(space.loc_mean, space.loc_sd, PRIOR_DRAWS)
+        draws[space.name] = np.asarray(space.transform(jnp.asarray(u, jnp.float32)), np.float64)
+    return draws
+
+
+def _on_scale(values: np.ndarray, scale: str) -> np.ndarray:
+    values = np.asarray(values, np.float64)
+    if scale == "log":
+        with np.errstate(all="ignore"):
+            values = np.log(np.where(values > 0, values, np.nan))
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def quantity_contraction(idata, model, spaces, pooling: str) -> dict[str, float]:
+    """Posterior sd / prior sd per quantity of interest of ``model`` (on its declared scale,
+    log or linear; median over seeds); {} for a model that declares none. The prior sd is
+    of the quantity computed from prior draws of one seed's parameters
+    (:func:`prior_parameter_draws`)."""
+    if not model.quantities or any(s.name not in idata.posterior for s in spaces):
+        return {}
+    prior = model.quantity_values(prior_parameter_draws(spaces, pooling))
+    posterior = model.quantity_values({s.name: np.asarray(idata.posterior[s.name].values, np.float64) for s in spaces})
+    ratios = {}
+    for quantity in model.quantities:
+        prior_sd = float(np.nanstd(_on_scale(prior[quantity.name], quantity.scale)))
+        values = _on_scale(posterior[quantity.name], quantity.scale)  # [chain, draw, seed]
+        values = values.reshape(-1, values.shape[-1])
+        with np.errstate(all="ignore"):
+            ratios[quantity.name] = float(np.nanmedian(np.nanstd(values, axis=0)) / prior_sd) if prior_sd > 0 else float("nan")
+    return ratios
+
+
+def _bounds(space) -> tuple[float, float]:
+    support = space.prior.support
+    lower = float(getattr(support, "lower_bound", -np.inf))
+    upper = float(getattr(support, "upper_bound", np.inf))
+    return lower, upper
+
+
+def pressed_against_bounds(idata, model, spaces, pooling: str = "none") -> dict[str, dict]:
+    """The parameters pressed against a finite bound of their prior: in at least half the
+    seeds, :data:`BOUND_SHARE` of the posterior within :data:`BOUND_BAND` of the prior's
+    range from the bound. Returns parameter -> ``{"side": "lower" | "upper", "bound",
+    "band", "seeds": [labels], "share": [per pressed seed], "edge": the posterior's 95th
+    (lower) or 5th (upper) percentile, most extreme over the pressed seeds}``."""
+    seeds = [int(s) for s in np.asarray(idata.posterior["seed"].values)] if "seed" in idata.posterior.coords else None
+    prior = None
+    out = {}
+    for space in spaces:
+        if space.name not in idata.posterior:
+            continue
+        lower, upper = _bounds(space)
+        values = np.asarray(idata.posterior[space.name].values, np.float64)
+        values = values.reshape(-1, values.shape[-1]) if values.ndim >= 3 else values.reshape(-1, 1)
+        labels = seeds if seeds is not None and len(seeds) == values.shape[1] else list(range(values.shape[1]))
+        for side, bound in (("lower", lower), ("upper", upper)):
+            if not np.isfinite(bound):
+                continue
+            if np.isfinite(lower) and np.isfinite(upper):
+                band = BOUND_BAND * (upper - lower)
+            else:
+                if prior is None:
+                    prior = prior_parameter_draws(spaces, pooling)
+                far = np.nanpercentile(prior[space.name], 99 if side == "lower" else 1)
+                band = BOUND_BAND * abs(far - bound)
+            share = np.mean(np.abs(values - bound) <= band, axis=0)  # [seeds]
+            pressed = share >= BOUND_SHARE
+            if pressed.sum() >= max(1, int(np.ceil(values.shape[1] / 2))):
+                edges = np.percentile(values[:, pressed], 95 if side == "lower" else 5, axis=0)
+                out[space.name] = {
+                    "side": side, "bound": bound, "band": float(band),
+                    "seeds": [labels[i] for i in np.nonzero(pressed)[0]],
+                    "share": [float(x) for x in share[pressed]],
+                    "edge": float(edges.max() if side == "lower" else edges.min()),
+                }
+    return out
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f} %" if abs(fraction) < 0.1 else f"{100 * fraction:.0f} %"
+
+
+def bound_meaning(attrs: dict, parameter, pressed: dict) -> str:
+    """What a parameter pressed against a bound of its prior means, in words: for a time on
+    the window's axis (unit ``tau``) where in the run it lies (e.g. "it precedes 2.0 % of
+    the window (env step 1.0M)"), otherwise which side of a value it lies on."""
+    edge, side = pressed["edge"], pressed["side"]
+    where = (f"{parameter.name} ({parameter.doc}) is pressed against its prior's {side} bound {pressed['bound']:g} in "
+             f"seeds {pressed['seeds']} ({_percent(min(pressed['share']))} or more of the posterior within "
+             f"{pressed['band']:.3g} of it)")
+    if parameter.unit == "tau":
+        step = format_env_steps(_env_step(attrs, edge))
+        if side == "lower":
+            what = ("it precedes the window's start" if edge <= 0 else f"it precedes {_percent(edge)} of the window") + \
+                f" (95 % of the posterior before tau {edge:.3g}, env step {step})"
+        else:
+            what = f"it follows {_percent(edge)} of the window (95 % of the posterior after tau {edge:.3g}, env step {step})"
+        return f"{where}: {what}; read it as that bound on the time, not as a value"
+    relation = "below" if side == "lower" else "above"
+    return (f"{where}: it lies {relation} {edge:.3g} {parameter.unit} (95 % of the posterior); read it as that bound, "
+            "not as a value")
 
 
 def where_informative(idata, model, spaces, parameter: str, step: float = 0.1) -> dict:
@@ -495,14 +656,36 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
     sd_ratio = posterior_contraction(idata, spaces, pooling)
     causes: list[Cause] = []
 
-    unidentified = [p for p, r in sd_ratio.items() if r > UNIDENTIFIED_SD_RATIO]
-    if unidentified:
+    quantity_ratio = quantity_contraction(idata, model, spaces, pooling)
+    at_bound = pressed_against_bounds(idata, model, spaces, pooling)
+    by_name = {p.name: p for p in model.parameters}
+    notes = [bound_meaning(attrs, by_name[p], pressed) for p, pressed in at_bound.items() if p in by_name]
+    interest = set(model.interest_parameters)
+    weak = [p for p, r in sd_ratio.items() if r > UNIDENTIFIED_SD_RATIO and p not in at_bound]
+    unidentified = [p for p in weak if p in interest]
+    nuisance = [p for p in weak if p not in interest]
+    if nuisance:
+        notes.append(
+            "weakly pinned nuisance parameter" + ("s " if len(nuisance) > 1 else " ")
+            + ", ".join(f"{p} ({docs.get(p, p)}; sd ratio {sd_ratio[p]:.2f})" for p in nuisance)
+            + ": behind no quantity of interest, so reported, not held against the fit")
+    quantities = {q.name: q for q in model.quantities}
+    loose = [q for q, r in quantity_ratio.items() if r > UNIDENTIFIED_SD_RATIO
+             and not any(p in at_bound for p in quantities[q].parameters)]
+    if unidentified or loose:
         pins = [_what_would_pin(attrs, p, docs.get(p, p), where_informative(idata, model, spaces, p)) for p in unidentified]
+        parts = []
+        if unidentified:
+            parts.append(f"posterior barely narrower than the prior for {', '.join(unidentified)} "
+                         f"(sd ratio {', '.join(f'{sd_ratio[p]:.2f}' for p in unidentified)})")
+        if loose:
+            parts.append("quantities of interest not pinned: " + ", ".join(
+                f"{q} ({quantities[q].doc}; sd ratio {quantity_ratio[q]:.2f})" for q in loose))
         causes.append(Cause(
             NOT_IDENTIFIED,
-            f"posterior barely narrower than the prior for {', '.join(unidentified)} "
-            f"(sd ratio {', '.join(f'{sd_ratio[p]:.2f}' for p in unidentified)}); " + "; ".join(pins),
-            {"parameters": unidentified, "sd_ratio": {p: sd_ratio[p] for p in unidentified}, "what_would_pin": pins},
+            "; ".join(parts + pins),
+            {"parameters": unidentified, "sd_ratio": {p: sd_ratio[p] for p in unidentified}, "what_would_pin": pins,
+             "quantities": {q: quantity_ratio[q] for q in loose}},
         ))
     causes.extend(mode_causes(modes))
 
@@ -524,6 +707,7 @@ def classify_fit(fit, name: str | None = None, *, record: bool = False) -> Verdi
     verdict = Verdict(
         name=name, model=attrs["model"], behaviour=attrs["behaviour"], passes_gate=passes_gate, causes=causes,
         modes=modes, sd_ratio=sd_ratio, gate_reasons=list(diagnostics.get("reasons", [])),
+        quantity_sd_ratio=quantity_ratio, at_bound=at_bound, notes=notes,
     )
     if record and isinstance(fit, (str, Path)):
         idata.attrs["verdict"] = json.dumps(verdict.to_dict(), default=float)
