@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from valuedyn._config import option
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting.settings import REPORT, declared
+from valuedyn.fitting.settings import PlanOptions, declared
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def run_figures(config: FiguresConfig) -> int:
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(PlanOptions):
     """Fit the candidate models to the behaviours that matter, check and compare them, and
     write a report: DIR/report.md (Markdown with the PNG figures), DIR/figures/*.png|pdf,
     DIR/tables/*.csv, DIR/report.json (this config, provenance, every claim), DIR/fits/
@@ -65,8 +65,6 @@ class ReportConfig:
                                            positional=True, metavar="TRAJECTORY")
     out: str = option("report", "output folder")
     fits_dir: str | None = option(None, "folder of the fit cache (default: OUT/fits); share it between reports to reuse fits")
-    behaviours: tuple[str, ...] = declared("behaviours", ())
-    models: tuple[str, ...] = declared("models", ())
     max_behaviours: int = option(4, "at most this many behaviours per trajectory (time budget)")
     diversity: bool = option(True, "without --behaviours, also fit the diversity of actions and of events "
                                    "(--no-diversity: leave them out)")
@@ -74,25 +72,9 @@ class ReportConfig:
                                      "(replicator_mutator, diversify_then_minimize: ODE solves; one such fit "
                                      "took 133 s on the shipped run, 2 cores: replicator_mutator on diversity:events, whose "
                                      "warmup saturates the tree depth)")
-    learned_threshold: float = declared("learned_threshold", 0.5)
-    seeds: tuple[int, ...] = declared("seeds", (), help="without them, the first --max-seeds")
-    max_seeds: int = declared("max_seeds", 0)
-    chains: int = declared("chains", use=REPORT)
-    draws: int = declared("draws", use=REPORT)
-    warmup: int = declared("warmup", use=REPORT)
-    rng_seed: int = declared("rng_seed", use=REPORT, option_name="seed")
-    max_tree_depth: int = declared("max_tree_depth", use=REPORT)
-    ode_max_tree_depth: int = declared("ode_max_tree_depth", use=REPORT)
-    target_accept: float = declared("target_accept", use=REPORT)
-    min_draws: int = declared("min_draws", use=REPORT)
-    saturated_draws: int = declared("saturated_draws", use=REPORT)
     time_budget: int = option(0, "seconds for the fit step: behaviours that would end past it are left out "
                               "and named in the report (0 = no limit: every planned fit runs, as the verdicts "
                               "and rankings need)")
-    workers: int = declared("workers", 0)
-    scheduler: str | None = declared("scheduler", None)
-    lfo: bool = declared("lfo", False)
-    refit_remedy: bool = declared("refit_remedy", True)
     choose_deviation: bool = declared("choose_deviation", True)
 
 
