@@ -26,6 +26,7 @@ from valuedyn.fitting.inference._nuts import SamplerSettings, compiled_posterior
 from valuedyn.fitting.inference._observation import observation_for
 from valuedyn.fitting.inference._select import Selection, aggregate_blocks, parse_behaviour, parse_updates, select_behaviour
 from valuedyn.fitting.inference._store import save_fit
+from valuedyn.fitting.inference._timing import format_timings, mark, timing, timings_json
 from valuedyn.fitting.settings import validate_sampler_config
 
 
@@ -181,6 +182,7 @@ def infer(
     observable = observable_for(model, selection.kind)
     data = fit_data(selection, len(parameter_spaces(model)), deviation_of(observation))
     compiled = compile_for(model, observation, pooling, observable, data, settings)
+    mark("imports_reading")
     key = jax.random.PRNGKey(seed)
     key_run, key_pp = jax.random.split(key)
     data, result = compiled.run(data, key_run, parameterization=parameterization, progress=progress, desc=desc,
@@ -207,6 +209,7 @@ def infer(
                 posterior[name + suffix] = np.asarray(constrained[name + suffix]).reshape(chains, draws)
     idata = inference_data(selection, observation, constrained, log_lik, y_rep, result, posterior,
                            {name: ["seed"] for name in names}, chains=chains, draws=draws)
+    mark("outputs")
     diagnosed = diagnosed_sites(spaces, observation, pooling)
     diagnostics = diagnose(idata, diagnosed, settings.max_tree_depth, result["failed_solves"], result.get("draws_cut"))
     diagnostics["draws_stopped"] = result.get("draws_stopped")
@@ -219,6 +222,7 @@ def infer(
                 f"the RK4 grid's {observable} differs from the adaptive ODE solve by up to {error:.2g} level units "
                 f"at {ODE_ERROR_DRAWS} posterior draws (> {ODE_ERROR_WARN}): refit with the model built with more "
                 "ode_steps, or ode_steps=0 (adaptive, slower)")
+    mark("diagnostics")
     return Inference(idata, diagnostics, compiled, data, names, flat)
 
 
@@ -330,7 +334,35 @@ def fit_trajectory(config, *, before_write: Callable[[object], object] | None = 
     ``before_write``: called with the InferenceData, its attributes set, just before the
     one write (the batch runner stores the posterior predictive checks this way,
     :func:`~valuedyn.fitting.judge._check.attach_checks`: one write instead of two).
+
+    Where the fit's time went (:mod:`~valuedyn.fitting.inference._timing`) is stored in the
+    file's ``timings`` attribute (JSON: seconds per phase, the write included; the first fit
+    of a process also counts the process's imports) and printed with ``config.verbose``.
     """
+    first_of_process = _FIRST_FIT[0]
+    _FIRST_FIT[0] = False
+    with timing(since_process_start=first_of_process) as timer:
+        out, inference, selection, model, observation = _fit_timed(config, before_write, timer)
+    print(
+        f"fit {model.name} to {selection.behaviour} ({selection.y.shape[0]} seeds x {selection.y.shape[1]} updates, "
+        f"{selection.n_observed} observed, {observation.name}, {config.pooling} pooling) -> {out}",
+        file=sys.stdout,
+    )
+    if selection.aggregated:
+        print(selection.blocks_text, file=sys.stdout)
+    print(format_diagnostics(inference.diagnostics), file=sys.stdout)
+    if getattr(config, "verbose", False):
+        print(format_timings(timer.last or timer.record()), file=sys.stdout)
+    return out
+
+
+#: whether no fit ran in this process yet (its timings then count the process's imports)
+_FIRST_FIT = [True]
+
+
+def _fit_timed(config, before_write, timer):
+    """:func:`fit_trajectory`'s work under ``timer``: returns (the written path, the
+    Inference, the selection, the model, the observation model)."""
     model, observation, selection, trajectory = prepare(config)
     sha = file_sha256(trajectory)
     inference = infer(
@@ -344,17 +376,16 @@ def fit_trajectory(config, *, before_write: Callable[[object], object] | None = 
         trajectory=str(trajectory), trajectory_sha256=sha, selection_json=selection.selection_json(),
     ))
     idata.attrs.update(deviation_attrs(idata, observation))
+    mark("outputs")
     if before_write is not None:
         before_write(idata)
+        mark("checks")
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # it may have appeared while sampling
-    save_fit(idata, out)
-    print(
-        f"fit {model.name} to {selection.behaviour} ({selection.y.shape[0]} seeds x {selection.y.shape[1]} updates, "
-        f"{selection.n_observed} observed, {observation.name}, {config.pooling} pooling) -> {out}",
-        file=sys.stdout,
-    )
-    if selection.aggregated:
-        print(selection.blocks_text, file=sys.stdout)
-    print(format_diagnostics(inference.diagnostics), file=sys.stdout)
-    return out
+
+    def timings() -> dict:
+        mark("writing")
+        return {"timings": timings_json(timer.record())}
+
+    save_fit(idata, out, final_attrs=timings)
+    return out, inference, selection, model, observation

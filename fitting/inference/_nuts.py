@@ -83,6 +83,7 @@ from valuedyn.fitting.inference._model import (
     recentre,
     reset_failed_solves,
 )
+from valuedyn.fitting.inference._timing import mark, waiting_for_compile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +232,8 @@ class _CompiledOnce:
         if executable is None:
             if signature in self._pending:
                 thread, result = self._pending.pop(signature)
-                thread.join()
+                with waiting_for_compile():
+                    thread.join()
                 executable = result.get("compiled")
             if executable is None:
                 executable = self.transformed.lower(*args).compile(compiler_options=self.options)
@@ -671,6 +673,7 @@ class CompiledPosterior:
                 raise ValuedynError(f"--initial-points must give one point per chain ({self.settings.num_chains}); "
                                     f"received {len(starts)}")
         data, start, sigma2, chain_starts = self.prepare(data, key_map, parameterization, starts)
+        mark("map_laplace")
         return self.sample(data, key_nuts, start, progress=progress, desc=desc, sigma2=sigma2,
                            chain_starts=chain_starts)
 
@@ -715,6 +718,7 @@ class CompiledPosterior:
             return self._reshape_chains(state), self._reshape_chains(averaging)
 
         state, averaging = restart(inits, step0, inverse_mass)
+        mark("map_laplace")
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -779,6 +783,7 @@ class CompiledPosterior:
                     step_now = np.reshape(np.asarray(state.adapt_state.step_size), (chains,))
                     state, averaging = restart(z_now, step_now, inverse_mass)
             state = self._finish(state, averaging)
+            mark("warmup")
             if saturated(last_stage):
                 cut = {"from": num_draws, "to": s.saturated_draws,
                        "share_at_cap": round(_share_at_cap(last_stage, s.max_tree_depth), 3),
@@ -835,22 +840,29 @@ class CompiledPosterior:
         s = self.settings
         self._prepare_outputs(data)
         if not (may_stop and self.spaces and 0 < s.min_draws < num_draws):
-            return *run_stage(state, averaging, num_draws, False), None, None
+            staged = run_stage(state, averaging, num_draws, False)
+            mark("sampling")
+            return *staged, None, None
         _import_in_background("arviz")
         pieces, piece_outputs, judged, done, piece = [], [], [], 0, s.min_draws
         while done < num_draws:
             n = min(piece, num_draws - done)
             state, averaging, out = run_stage(state, averaging, n, False)
+            mark("sampling")
             pieces.append(out)
             done += n
             piece = stop_check_interval(s.min_draws)
             if done < num_draws:
                 piece_outputs.append(self._piece_outputs(data, out))  # each piece's quantities once
                 judged.append(self._diagnosed(piece_outputs[-1]))
-                if self._passes(pieces, judged):
+                mark("outputs")
+                passes = self._passes(pieces, judged)
+                mark("diagnostics")
+                if passes:
                     break
         if len(piece_outputs) < len(pieces):
             piece_outputs.append(self._piece_outputs(data, pieces[-1]))
+            mark("outputs")
         joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *pieces)
         stopped = {"at": done, "of": num_draws, "min_draws": s.min_draws} if done < num_draws else None
         # [chains, n, ...] per piece -> [chains * draws, ...], the order of flat_draws
