@@ -74,6 +74,19 @@ def checkpoint_path(trajectory_path: str | Path, update: int) -> Path:
     return checkpoint_dir(trajectory_path) / f"update_{update:08d}.ckpt"
 
 
+def checkpoint_coords(num_seeds: int, updates, env_steps) -> dict:
+    """The coordinates every per-checkpoint probe file shares (``valuedyn probe`` and
+    ``probe --memory``): ``seed`` [S], ``checkpoint`` [C] and, on ``checkpoint``, the
+    ``update`` and the ``env_step`` (env steps per seed) each checkpoint was taken at."""
+    updates = np.asarray(updates, np.int64)
+    return {
+        "seed": np.arange(num_seeds),
+        "checkpoint": np.arange(len(updates)),
+        "update": ("checkpoint", updates),
+        "env_step": ("checkpoint", np.asarray(env_steps, np.int64)),
+    }
+
+
 def list_checkpoints(trajectory_path: str | Path) -> list[Path]:
     """Checkpoint files of the run writing ``trajectory_path``, sorted by update (may be empty)."""
     folder = checkpoint_dir(trajectory_path)

@@ -618,7 +618,7 @@ def memory_probe(run, settings: MemorySettings = MemorySettings(), *, progress: 
 
     from valuedyn._config import config_to_json
     from valuedyn._io import file_sha256, provenance, require_file, write_dataset_atomic
-    from valuedyn.data._checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+    from valuedyn.data._checkpoint import checkpoint_coords, checkpoint_dir, list_checkpoints, load_checkpoint
     from valuedyn.data._networks import make_networks
 
     start = time.time()
@@ -718,10 +718,7 @@ def memory_probe(run, settings: MemorySettings = MemorySettings(), *, progress: 
     dataset = xr.Dataset(
         data,
         coords={
-            "seed": np.arange(num_seeds),
-            "checkpoint": np.arange(len(checkpoints)),
-            "update": ("checkpoint", np.asarray(updates, np.int64)),
-            "env_step": ("checkpoint", np.asarray(env_steps, np.int64)),
+            **checkpoint_coords(num_seeds, updates, env_steps),
             "feature": list(MEMORY_FEATURES),
             "lag": np.arange(1, num_lags + 1),
         },

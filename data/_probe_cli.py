@@ -276,7 +276,7 @@ def run_probe(config: ProbeConfig) -> int:
     from tqdm import tqdm
 
     from valuedyn._io import file_sha256, provenance, write_dataset_atomic
-    from valuedyn.data._checkpoint import load_checkpoint
+    from valuedyn.data._checkpoint import checkpoint_coords, load_checkpoint
     from valuedyn.data._llc import make_llc_estimator
     from valuedyn.data._networks import make_networks
     from valuedyn.data._probe import BEHAVIOURS, CLASSIC_ENV, behaviour_labels, cheap_compile_options, classic_action_names, context_size, essential_dynamics, open_probe_set
@@ -426,10 +426,7 @@ def run_probe(config: ProbeConfig) -> int:
     dataset = xr.Dataset(
         data,
         coords={
-            "seed": np.arange(num_seeds),
-            "checkpoint": np.arange(len(checkpoints)),
-            "update": ("checkpoint", np.asarray(updates, np.int64)),
-            "env_step": ("checkpoint", np.asarray(env_steps, np.int64)),
+            **checkpoint_coords(num_seeds, updates, env_steps),
             "behaviour": list(labels),
             "behaviour_kind": ("behaviour", list(kinds)),
             "behaviour_action": ("behaviour", np.asarray(behaviour_action, np.int32)),
