@@ -1,101 +1,79 @@
-"""Experiment: the Craftax PPO trainer, the importer of other trainers' logs, and the trajectory file contract."""
+"""Experiment: the Craftax PPO trainer, the importer of other trainers' logs, and the trajectory file contract.
 
-from valuedyn.data._checkpoint import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
-from valuedyn.data._envs import ENV_NAMES, make_env
-from valuedyn.data._import import DEFAULT_COLUMNS, ImportConfig, import_runs, run_import
-from valuedyn.data._networks import make_networks
-from valuedyn.data._schema import (
-    IMPORT_REQUIRED_ATTRS,
-    REQUIRED_ATTRS,
-    TRAJECTORY_DIMS,
-    TRAJECTORY_PARTS,
-    TRAJECTORY_VARIABLES,
-    absent_parts,
-    observed_mask,
-    open_trajectory,
-    present_parts,
-    validate_trajectory,
-)
-from valuedyn.data._train import make_train
-from valuedyn.data._train_cli import TrainConfig, run_train
+Every name is loaded on first use: ``import valuedyn.data`` (to open a trajectory, or for
+the folder of the shipped runs) does not pull in JAX, flax and Craftax.
+"""
 
-__all__ = [
-    "Checkpoint",
-    "DEFAULT_COLUMNS",
-    "ENV_NAMES",
-    "IMPORT_REQUIRED_ATTRS",
-    "ImportConfig",
-    "REQUIRED_ATTRS",
-    "TRAJECTORY_DIMS",
-    "TRAJECTORY_PARTS",
-    "TRAJECTORY_VARIABLES",
-    "TrainConfig",
-    "absent_parts",
-    "checkpoint_dir",
-    "import_runs",
-    "list_checkpoints",
-    "load_checkpoint",
-    "make_env",
-    "make_networks",
-    "make_train",
-    "observed_mask",
-    "open_trajectory",
-    "present_parts",
-    "run_import",
-    "run_train",
-    "validate_trajectory",
-]
+from __future__ import annotations
 
-# Developmental-interpretability measures (valuedyn probe).
-from valuedyn.data._llc import LLCEstimate, SGLDSettings, estimate_llc, make_llc_estimator, reduced_rank_regression_rlct
-from valuedyn.data._probe import (
-    BEHAVIOURS,
-    FEATURES,
-    classic_state_features,
-    collect_rollout_states,
-    context_size,
-    essential_dynamics,
-    open_probe_set,
-    stratified_indices,
-)
-from valuedyn.data._probe_cli import ProbeConfig, run_probe
+import importlib
 
-# Environmental memory (valuedyn probe --memory).
-from valuedyn.data._memory import (
-    MEMORY_FEATURES,
-    MEMORY_MARGIN,
-    MemorySettings,
-    collect_memory_rollouts,
-    decode_memory,
-    memory_horizon,
-    memory_probe,
-    memory_targets,
-)
+#: public name -> the module that defines it
+_WHERE = {
+    # the trainer, its checkpoints and environments
+    "Checkpoint": "valuedyn.data._checkpoint",
+    "checkpoint_dir": "valuedyn.data._checkpoint",
+    "list_checkpoints": "valuedyn.data._checkpoint",
+    "load_checkpoint": "valuedyn.data._checkpoint",
+    "ENV_NAMES": "valuedyn.data._envs",
+    "make_env": "valuedyn.data._envs",
+    "make_networks": "valuedyn.data._networks",
+    "make_train": "valuedyn.data._train",
+    "TrainConfig": "valuedyn.data._train_cli",
+    "run_train": "valuedyn.data._train_cli",
+    # the importer of other trainers' logs
+    "DEFAULT_COLUMNS": "valuedyn.data._import",
+    "ImportConfig": "valuedyn.data._import",
+    "import_runs": "valuedyn.data._import",
+    "run_import": "valuedyn.data._import",
+    # the trajectory file contract
+    "IMPORT_REQUIRED_ATTRS": "valuedyn.data._schema",
+    "REQUIRED_ATTRS": "valuedyn.data._schema",
+    "TRAJECTORY_DIMS": "valuedyn.data._schema",
+    "TRAJECTORY_PARTS": "valuedyn.data._schema",
+    "TRAJECTORY_VARIABLES": "valuedyn.data._schema",
+    "absent_parts": "valuedyn.data._schema",
+    "observed_mask": "valuedyn.data._schema",
+    "open_trajectory": "valuedyn.data._schema",
+    "present_parts": "valuedyn.data._schema",
+    "validate_trajectory": "valuedyn.data._schema",
+    # developmental-interpretability measures (valuedyn probe)
+    "LLCEstimate": "valuedyn.data._llc",
+    "SGLDSettings": "valuedyn.data._llc",
+    "estimate_llc": "valuedyn.data._llc",
+    "make_llc_estimator": "valuedyn.data._llc",
+    "reduced_rank_regression_rlct": "valuedyn.data._llc",
+    "BEHAVIOURS": "valuedyn.data._probe",
+    "FEATURES": "valuedyn.data._probe",
+    "classic_state_features": "valuedyn.data._probe",
+    "collect_rollout_states": "valuedyn.data._probe",
+    "context_size": "valuedyn.data._probe",
+    "essential_dynamics": "valuedyn.data._probe",
+    "open_probe_set": "valuedyn.data._probe",
+    "stratified_indices": "valuedyn.data._probe",
+    "ProbeConfig": "valuedyn.data._probe_cli",
+    "run_probe": "valuedyn.data._probe_cli",
+    # environmental memory (valuedyn probe --memory)
+    "MEMORY_FEATURES": "valuedyn.data._memory",
+    "MEMORY_MARGIN": "valuedyn.data._memory",
+    "MemorySettings": "valuedyn.data._memory",
+    "collect_memory_rollouts": "valuedyn.data._memory",
+    "decode_memory": "valuedyn.data._memory",
+    "memory_horizon": "valuedyn.data._memory",
+    "memory_probe": "valuedyn.data._memory",
+    "memory_targets": "valuedyn.data._memory",
+}
 
-__all__ += [
-    "BEHAVIOURS",
-    "FEATURES",
-    "LLCEstimate",
-    "ProbeConfig",
-    "SGLDSettings",
-    "classic_state_features",
-    "collect_rollout_states",
-    "context_size",
-    "essential_dynamics",
-    "estimate_llc",
-    "make_llc_estimator",
-    "open_probe_set",
-    "reduced_rank_regression_rlct",
-    "run_probe",
-    "stratified_indices",
-]
-__all__ += [
-    "MEMORY_FEATURES",
-    "MEMORY_MARGIN",
-    "MemorySettings",
-    "collect_memory_rollouts",
-    "decode_memory",
-    "memory_horizon",
-    "memory_probe",
-    "memory_targets",
-]
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # looked up once
+        return value
+    raise AttributeError(f"module 'valuedyn.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -125,3 +125,16 @@ def test_importing_papers_leaves_the_matplotlib_backend_alone():
     env = {**os.environ, "MPLBACKEND": "svg"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "True"
+
+
+def test_importing_the_data_room_loads_no_jax():
+    import subprocess
+    import sys
+
+    code = ("import sys, valuedyn.data; from valuedyn.data import open_trajectory; "
+            "print(sorted(m for m in ('jax', 'flax', 'craftax') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", f"import valuedyn.data loaded {loaded}"
+    import valuedyn.data
+
+    assert all(hasattr(valuedyn.data, name) for name in ("open_trajectory", "make_train", "memory_probe"))

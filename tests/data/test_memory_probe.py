@@ -22,19 +22,21 @@ import pytest
 import xarray as xr
 
 from valuedyn.cli import main
-from valuedyn.data import checkpoint_dir, list_checkpoints, load_checkpoint, make_networks
-from valuedyn.data._memory import (
+from valuedyn.data import (
     MEMORY_FEATURES,
     MEMORY_MARGIN,
-    MIN_EPISODES,
-    MemoryRollout,
     MemorySettings,
+    checkpoint_dir,
     collect_memory_rollouts,
     decode_memory,
+    list_checkpoints,
+    load_checkpoint,
+    make_networks,
     memory_horizon,
     memory_probe,
     memory_targets,
 )
+from valuedyn.data._memory import MIN_EPISODES, MemoryRollout  # not part of the public API
 
 # --------------------------------------------------------------------------- synthetic sequences
 
