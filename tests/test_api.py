@@ -62,6 +62,19 @@ def test_fit_writes_and_prints_nothing(tmp_path, monkeypatch, capsys):
     assert idata.attrs["model"] == "logistic_onset" and "diagnostics" in idata.attrs
 
 
+def test_fit_takes_a_dataset_in_memory(tmp_path, monkeypatch):
+    from valuedyn.fitting import FitSettings, fit, load_trajectory, shipped_trajectories
+
+    monkeypatch.chdir(tmp_path)
+    ds = load_trajectory(shipped_trajectories()[0])
+    idata = fit(ds, "unlock:place_plant", "logistic_onset", seeds=(0, 1),
+                settings=FitSettings(chains=2, draws=60, warmup=60, min_draws=0))
+    assert idata.posterior["t0"].shape == (2, 60, 2)
+    observed = ds["achievement_unlocks"].sel(achievement="place_plant").isel(seed=[0, 1]).values
+    assert (idata.observed_data["y"].values == observed).all()
+    assert list(tmp_path.iterdir()) == []  # its temporary file is gone
+
+
 def test_fit_refuses_bad_input_before_sampling():
     from valuedyn._errors import ValuedynError
     from valuedyn.fitting import fit, shipped_trajectories
