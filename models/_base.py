@@ -352,6 +352,13 @@ BIN_NODES = 2
 #: percentile (the adaptive solve's own error, 5e-6 and 3e-5); 2e-4 and 9e-4 at 256 steps.
 ODE_STEPS = 512
 
+#: Gauss-Legendre nodes per piece of a span given by its ``edges`` (a block of several
+#: updates, :meth:`Model.solve_binned`): a block 43 updates wide (the widest of a 726-update
+#: run in 64 blocks, 0.059 tau) can hold a whole rise; over a logistic rise of rate 20-300
+#: per tau placed anywhere in such a span, the largest error of the span's average was 0.116
+#: level units at 2 nodes, 0.029 at 4, 0.0018 at 8 and 1e-4 at 12 (against a 20001-point mean)
+BLOCK_NODES = 8
+
 
 def _stacked(values, dtype) -> jax.Array:
     """Scalars (a lambdified sympy tuple: numbers or 0-d arrays) as one vector of ``dtype``."""
@@ -728,7 +735,7 @@ class Model:
         return self._solve_with(params, t, "auto")
 
     def solve_binned(self, params: dict[str, jax.Array], t: jax.Array, *,
-                     nodes: int = BIN_NODES, edges: jax.Array | None = None) -> tuple[dict[str, jax.Array], jax.Array]:
+                     nodes: int | None = None, edges: jax.Array | None = None) -> tuple[dict[str, jax.Array], jax.Array]:
         """Observables averaged over each observation's span, and ok; pure JAX.
 
         The span of ``t[k]`` runs from halfway to its left neighbour to halfway to its
@@ -737,8 +744,9 @@ class Model:
         what one update's episodes measure. ``edges`` ``[T + 1]`` (tau, increasing) give
         the spans explicitly instead: ``[edges[k], edges[k + 1]]`` (a block of several
         updates, whose span is not halfway to its neighbours' middles). The average is by
-        Gauss-Legendre quadrature with ``nodes`` nodes, split at the change point when the
-        span contains it.
+        Gauss-Legendre quadrature with ``nodes`` nodes (default :data:`BIN_NODES`, with
+        ``edges`` :data:`BLOCK_NODES`: a block is wide enough to hold a whole rise), split at
+        the change point when the span contains it.
 
         Why: the level at a point has a kink in ``t0`` wherever ``t0`` crosses an
         observation time (nothing changes before it, the rise starts at once after it),
@@ -750,7 +758,7 @@ class Model:
         t_arr, ps = self._as_arrays(params, t)
         if edges is None and (t_arr.ndim != 1 or t_arr.shape[0] < 2):
             return self.solve(params, t)
-        x, w = _gauss_legendre(nodes)
+        x, w = _gauss_legendre(nodes or (BIN_NODES if edges is None else BLOCK_NODES))
         x, w = jnp.asarray(x, t_arr.dtype), jnp.asarray(w, t_arr.dtype)
         if edges is None:
             mid = 0.5 * (t_arr[1:] + t_arr[:-1])
