@@ -32,6 +32,7 @@ is written or printed unless asked::
     compare({"a": idata_a, "b": idata_b}).table        # PSIS-LOO (az.compare), stacking weights
     rank({"a": idata_a, "b": idata_b}).text            # among trustworthy fits only
     posterior_medians(idata); model_analysis(idata)    # what a model's analysis takes, and the analysis
+    az.plot_ppc(for_arviz(idata))                      # a view on which ArviZ's functions run unaided
 
 Many fits at once (``valuedyn fit-batch``; the report runs its fits this way)::
 
@@ -69,7 +70,7 @@ from valuedyn.fitting.settings import (
 #: the API's functions (fitting/pipeline/_api.py), loaded on first use
 _API_FUNCTIONS = ("shipped_trajectories", "load_trajectory", "behaviours_of", "models_for", "fit", "save_fit", "load_fit",
                   "fit_attrs", "check", "verdict", "compare", "rank", "posterior_medians", "fit_parameters",
-                  "model_analysis")
+                  "model_analysis", "for_arviz")
 
 
 def __getattr__(name):  # keep `import valuedyn.fitting` free of JAX until it is needed
@@ -149,6 +150,7 @@ __all__ = [
     "verdict",
     "compare",
     "rank",
+    "for_arviz",
     # what a model's analysis takes
     "posterior_medians",
     "fit_parameters",

@@ -151,3 +151,30 @@ def test_importing_the_data_room_loads_no_jax():
     import valuedyn.data
 
     assert all(hasattr(valuedyn.data, name) for name in ("open_trajectory", "make_train", "memory_probe"))
+
+
+def test_arviz_runs_unaided_on_the_view_and_gives_the_package_numbers():
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")  # this test draws; the test process has no display
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from valuedyn.fitting import FitSettings, compare, fit, for_arviz, shipped_trajectories
+
+    quick = FitSettings(chains=2, draws=60, warmup=60, min_draws=0)
+    idata = fit(shipped_trajectories()[0], "unlock:place_plant", "logistic_onset", settings=quick, seeds=(0, 1))
+    view = for_arviz(idata)
+    mask = np.asarray(idata.constant_data["mask"].values, bool)
+    assert view.observed_data["y"].size == mask.sum()  # masked updates are dropped, not zeros
+    assert view.posterior_predictive["y"].shape[-1] == view.log_likelihood["y"].shape[-1] == mask.sum()
+    ax = az.plot_ppc(view, num_pp_samples=20)
+    az.plot_loo_pit(view, y="y")
+    plt.close("all")
+    assert ax is not None
+    summary = az.summary(view, var_names=["t0"])
+    assert len(summary) == 2 and "r_hat" in summary.columns
+    table = az.compare({"logistic_onset": view, "again": for_arviz(idata)}, ic="loo")
+    ours = compare({"logistic_onset": idata}).table
+    assert np.isclose(table.loc["logistic_onset", "elpd_loo"], ours.loc["logistic_onset", "elpd_loo"])

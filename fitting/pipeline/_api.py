@@ -291,6 +291,58 @@ def rank(fits: dict, verdicts: dict | None = None):
     return rank_fits(fits, verdicts)
 
 
+def for_arviz(idata):
+    """A view of a fit on which ArviZ's own functions run unaided (``az.loo_pit``,
+    ``az.plot_loo_pit``, ``az.plot_ppc``, ``az.summary``, ``az.compare``): observed data,
+    posterior predictive and log-likelihood all on one dimension ``obs``, the observed cells
+    only (masked updates dropped, never counted as zeros), with coordinates ``obs_seed`` and
+    ``obs_update`` naming each cell; posterior, sample stats and constant data as stored.
+    The fit itself is unchanged (the package's readers take the stored layout).
+
+    >>> import arviz as az
+    >>> from valuedyn.fitting import FitSettings, fit, fit_attrs, for_arviz, shipped_trajectories
+    >>> quick = FitSettings(chains=2, draws=60, warmup=60, min_draws=0)
+    >>> idata = fit(shipped_trajectories()[0], "unlock:place_plant", "logistic_onset", settings=quick, seeds=(0, 1))
+    >>> view = for_arviz(idata)
+    >>> view.observed_data["y"].dims, view.posterior_predictive["y"].dims, view.log_likelihood["y"].dims
+    (('obs',), ('chain', 'draw', 'obs'), ('chain', 'draw', 'obs'))
+    >>> pit = az.loo_pit(view, y="y")
+    >>> pit.shape == view.observed_data["y"].shape and bool(((pit >= 0) & (pit <= 1)).all())
+    True
+    """
+    import arviz as az
+    import numpy as np
+    import xarray as xr
+
+    mask = np.asarray(idata.constant_data["mask"].values, bool)  # [seed, update]
+    seed_index, update_index = np.nonzero(mask)  # the order of the stored log-likelihood's obs
+    seeds = np.asarray(idata.observed_data["seed"].values)[seed_index]
+    updates = np.asarray(idata.observed_data["update"].values)[update_index]
+    coords = {"obs": np.arange(seed_index.size), "obs_seed": ("obs", seeds), "obs_update": ("obs", updates)}
+    stored = idata.log_likelihood["y"]
+    if "obs_seed" in stored.coords and not (np.array_equal(stored["obs_seed"].values, seeds)
+                                            and np.array_equal(stored["obs_update"].values, updates)):
+        raise ValuedynError("the fit's log-likelihood cells are not its observed cells in order; the file is off-contract")
+    y = np.asarray(idata.observed_data["y"].values)[seed_index, update_index]
+    y_rep = np.asarray(idata.posterior_predictive["y"].values)[:, :, seed_index, update_index]
+    log_lik = np.asarray(stored.values)
+    groups = {
+        "posterior": idata.posterior,
+        "sample_stats": idata.sample_stats,
+        "constant_data": idata.constant_data,
+        "observed_data": xr.Dataset({"y": ("obs", y)}, coords=coords),
+        "posterior_predictive": xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
+                                           coords={**coords, "chain": idata.posterior["chain"].values,
+                                                   "draw": idata.posterior["draw"].values}),
+        "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), log_lik)},
+                                     coords={**coords, "chain": idata.posterior["chain"].values,
+                                             "draw": idata.posterior["draw"].values}),
+    }
+    view = az.InferenceData(**groups)
+    view.attrs.update(idata.attrs)
+    return view
+
+
 def posterior_medians(idata) -> dict[str, float]:
     """Posterior median of each of the fitted model's parameters over chains, draws and
     seeds (the model's units: ``tau`` for times, ``1/tau`` for rates, level units for
