@@ -87,6 +87,15 @@ def checkpoint_coords(num_seeds: int, updates, env_steps) -> dict:
     }
 
 
+def same_run(a, b) -> bool:
+    """Whether two checkpoints' TrainConfigs describe one run: equal in every field that
+    changes what is computed (``RUN_ONLY_FIELDS`` aside: a run resumed with ``--resume``
+    writes its later checkpoints with ``resume=True, force=False``)."""
+    from valuedyn.data._train_cli import program_key
+
+    return program_key(a) == program_key(b)
+
+
 def list_checkpoints(trajectory_path: str | Path) -> list[Path]:
     """Checkpoint files of the run writing ``trajectory_path``, sorted by update (may be empty)."""
     folder = checkpoint_dir(trajectory_path)

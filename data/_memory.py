@@ -618,7 +618,7 @@ def memory_probe(run, settings: MemorySettings = MemorySettings(), *, progress: 
 
     from valuedyn._config import config_to_json
     from valuedyn._io import file_sha256, provenance, require_file, write_dataset_atomic
-    from valuedyn.data._checkpoint import checkpoint_coords, checkpoint_dir, list_checkpoints, load_checkpoint
+    from valuedyn.data._checkpoint import checkpoint_coords, checkpoint_dir, list_checkpoints, load_checkpoint, same_run
     from valuedyn.data._networks import make_networks
 
     start = time.time()
@@ -643,7 +643,7 @@ def memory_probe(run, settings: MemorySettings = MemorySettings(), *, progress: 
     for index, path in enumerate(bar):
         began = time.time()
         checkpoint = first if index == 0 else load_checkpoint(path)
-        if checkpoint.config != train_config:
+        if not same_run(checkpoint.config, train_config):
             raise ValuedynError(f"checkpoint {path} was written with another config than {checkpoints[0]}; one run per folder")
         params = jax.tree.map(jnp.asarray, checkpoint.params["actor"])
         records = collect_memory_rollouts(rng, actor, params, settings.num_envs, settings.num_steps)

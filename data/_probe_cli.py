@@ -276,7 +276,7 @@ def run_probe(config: ProbeConfig) -> int:
     from tqdm import tqdm
 
     from valuedyn._io import file_sha256, provenance, write_dataset_atomic
-    from valuedyn.data._checkpoint import checkpoint_coords, load_checkpoint
+    from valuedyn.data._checkpoint import checkpoint_coords, load_checkpoint, same_run
     from valuedyn.data._llc import make_llc_estimator
     from valuedyn.data._networks import make_networks
     from valuedyn.data._probe import BEHAVIOURS, CLASSIC_ENV, behaviour_labels, cheap_compile_options, classic_action_names, context_size, essential_dynamics, open_probe_set
@@ -345,7 +345,7 @@ def run_probe(config: ProbeConfig) -> int:
     bar = tqdm(checkpoints, desc="probe", unit="ckpt", file=sys.stderr, disable=not config.progress)
     for index, path in enumerate(bar):
         checkpoint = first if index == 0 else load_checkpoint(path)
-        if checkpoint.config != train_config:
+        if not same_run(checkpoint.config, train_config):
             raise ValuedynError(f"checkpoint {path} was written with another config than {checkpoints[0]}; one run per folder")
         params = jax.tree.map(jnp.asarray, checkpoint.params)
         log_probs, values = seed_outputs(params, observation)
