@@ -132,6 +132,8 @@ def settings_key(trajectory_sha256: str, fit_config) -> str:
 #: model, NUTS, diagnostics, the store), the predictive checks the batch runner stores in
 #: the file, and the models' solver (code generation, closed forms, ODE grids)
 FIT_CODE = ("valuedyn.fitting.inference", "valuedyn.fitting.judge._check", "valuedyn.models._base")
+#: and what shapes a conditions fit besides: its model of effects per condition and its sampling
+CONDITIONS_CODE = FIT_CODE + ("valuedyn.fitting.analyses._conditions",)
 #: the libraries whose release can change a fit's draws (the sampler, the compiled kernels, the ODE solver)
 FIT_LIBRARIES = ("numpyro", "jax", "jaxlib", "diffrax")
 #: fields of a model's definition that document it and change no fit
@@ -255,9 +257,11 @@ def _cache_identity(trajectory_sha256: list[str], config: dict) -> str:
 def conditions_cache_key(trajectory_sha256: list[str], config) -> str:
     """sha256 of what determines a conditions fit: the trajectories' bytes (in order), the
     :class:`~valuedyn.fitting.settings.ConditionsConfig` without its paths and
-    :func:`fit_definition` of its model."""
+    :func:`fit_definition` of its model, with the conditions model's own code
+    (:data:`CONDITIONS_CODE`) in place of the single fits'."""
+    definition = {**fit_definition(config.model), "code": code_digest(CONDITIONS_CODE)}
     text = json.dumps({"settings": _cache_identity(trajectory_sha256, config_to_dict(config)),
-                       "definition": fit_definition(config.model)}, sort_keys=True)
+                       "definition": definition}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

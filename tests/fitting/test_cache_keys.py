@@ -136,3 +136,16 @@ def test_unknown_fit_code_is_refused(monkeypatch):
     monkeypatch.setattr(_cache, "FIT_CODE", ("valuedyn.fitting.no_such_module",))
     with pytest.raises(ValuedynError, match="names no module"):
         _key("overshoot")
+
+
+def test_conditions_keys_follow_the_conditions_model_code(monkeypatch):
+    config = ConditionsConfig(trajectories=("a.nc", "b.nc"), model="overshoot", behaviour="event:place_plant",
+                              out="unused.nc")
+    before = _cache.conditions_cache_key([SHA, SHA], config)
+    assert "valuedyn.fitting.analyses._conditions" in _cache.CONDITIONS_CODE
+    # the conditions model's module hashed as if edited: a statement added to its syntax tree
+    real = _cache.code_digest
+    monkeypatch.setattr(_cache, "code_digest", lambda modules: real(modules) + ("x" if "valuedyn.fitting.analyses._conditions"
+                                                                                   in modules else ""))
+    assert _cache.conditions_cache_key([SHA, SHA], config) != before
+    assert _cache.fit_definition("overshoot")["code"] == real(_cache.FIT_CODE)  # single fits do not hash it
