@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - older jax
     from jax.experimental import enable_x64
 
 from valuedyn._errors import ValuedynError
-from valuedyn.models import get_model, list_models
+from valuedyn.models import BEHAVIOUR_KINDS, get_model, list_models
 from valuedyn.models._base import SINCE, to_plain
 
 MODELS = list_models()
@@ -79,7 +79,7 @@ def test_model_declares_consistent_parts(name):
     model = get_model(name)
     assert model.name == name and model.summary
     obs = {o.name for o in model.observables}
-    assert model.applies_to and set(model.applies_to) <= {"unlock", "event", "action", "diversity"}
+    assert model.applies_to and set(model.applies_to) <= set(BEHAVIOUR_KINDS)
     assert set(model.applies_to.values()) <= obs
     draws = _draws(name)
     assert set(draws) == {p.name for p in model.parameters}
