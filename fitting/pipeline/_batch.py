@@ -744,9 +744,41 @@ def _choose_deviations(outcomes: list[FitOutcome], fits_dir: Path, index: FitInd
             for i in members:
                 result[i] = by_job[(data, outcomes[i].job.model)]
         for i in members:
-            if result[i].fitted:
-                _record_deviation_choice(result[i].path, choice)
+            kept, other = result[i], (by_job[(data, outcomes[i].job.model)] if result[i] is outcomes[i] else outcomes[i])
+            if kept.fitted:
+                _record_deviation_choice(kept.path, choice)
+                if kept.path.parent == fits_dir / NOT_CHOSEN:  # an earlier run chose the other set
+                    _move_fit(kept, fits_dir, index)
+            if other.fitted and other.path.parent == fits_dir:  # still cached, out of the way of a folder
+                _move_fit(other, fits_dir / NOT_CHOSEN, index)   # that holds one file per fit
+        choice["fits"] = {name: {m: (str(_moved(p, fits_dir)) if p else None) for m, p in files.items()}
+                          for name, files in choice["fits"].items()}
     return result, choices
+
+
+#: subfolder of a fits folder that keeps the fits of the deviation a behaviour was not given
+#: (still cached there), so the folder holds one file per fit, as ``valuedyn figures`` expects
+NOT_CHOSEN = "deviation_not_chosen"
+
+
+def _moved(path: str, fits_dir: Path) -> Path:
+    """Where a fit file of a deviation choice lies now (in the folder or in :data:`NOT_CHOSEN`)."""
+    path = Path(path)
+    for candidate in (fits_dir / path.name, fits_dir / NOT_CHOSEN / path.name):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
+def _move_fit(outcome: FitOutcome, folder: Path, index: FitIndex) -> Path:
+    """Move ``outcome``'s fit file into ``folder`` (the index follows); returns its path."""
+    target = folder / outcome.path.name
+    if outcome.path != target and outcome.path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(outcome.path, target)
+        index.record(outcome.key, target, outcome.job, index.entries.get(outcome.key, {}).get("seconds"))
+        outcome.path = target
+    return outcome.path
 
 
 def _record_deviation_choice(path: Path, choice: dict) -> None:
@@ -756,7 +788,13 @@ def _record_deviation_choice(path: Path, choice: dict) -> None:
 
     idata = load_fit(path)
     stored = {k: choice[k] for k in ("chosen", "reason", "smooth", "ou")}
-    if fit_attrs(idata).get("deviation_choice") == json.loads(json.dumps(stored)):
+    before = fit_attrs(idata).get("deviation_choice")
+    if isinstance(before, str):  # an attribute the store does not decode
+        try:
+            before = json.loads(before)
+        except ValueError:
+            before = None
+    if before == json.loads(json.dumps(stored)):
         return
     idata.attrs["deviation_choice"] = json.dumps(stored)
     save_fit(idata, path)

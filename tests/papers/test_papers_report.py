@@ -122,8 +122,10 @@ def test_cache_key_follows_inputs_and_settings(report_dir, report_trajectory):
     cache = FitIndex(report_dir / "fits")
     for model in MODELS:
         job = FitJob(report_trajectory, sha, BEHAVIOURS[0], model, (), settings)  # 2 seeds: all
-        # (a fit refitted with its remedy keeps its first attempt, still cached, in first_attempts/)
-        assert cache.entries[job.cache_key()]["file"] in (job.file_name(), f"first_attempts/{job.file_name()}")
+        # (a fit refitted with its remedy keeps its first attempt, still cached, in first_attempts/; a
+        # smooth fit of a behaviour given the OU deviation stays cached in deviation_not_chosen/)
+        assert cache.entries[job.cache_key()]["file"] in (job.file_name(), f"first_attempts/{job.file_name()}",
+                                                          f"deviation_not_chosen/{job.file_name()}")
     # a cached file that no longer loads is not trusted
     key, entry = next(iter(cache.entries.items()))
     assert cache.lookup(key, sha) is not None
