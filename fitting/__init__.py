@@ -32,7 +32,7 @@ is written or printed unless asked::
     compare({"a": idata_a, "b": idata_b}).table        # PSIS-LOO (az.compare), stacking weights
     rank({"a": idata_a, "b": idata_b}).text            # among trustworthy fits only
     posterior_medians(idata); model_analysis(idata)    # what a model's analysis takes, and the analysis
-    az.plot_ppc(for_arviz(idata))                      # a view on which ArviZ's functions run unaided
+    az.plot_ppc(idata); az.loo_pit(idata, y="y")       # fits are ArviZ-native: its functions run unaided
 
 Many fits at once (``valuedyn fit-batch``; the report runs its fits this way)::
 

@@ -72,15 +72,26 @@ def fit_arrays(idata) -> dict[str, np.ndarray]:
     """
     constant = idata.constant_data
     exposure = _values(constant, "exposure", ("seed", "update")).astype(float)
-    mask = _values(constant, "mask", ("seed", "update")).astype(bool) & (exposure > 0)
+    stored_mask = _values(constant, "mask", ("seed", "update")).astype(bool)
+    mask = stored_mask & (exposure > 0)
     env_step = np.asarray(constant["env_step"].values, dtype=float)
-    observed = _values(idata.observed_data, "y", ("seed", "update")).astype(float)
+    cells = np.nonzero(stored_mask)  # a fit file's ``obs`` dimension: its observed cells in this order
+
+    def on_grid(var, dims):  # [..., obs] -> [..., seed, update], NaN where masked
+        if "obs" not in var.dims:
+            return np.asarray(var.transpose(*dims, ...).values, float)  # a layout before ``obs``
+        values = np.asarray(var.transpose(..., "obs").values, float)
+        out = np.full(values.shape[:-1] + stored_mask.shape, np.nan)
+        out[..., cells[0], cells[1]] = values
+        return out
+
+    observed = on_grid(idata.observed_data["y"], ("seed", "update"))
     safe = np.where(mask, exposure, 1.0)
-    predictive = _values(idata.posterior_predictive, "y", ("chain", "draw", "seed", "update")).astype(float)
+    predictive = on_grid(idata.posterior_predictive["y"], ("chain", "draw", "seed", "update"))
     predictive = predictive.reshape((-1,) + predictive.shape[2:]) / safe
     level = _values(idata.posterior, "level", ("chain", "draw", "seed", "update")).astype(float)
     level = level.reshape((-1,) + level.shape[2:])
-    seeds = idata.observed_data["y"].coords["seed"].values if "seed" in idata.observed_data["y"].coords else np.arange(observed.shape[0])
+    seeds = constant["seed"].values if "seed" in constant.coords else np.arange(observed.shape[0])
     return {
         "env_step": env_step,
         "seed": np.asarray(seeds),

@@ -6,6 +6,17 @@ behaviour, the observation model and pooling, the data file (and its sha256), th
 selection and the FitConfig (JSON); ``diagnostics``, ``trustworthy`` and, once checked,
 ``checks`` follow. Writes are atomic.
 
+The data groups are ArviZ-native: ``observed_data``, ``posterior_predictive``,
+``log_likelihood`` and (in a fit written since they exist) ``prior_predictive`` hold
+``y`` on one dimension :data:`OBS_DIM` of the observed cells only, in the order of
+``np.nonzero(constant_data.mask)``, with coordinates ``obs_seed`` and ``obs_update``; the
+``prior`` group holds the posterior's variables with one chain. So ``az.loo``,
+``az.compare``, ``az.loo_pit``, ``az.plot_loo_pit``, ``az.plot_ppc`` and ``az.summary``
+run on ``az.from_netcdf(file)`` unaided (why this layout:
+:func:`~valuedyn.fitting.inference._fit.inference_data`); :func:`on_grid` puts the cells
+back on [..., seed, update]. A file written before (``y`` on [seed, update], masked cells
+0) is converted on read (:func:`obs_layout`), so every reader sees one layout.
+
 A fit file read once in a process is kept (:data:`LOADED_BYTES` at most, by file identity:
 path, inode, modification and change times and size, so an atomic rewrite is read afresh) and later
 reads get a deep copy of it: the report reads each fit for its checks, comparisons,
@@ -24,6 +35,10 @@ from pathlib import Path
 from valuedyn._errors import ValuedynError
 from valuedyn._io import atomic_path
 
+#: the dimension of the observed cells in the data groups (:data:`OBS_GROUPS`)
+OBS_DIM = "obs"
+#: the groups whose ``y`` lies on :data:`OBS_DIM`
+OBS_GROUPS = ("observed_data", "posterior_predictive", "log_likelihood", "prior_predictive")
 REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data", "posterior_predictive")
 REQUIRED_FIT_ATTRS = ("model", "behaviour", "observation_model", "pooling", "trajectory", "trajectory_sha256", "selection", "config")
 #: attributes stored as JSON text (a single fit's; a conditions fit adds its own):
@@ -127,7 +142,79 @@ def _read_fit(path: Path):
             f"{path} is not a valuedyn fit file (missing groups {missing_groups}, attributes {missing_attrs}); "
             "pass a file written by `valuedyn fit`"
         )
+    try:
+        obs_layout(idata)
+    except ValuedynError as err:
+        raise ValuedynError(f"{path}: {err}") from None
     return idata
+
+
+def observed_cells(idata) -> tuple:
+    """(seed index, update index) of a fit's observed cells, the order of :data:`OBS_DIM`:
+    ``np.nonzero`` of ``constant_data.mask`` [seed, update]."""
+    import numpy as np
+
+    mask = idata.constant_data["mask"].transpose("seed", "update")
+    return np.nonzero(np.asarray(mask.values, bool))
+
+
+def obs_layout(idata):
+    """Put a fit written before the ArviZ-native layout on it, in place, and return it:
+    ``observed_data.y`` [seed, update] (masked cells 0; integer for counts) and
+    ``posterior_predictive.y`` [chain, draw, seed, update] become [obs] and
+    [chain, draw, obs] of the observed cells (float; ``discrete`` as the stored dtype said),
+    with the ``obs_seed`` / ``obs_update`` coordinates the log-likelihood already had. A fit
+    on the layout already is left as it is. A log-likelihood whose cells are not the
+    observed cells in order is a :class:`ValuedynError` (the file is off-contract)."""
+    import numpy as np
+    import xarray as xr
+
+    observed = idata.observed_data["y"]
+    if OBS_DIM in observed.dims:
+        return idata
+    seed_index, update_index = observed_cells(idata)
+    seeds = np.asarray(idata.constant_data["seed"].values)[seed_index]
+    updates = np.asarray(idata.constant_data["update"].values)[update_index]
+    coords = {OBS_DIM: np.arange(seed_index.size), "obs_seed": (OBS_DIM, seeds), "obs_update": (OBS_DIM, updates)}
+    stored = idata.log_likelihood["y"]
+    if stored.sizes.get(OBS_DIM) != seed_index.size or ("obs_seed" in stored.coords and not (
+            np.array_equal(stored["obs_seed"].values, seeds) and np.array_equal(stored["obs_update"].values, updates))):
+        raise ValuedynError("its log-likelihood cells are not its observed cells in order; the file is off-contract")
+    discrete = int(np.issubdtype(observed.dtype, np.integer))
+    y = np.asarray(observed.transpose("seed", "update").values, np.float64)[seed_index, update_index]
+    idata.observed_data = xr.Dataset({"y": (OBS_DIM, y, {"discrete": discrete})}, coords=coords,
+                                     attrs=idata.observed_data.attrs)
+    replicated = idata.posterior_predictive
+    y_rep = np.asarray(replicated["y"].transpose("chain", "draw", "seed", "update").values)[..., seed_index, update_index]
+    idata.posterior_predictive = xr.Dataset(
+        {"y": (("chain", "draw", OBS_DIM), y_rep.astype(np.float32))},
+        coords={"chain": replicated["chain"].values, "draw": replicated["draw"].values, **coords}, attrs=replicated.attrs)
+    idata.log_likelihood = idata.log_likelihood.assign_coords(coords)
+    return idata
+
+
+def on_grid(idata, group: str = "observed_data", name: str = "y"):
+    """``group``'s ``name`` (on :data:`OBS_DIM`, last or not) back on the fit's grid:
+    float64 [..., seed, update] with NaN in the masked cells; the leading dimensions
+    (chain, draw) as stored."""
+    import numpy as np
+
+    seed_index, update_index = observed_cells(idata)
+    shape = idata.constant_data["mask"].transpose("seed", "update").shape
+    values = getattr(idata, group)[name]
+    values = np.asarray(values.transpose(..., OBS_DIM).values, np.float64)
+    out = np.full(values.shape[:-1] + tuple(shape), np.nan)
+    out[..., seed_index, update_index] = values
+    return out
+
+
+def is_discrete(idata) -> bool:
+    """Whether a fit's observations are counts (``observed_data.y``'s ``discrete`` attribute;
+    an integer dtype in a fit written before it)."""
+    import numpy as np
+
+    observed = idata.observed_data["y"]
+    return bool(int(observed.attrs.get("discrete", np.issubdtype(observed.dtype, np.integer))))
 
 
 def _concentration_to_dispersion(idata) -> None:

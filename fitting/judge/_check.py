@@ -3,7 +3,8 @@
 - Interval coverage: share of the observed cells inside the central 50% and 90%
   posterior predictive intervals (should be near 0.5 and 0.9).
 - LOO-PIT: probability integral transform of each observation under its leave-one-out
-  predictive (PSIS weights from ArviZ's ``psislw``); randomised for counts so a calibrated
+  predictive (PSIS weights as ArviZ's ``loo`` and ``loo_pit`` compute them, their relative
+  efficiency included: :func:`loo_pit_values`); randomised for counts so a calibrated
   model gives uniform PIT values. Summarised by a Kolmogorov-Smirnov test and the shares
   in the 5% tails.
 - Bayesian p-values ``P(T(y_rep) >= T(y))`` per seed for statistics that matter for
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valuedyn.fitting.inference._store import fit_attrs, load_fit, save_fit
+from valuedyn.fitting.inference._store import OBS_DIM, fit_attrs, is_discrete, load_fit, on_grid, save_fit
 
 STATISTICS = ("peak_height", "peak_time", "final_level", "overshoot_ratio", "onset_time")
 MAX_DRAWS = 1000
@@ -80,41 +81,73 @@ def _p_value(replicated: np.ndarray, observed: float) -> float:
     return float(np.mean(replicated > observed) + 0.5 * np.mean(replicated == observed))
 
 
+def loo_reff(idata) -> float:
+    """The relative efficiency of a fit's draws with which ArviZ's ``az.loo`` and
+    ``az.loo_pit`` Pareto-smooth the importance weights (the mean over the posterior's
+    variables of their mean-ESS, over the draws; 1 for one chain), so the checks' PSIS
+    weights and Pareto k are theirs. 1 where that is not finite (a constant variable),
+    where ArviZ itself would fail."""
+    import arviz as az
+
+    posterior = idata.posterior
+    if posterior.sizes["chain"] == 1:
+        return 1.0
+    ess = az.ess(posterior, method="mean")
+    reff = float(np.hstack([ess[v].values.flatten() for v in ess.data_vars]).mean()
+                 / (posterior.sizes["chain"] * posterior.sizes["draw"]))
+    return reff if np.isfinite(reff) and reff > 0 else 1.0
+
+
+def loo_pit_values(idata, rng: np.random.Generator) -> dict:
+    """LOO-PIT of every observed cell (the order of the fit's ``obs`` dimension) with the
+    PSIS weights ArviZ uses (:func:`loo_reff`): ``upper`` = the LOO probability
+    ``P(y_rep <= y)``, which is what ``az.loo_pit(idata, y="y")`` returns on a fit file
+    (its counts are floats, so ArviZ does not smooth them); ``pit`` = the randomised PIT
+    ``P(y_rep < y) + u P(y_rep = y)`` (u ~ U(0, 1) from ``rng``) for counts (uniform under
+    a calibrated model, which ``upper`` is not for discrete data), ``upper`` for continuous
+    data; ``pareto_k`` of each cell. Arrays [obs]."""
+    import arviz as az
+
+    y_obs = np.asarray(idata.observed_data["y"].values, np.float64)  # [obs]
+    rep_obs = np.asarray(idata.posterior_predictive["y"].transpose("chain", "draw", OBS_DIM).values, np.float64)
+    rep_obs = rep_obs.reshape((-1, rep_obs.shape[-1])).T  # [obs, N]
+    log_lik = np.asarray(idata.log_likelihood["y"].transpose("chain", "draw", OBS_DIM).values, np.float64)
+    log_lik = log_lik.reshape((-1, log_lik.shape[-1]))  # [N, obs]
+    log_weights, pareto_k = az.psislw(-log_lik.T, reff=loo_reff(idata))  # [obs, N]
+    log_weights = np.asarray(log_weights)
+    weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    below = (weights * (rep_obs < y_obs[:, None])).sum(axis=1)
+    equal = (weights * (rep_obs == y_obs[:, None])).sum(axis=1)
+    upper = np.minimum(below + equal, 1.0)
+    pit = below + rng.uniform(size=below.shape) * equal if is_discrete(idata) else upper
+    return {"pit": np.clip(pit, 0.0, 1.0), "upper": upper, "pareto_k": np.asarray(pareto_k)}
+
+
 def compute_checks(idata, seed: int = 0) -> dict:
     """All checks of one fit (no file I/O)."""
-    import arviz as az
     from scipy import stats
 
     rng = np.random.default_rng(seed)
-    y = np.asarray(idata.observed_data["y"].values, np.float64)  # [S, U]
-    mask = np.asarray(idata.constant_data["mask"].values, bool)
-    exposure = np.asarray(idata.constant_data["exposure"].values, np.float64)
+    y_obs = np.asarray(idata.observed_data["y"].values, np.float64)  # [obs]
+    rep_obs = np.asarray(idata.posterior_predictive["y"].transpose("chain", "draw", OBS_DIM).values, np.float64)
+    rep_obs = rep_obs.reshape((-1, rep_obs.shape[-1]))  # [N, obs]
+    mask = np.asarray(idata.constant_data["mask"].transpose("seed", "update").values, bool)
+    exposure = np.asarray(idata.constant_data["exposure"].transpose("seed", "update").values, np.float64)
     tau = np.asarray(idata.constant_data["tau"].values, np.float64)
-    y_rep = np.asarray(idata.posterior_predictive["y"].values, np.float64)
-    y_rep = y_rep.reshape((-1,) + y_rep.shape[2:])  # [N, S, U]
-    discrete = np.issubdtype(idata.observed_data["y"].dtype, np.integer)
-    seeds = [int(s) for s in np.asarray(idata.observed_data["seed"].values)]
+    discrete = is_discrete(idata)
+    seeds = [int(s) for s in np.asarray(idata.constant_data["seed"].values)]
 
     # coverage of the central intervals, observed cells only
     coverage = {}
     for level in (0.5, 0.9):
-        lo, hi = np.quantile(y_rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        inside = (y >= lo) & (y <= hi)
-        coverage[f"{int(level * 100)}"] = float(inside[mask].mean())
+        lo, hi = np.quantile(rep_obs, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        inside = (y_obs >= lo) & (y_obs <= hi)
+        coverage[f"{int(level * 100)}"] = float(inside.mean())
 
-    # LOO-PIT with PSIS weights (log-likelihood is stored for the observed cells only)
-    log_lik = np.asarray(idata.log_likelihood["y"].values, np.float64)
-    log_lik = log_lik.reshape((-1, log_lik.shape[-1]))  # [N, n_obs]
-    log_weights, pareto_k = az.psislw(-log_lik.T)  # [n_obs, N]
-    log_weights = np.asarray(log_weights)
-    weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
-    weights /= weights.sum(axis=1, keepdims=True)
-    rep_obs = y_rep[:, mask].T  # [n_obs, N], same order as np.nonzero(mask)
-    y_obs = y[mask]
-    below = (weights * (rep_obs < y_obs[:, None])).sum(axis=1)
-    equal = (weights * (rep_obs == y_obs[:, None])).sum(axis=1)
-    pit = below + (rng.uniform(size=below.shape) * equal if discrete else equal)
-    pit = np.clip(pit, 0.0, 1.0)
+    # LOO-PIT with ArviZ's PSIS weights (log-likelihood is stored for the observed cells only)
+    values = loo_pit_values(idata, rng)
+    pit = values["pit"]
     ks = stats.kstest(pit, "uniform")
     loo_pit = {
         "ks_statistic": float(ks.statistic),
@@ -122,10 +155,12 @@ def compute_checks(idata, seed: int = 0) -> dict:
         "share_below_0.05": float(np.mean(pit < 0.05)),
         "share_above_0.95": float(np.mean(pit > 0.95)),
         "mean": float(pit.mean()),
-        "pareto_k_max": float(np.max(np.asarray(pareto_k))),
+        "pareto_k_max": float(np.max(values["pareto_k"])),
         "n": int(pit.size),
     }
 
+    y = on_grid(idata)  # [S, U], NaN where masked
+    y_rep = on_grid(idata, "posterior_predictive").reshape((-1,) + mask.shape)  # [N, S, U]
     # Bayesian p-values of development statistics, per seed
     if y_rep.shape[0] > MAX_DRAWS:
         y_rep = y_rep[rng.choice(y_rep.shape[0], MAX_DRAWS, replace=False)]

@@ -99,8 +99,11 @@ def fit(trajectory, behaviour: str, model: str, *, settings: FitSettings | None 
     ``observation``: the observation model (``auto``: the family's default); ``seeds``:
     the seed labels to fit (empty: all). The groups are those of a fit file: ``posterior``
     (per-seed parameters [chain, draw, seed], the ``level`` [chain, draw, seed, update]),
-    ``posterior_predictive`` and ``observed_data`` ``y`` [seed, update], ``log_likelihood``,
-    ``sample_stats``, ``constant_data``; ``attrs`` hold the diagnostics and provenance
+    ``observed_data`` ``y`` [obs], ``posterior_predictive`` and ``log_likelihood`` ``y``
+    [chain, draw, obs] (``obs``: the observed cells only, coordinates ``obs_seed`` and
+    ``obs_update``), ``prior`` and ``prior_predictive`` (200 prior draws, one chain),
+    ``sample_stats``, ``constant_data`` (``mask`` [seed, update]: the observed cells);
+    ArviZ's functions run on it unaided. ``attrs`` hold the diagnostics and provenance
     (decoded by :func:`fit_attrs`). Bad input is a ValuedynError before any sampling.
 
     >>> from valuedyn.fitting import FitSettings, fit, shipped_trajectories
@@ -108,8 +111,8 @@ def fit(trajectory, behaviour: str, model: str, *, settings: FitSettings | None 
     >>> idata = fit(shipped_trajectories()[0], "unlock:place_plant", "logistic_onset", settings=quick, seeds=(0, 1))
     >>> idata.posterior["t0"].dims, idata.posterior["t0"].shape
     (('chain', 'draw', 'seed'), (2, 60, 2))
-    >>> idata.observed_data["y"].dims
-    ('seed', 'update')
+    >>> idata.observed_data["y"].dims, idata.prior_predictive["y"].dims
+    (('obs',), ('chain', 'draw', 'obs'))
     """
     from valuedyn.fitting.inference._fit import fit_trajectory
 
@@ -292,12 +295,13 @@ def rank(fits: dict, verdicts: dict | None = None):
 
 
 def for_arviz(idata):
-    """A view of a fit on which ArviZ's own functions run unaided (``az.loo_pit``,
-    ``az.plot_loo_pit``, ``az.plot_ppc``, ``az.summary``, ``az.compare``): observed data,
-    posterior predictive and log-likelihood all on one dimension ``obs``, the observed cells
-    only (masked updates dropped, never counted as zeros), with coordinates ``obs_seed`` and
-    ``obs_update`` naming each cell; posterior, sample stats and constant data as stored.
-    The fit itself is unchanged (the package's readers take the stored layout).
+    """The fit itself: a fit (in memory or read by :func:`load_fit`) is ArviZ-native, so
+    ``az.loo_pit``, ``az.plot_loo_pit``, ``az.plot_ppc``, ``az.summary`` and ``az.compare``
+    run on it unaided: observed data, posterior predictive and log-likelihood all on one
+    dimension ``obs``, the observed cells only (masked updates dropped, never counted as
+    zeros), with coordinates ``obs_seed`` and ``obs_update`` naming each cell. Kept for
+    code written when the stored layout differed; a fit in that older layout (an
+    InferenceData read without :func:`load_fit`) is put on this one, in place.
 
     >>> import arviz as az
     >>> from valuedyn.fitting import FitSettings, fit, fit_attrs, for_arviz, shipped_trajectories
@@ -310,37 +314,9 @@ def for_arviz(idata):
     >>> pit.shape == view.observed_data["y"].shape and bool(((pit >= 0) & (pit <= 1)).all())
     True
     """
-    import arviz as az
-    import numpy as np
-    import xarray as xr
+    from valuedyn.fitting.inference._store import obs_layout
 
-    mask = np.asarray(idata.constant_data["mask"].values, bool)  # [seed, update]
-    seed_index, update_index = np.nonzero(mask)  # the order of the stored log-likelihood's obs
-    seeds = np.asarray(idata.observed_data["seed"].values)[seed_index]
-    updates = np.asarray(idata.observed_data["update"].values)[update_index]
-    coords = {"obs": np.arange(seed_index.size), "obs_seed": ("obs", seeds), "obs_update": ("obs", updates)}
-    stored = idata.log_likelihood["y"]
-    if "obs_seed" in stored.coords and not (np.array_equal(stored["obs_seed"].values, seeds)
-                                            and np.array_equal(stored["obs_update"].values, updates)):
-        raise ValuedynError("the fit's log-likelihood cells are not its observed cells in order; the file is off-contract")
-    y = np.asarray(idata.observed_data["y"].values)[seed_index, update_index]
-    y_rep = np.asarray(idata.posterior_predictive["y"].values)[:, :, seed_index, update_index]
-    log_lik = np.asarray(stored.values)
-    groups = {
-        "posterior": idata.posterior,
-        "sample_stats": idata.sample_stats,
-        "constant_data": idata.constant_data,
-        "observed_data": xr.Dataset({"y": ("obs", y)}, coords=coords),
-        "posterior_predictive": xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
-                                           coords={**coords, "chain": idata.posterior["chain"].values,
-                                                   "draw": idata.posterior["draw"].values}),
-        "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), log_lik)},
-                                     coords={**coords, "chain": idata.posterior["chain"].values,
-                                             "draw": idata.posterior["draw"].values}),
-    }
-    view = az.InferenceData(**groups)
-    view.attrs.update(idata.attrs)
-    return view
+    return obs_layout(idata)
 
 
 def posterior_medians(idata) -> dict[str, float]:

@@ -86,11 +86,12 @@ def test_fit_file_follows_the_contract(overshoot_fit, overshoot_file):
     for group in ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data", "posterior_predictive"):
         assert group in idata.groups()
     mask = idata.constant_data["mask"].values
-    assert idata.log_likelihood["y"].sizes["obs"] == int(mask.sum())  # masked cells are not scored
+    for group in ("log_likelihood", "observed_data", "posterior_predictive", "prior_predictive"):
+        assert getattr(idata, group)["y"].sizes["obs"] == int(mask.sum())  # masked cells are not stored, nor scored
     assert idata.posterior["level"].dims == ("chain", "draw", "seed", "update")
     y_rep = idata.posterior_predictive["y"].values
-    assert np.all(y_rep[..., ~mask] == 0) and np.all(y_rep <= idata.constant_data["exposure"].values)
-    assert idata.observed_data["y"].dtype.kind == "i"
+    assert np.all(y_rep <= idata.constant_data["exposure"].values[mask]) and np.all(y_rep == np.round(y_rep))
+    assert idata.observed_data["y"].attrs["discrete"] == 1
     attrs = fit_attrs(idata)
     assert attrs["model"] == "overshoot" and attrs["behaviour"] == "unlock:place_table"
     assert attrs["observation_model"] == SETTINGS["observation"] and attrs["pooling"] == "none"
