@@ -164,14 +164,14 @@ def obs_layout(idata):
     ``posterior_predictive.y`` [chain, draw, seed, update] become [obs] and
     [chain, draw, obs] of the observed cells (float; ``discrete`` as the stored dtype said),
     with the ``obs_seed`` / ``obs_update`` coordinates the log-likelihood already had. A fit
-    on the layout already is left as it is. A log-likelihood whose cells are not the
+    on the layout already (or with no ``y`` on [seed, update]) is left as it is. A log-likelihood whose cells are not the
     observed cells in order is a :class:`ValuedynError` (the file is off-contract)."""
     import numpy as np
     import xarray as xr
 
-    observed = idata.observed_data["y"]
-    if OBS_DIM in observed.dims:
-        return idata
+    observed = idata.observed_data.get("y")
+    if observed is None or OBS_DIM in observed.dims or not {"seed", "update"} <= set(observed.dims):
+        return idata  # on the layout already, or no grid of observations to convert
     seed_index, update_index = observed_cells(idata)
     seeds = np.asarray(idata.constant_data["seed"].values)[seed_index]
     updates = np.asarray(idata.constant_data["update"].values)[update_index]
