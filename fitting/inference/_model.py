@@ -65,7 +65,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import biject_to
 
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting.inference._deviation import apply_deviation, deviation_of, deviation_time_bounds
+from valuedyn.fitting.inference._deviation import apply_deviation, deviation_of, deviation_time_bounds, laplace_deviation
 from valuedyn.fitting.settings import POOLINGS
 
 #: prior median of a population scale (LogNormal), as a fraction of the moment-matched prior
@@ -297,14 +297,18 @@ def observe_solution(model, observation, observable: str, params: dict, data, ob
     ok = ok & finite
     mean = jnp.where(ok, mean, 0.5 * data.level_scale)
     numpyro.deterministic("level", mean)
-    if deviation_of(observation) != "none":  # the likelihood's mean: the mechanism plus the seed's deviation
+    deviated = deviation_of(observation) != "none"
+    if deviated and not observe:  # simulating: the mechanism plus a deviation drawn from its prior
         mean = apply_deviation(observation, mean, obs_params, data)
     if count_failures:
         jax.lax.cond(ok, lambda: None, lambda: jax.debug.callback(_record_failure, ok))
     numpyro.factor("solve_ok", jnp.where(ok, 0.0, -jnp.inf))
-    if observe:
+    if observe and deviated:
+        # the seeds' deviations integrated out (Laplace; valuedyn.fitting.inference._deviation)
+        numpyro.factor("y_loglik", laplace_deviation(observation, mean, obs_params, data))
+    elif observe:
         # the sampler's likelihood: the same density without data-only constants
-        numpyro.factor("y_loglik", jnp.sum(observation.log_kernel(data.y, mean, data.exposure, data.mask, obs_params)))
+        numpyro.factor("y_loglik", jnp.sum(observation.sampler_log_kernel(data.y, mean, data.exposure, data.mask, obs_params)))
     else:
         distribution = observation.distribution(mean, data.exposure, data.mask, obs_params)
         with numpyro.plate("seed_obs", data.y.shape[0], dim=-2), numpyro.plate("update", data.y.shape[1], dim=-1):
@@ -437,9 +441,9 @@ def location_weights(sigma2: np.ndarray, log_scale_draws: np.ndarray, loc_sd: np
 def initial_point(spaces, observation, pooling: str, n_seeds: int, n_updates: int | None = None) -> dict:
     """A central starting point of every latent site, in the unconstrained space: each
     parameter at the moment-matched centre of its prior (a population scale at its prior
-    median, every ``z`` at 0), each observation parameter at its prior median, a
-    deviation's ``deviation_z`` [S, U] (``n_updates`` = U) at 0. Computed without running
-    the model, so it costs no compilation."""
+    median, every ``z`` at 0), each observation parameter at its prior median (a
+    deviation's path is integrated out, so it adds no site; ``n_updates`` is accepted for
+    callers that pass it). Computed without running the model, so it costs no compilation."""
     point = {}
     for space in spaces:
         if pooling == "hierarchical":
@@ -452,10 +456,6 @@ def initial_point(spaces, observation, pooling: str, n_seeds: int, n_updates: in
             point[space.name] = jnp.full((n_seeds,), space.loc_mean, jnp.float32)
     for name, prior in observation.parameters:
         point[name] = jnp.asarray(_prior_median_unconstrained(name, prior), jnp.float32)
-    if deviation_of(observation) != "none":
-        if n_updates is None:
-            raise TypeError("initial_point of a deviation fit needs n_updates")
-        point["deviation_z"] = jnp.zeros((n_seeds, n_updates), jnp.float32)
     return point
 
 

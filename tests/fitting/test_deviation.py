@@ -15,6 +15,7 @@ Every NUTS fit of this module has one shape, so each of the two samplers compile
 from __future__ import annotations
 
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ from valuedyn.fitting.inference._deviation import (
     deviation_attrs,
     deviation_time_bounds,
     innovation_integrated_log_lik,
+    inv_link,
     link,
     mechanism_shares,
     ou_path,
@@ -188,6 +190,50 @@ def test_the_innovation_integrated_log_likelihood_matches_brute_force_integratio
     assert not np.allclose(plain, value, atol=1e-3)
 
 
+@pytest.mark.parametrize("name", ["poisson", "negbin", "binomial", "betabinomial", "lognormal"])
+def test_the_laplace_marginal_matches_monte_carlo_over_ou_paths(name):
+    """The likelihood NUTS samples under a deviation, log p(y | theta) with every seed's
+    path integrated out by the Laplace approximation, against a Monte Carlo average over
+    paths drawn from the OU prior (an irregular grid, a masked cell, small counts)."""
+    from collections import namedtuple
+
+    from numpyro import handlers
+
+    from valuedyn.fitting.inference._deviation import laplace_deviation
+
+    rng = np.random.default_rng(11)
+    n_seeds, n_updates, sd, bounds = 2, 10, 0.4, (0.05, 0.5)
+    tau = jnp.asarray(np.sort(rng.uniform(0.0, 1.0, n_updates)), jnp.float32)
+    observation = with_deviation(OBSERVATION_MODELS[name], "ou")
+    level = 0.3 if observation.family == "binomial" else 1.5
+    exposure = rng.integers(5, 40, (n_seeds, n_updates)).astype(np.float32)
+    if observation.family == "binomial":
+        y = rng.binomial(exposure.astype(int), level).astype(np.float32)
+    elif observation.family == "count":
+        y = rng.poisson(level * exposure).astype(np.float32)
+    else:
+        y = np.exp(np.log(level) + 0.3 * rng.standard_normal(exposure.shape)).astype(np.float32)
+    mask = np.ones((n_seeds, n_updates), bool)
+    mask[0, 3] = False
+    data = namedtuple("Data", "y exposure mask tau deviation_time_bounds")(
+        jnp.asarray(y), jnp.asarray(exposure), jnp.asarray(mask), tau, jnp.asarray(bounds, jnp.float32))
+    params = {"deviation_sd": jnp.float32(sd), "deviation_time_position": jnp.float32(0.5),
+              "dispersion": jnp.float32(0.3), "sigma": jnp.float32(0.3)}
+    mean = jnp.full((n_seeds, n_updates), level, jnp.float32)
+    with handlers.seed(rng_seed=0):
+        laplace = float(laplace_deviation(observation, mean, params, data))
+    time = bounds[0] * math.sqrt(bounds[1] / bounds[0])
+    z = jax.random.normal(jax.random.PRNGKey(1), (100_000, n_seeds, n_updates))
+    paths = jax.vmap(lambda zz: ou_path(zz, tau, sd, time))(z)
+    eta = link(observation.family, mean)
+    # the sampler's kernel: less the same data-only constant per cell
+    reference = observation.reference_log_kernel(data.y, data.exposure, data.mask)
+    log_lik = jax.vmap(lambda d: (observation.log_kernel(data.y, inv_link(observation.family, eta + d), data.exposure,
+                                                         data.mask, params) - reference).sum(-1))(paths)  # [n, S]
+    monte_carlo = float(jnp.sum(jax.scipy.special.logsumexp(log_lik, axis=0) - math.log(z.shape[0])))
+    assert abs(laplace - monte_carlo) < 0.15, (laplace, monte_carlo)
+
+
 def test_replicates_of_a_deviation_fit_are_one_step_ahead_and_a_plain_fit_s_are_as_they_were():
     rng = np.random.default_rng(0)
     level = np.full((4000, 1, 3), 0.5)
@@ -242,8 +288,10 @@ def test_a_conditions_model_takes_the_same_deviation():
     observation = with_deviation(OBSERVATION_MODELS["binomial"], "ou")
     numpyro_model = build_conditions_model(model, observation, observable_for(model, "unlock"), 2)
     trace = handlers.trace(handlers.seed(numpyro_model, 0)).get_trace(data)
-    assert trace["deviation_z"]["value"].shape == (N_SEEDS, N_UPDATES)
+    assert "deviation_z" not in trace  # at inference the path is integrated out (Laplace)
     assert trace["deviation"]["value"].shape == (N_SEEDS, N_UPDATES)
+    simulated = handlers.trace(handlers.seed(numpyro_model, 0)).get_trace(data, observe=False)
+    assert simulated["deviation_z"]["value"].shape == (N_SEEDS, N_UPDATES)  # simulating draws it
     low, high = np.asarray(base.deviation_time_bounds)
     assert low <= float(trace["deviation_time"]["value"]) <= high
     value, _ = log_density(numpyro_model, (data,), {}, {name: site["value"] for name, site in trace.items()
