@@ -376,6 +376,24 @@ def replicate_mean(observation, constrained: dict, data, rng: np.random.Generato
     return inv_link(family, link(family, level, xp=np) + innovation, xp=np)
 
 
+def prior_paths(constrained: dict, tau, rng: np.random.Generator) -> np.ndarray:
+    """Paths ``d`` [n, S, U] drawn from the OU prior (host, numpy) for draws of
+    ``deviation_sd`` and ``deviation_time`` ([n] each, in ``constrained``) on the grid ``tau``
+    [U], ``S`` from ``constrained["level"]``: what a prior predictive puts where a fit has
+    the path's conditional mode given the data (which a prior draw must not see)."""
+    level = np.asarray(constrained["level"])
+    n, seeds, updates = level.shape
+    sd = np.asarray(constrained["deviation_sd"], np.float64).reshape(n, 1)
+    time = np.asarray(constrained["deviation_time"], np.float64).reshape(n, 1)
+    gaps = np.maximum(np.diff(np.asarray(tau, np.float64)), 0.0)
+    path = np.empty((n, seeds, updates))
+    path[..., 0] = sd * rng.standard_normal((n, seeds))
+    for u in range(1, updates):
+        rho = np.exp(-gaps[u - 1] / time)
+        path[..., u] = rho * path[..., u - 1] + sd * np.sqrt(1.0 - rho**2) * rng.standard_normal((n, seeds))
+    return path
+
+
 # ---------------------------------------------------------------- the log-likelihood stored for comparisons
 def _cell_log_density(observation, eta, y, exposure, mask, params):
     return observation.distribution(inv_link(observation.family, eta), exposure, mask, params).log_prob(y)

@@ -68,7 +68,7 @@ def fit(selection, deviation: str, seed: int = 0):
     config = FitConfig(trajectory="-", model="logistic_onset", behaviour="unlock:place_table", out="-", **SETTINGS)
     observation = with_deviation(OBSERVATION_MODELS["binomial"], deviation)
     return infer(get_model("logistic_onset"), observation, "complete", selection, settings_from(config), seed=seed,
-                 progress=False)
+                 progress=False, n_prior=100 if deviation != "none" else 0)
 
 
 def covers(idata, name: str, truth: float, level: float = 0.9) -> bool:
@@ -361,3 +361,19 @@ def test_on_smooth_curves_the_deviation_shrinks_and_the_mechanism_agrees(smooth_
         assert abs(a.mean() - b.mean()) < 0.5 * np.hypot(a.std(), b.std()), name
         # as precise as the smooth fit, or a little less (a deviation not exactly 0 widens the late level's interval)
         assert 0.7 < a.std() / b.std() < 2.0, name
+
+
+def test_a_deviation_fit_s_prior_predictive_draws_paths_from_the_ou_prior(coverage_runs):
+    """The prior groups of a deviation fit: every draw's deviation is a path of the OU prior
+    (its spread matches the drawn size), not the data-conditioned mode the posterior stores."""
+    idata = coverage_runs[0]["inference"].idata
+    prior = idata.prior
+    d = np.asarray(prior["deviation"]).reshape((-1,) + np.asarray(prior["deviation"]).shape[-2:])
+    sd = np.asarray(prior["deviation_sd"]).reshape(-1)
+    # the standardised paths have unit spread (n draws x S x U cells)
+    standardised = d / np.maximum(sd, 1e-9)[:, None, None]
+    assert 0.8 < float(np.std(standardised)) < 1.2
+    posterior = np.asarray(idata.posterior["deviation"]).reshape(d.shape[:0] + (-1,) + d.shape[-2:])
+    # the posterior's deviations follow the data (their mean path is the simulated one's
+    # size); the prior's average out across draws
+    assert np.mean(np.abs(d.mean(axis=0))) < 0.5 * np.mean(np.abs(posterior.mean(axis=0)))
