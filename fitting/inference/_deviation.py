@@ -186,13 +186,7 @@ def ou_path(z, tau, sd, time):
     (log-depth: a sequential scan of hundreds of updates costs NUTS a loop per gradient)."""
     rho = correlations(tau, time)
     innovations = sd * jnp.sqrt(jnp.maximum(1.0 - jnp.square(rho), 0.0)) * z  # rho[0] = 0: d_0 = sd z_0
-    factors = jnp.broadcast_to(rho, z.shape)
-
-    def combine(left, right):  # d = a d_before + b, composed
-        return left[0] * right[0], right[0] * left[1] + right[1]
-
-    _, path = jax.lax.associative_scan(combine, (factors, innovations), axis=-1)
-    return path
+    return _affine_scan(jnp.broadcast_to(rho, z.shape), innovations)
 
 
 def deviation_time(position, bounds):
@@ -284,9 +278,9 @@ def tridiagonal_solve(diagonal, off, rhs):
 
 def _newton_step(cell_log_lik, d, diagonal, off):
     """One Newton step towards the mode of ``sum cell_log_lik(d) - d^T Q d / 2`` per seed
-    (``d`` [S, U]; ``Q`` tridiagonal, :func:`ou_precision`); returns the new ``d``, and at
-    the old ``d`` the cells' negative curvature ``w`` [S, U] (floored at 0: the families are
-    log-concave in the link, the beta-binomial nearly so) and ``log |Q + diag(w)|`` [S]."""
+    (``d`` [S, U]; ``Q`` tridiagonal, :func:`ou_precision`); returns the new ``d`` and, at
+    the old ``d``, ``log |Q + diag(w)|`` [S] with ``w`` the cells' negative curvature
+    (floored at 0: the families are log-concave in the link, the beta-binomial nearly so)."""
     ones = jnp.ones_like(d)
 
     def slope_of(x):
@@ -295,8 +289,7 @@ def _newton_step(cell_log_lik, d, diagonal, off):
     slope, curvature = jax.jvp(slope_of, (d,), (ones,))  # the cells are independent: elementwise
     w = jnp.maximum(jnp.where(jnp.isfinite(curvature), -curvature, 0.0), 0.0)
     slope = jnp.where(jnp.isfinite(slope), slope, 0.0)
-    new, log_det = tridiagonal_solve(diagonal[None] + w, off, w * d + slope)
-    return new, w, log_det
+    return tridiagonal_solve(diagonal[None] + w, off, w * d + slope)
 
 
 def laplace_deviation(observation, mean, obs_params: dict, data):
@@ -338,13 +331,13 @@ def laplace_deviation(observation, mean, obs_params: dict, data):
         return observation.log_kernel(data.y, inv_link(family, eta + d), data.exposure, data.mask, obs_params) - reference
 
     def iterate(d, _):
-        new, _, _ = _newton_step(cell_log_lik, d, diagonal, off)
+        new, _ = _newton_step(cell_log_lik, d, diagonal, off)
         # a step of at most LAPLACE_MAX_STEP link units per cell (a far start on a flat cell)
         return d + jnp.clip(jnp.where(jnp.isfinite(new), new - d, 0.0), -LAPLACE_MAX_STEP, LAPLACE_MAX_STEP), None
 
     mode, _ = jax.lax.scan(iterate, jnp.zeros_like(eta), None, length=LAPLACE_STEPS)
-    d, _, _ = _newton_step(cell_log_lik, jax.lax.stop_gradient(mode), diagonal, off)
-    _, _, log_det_h = _newton_step(cell_log_lik, d, diagonal, off)
+    d, _ = _newton_step(cell_log_lik, jax.lax.stop_gradient(mode), diagonal, off)
+    _, log_det_h = _newton_step(cell_log_lik, d, diagonal, off)
     previous = jnp.concatenate([jnp.zeros_like(d[:, :1]), d[:, :-1]], axis=1)
     quadratic = jnp.sum(precision * jnp.square(d - rho * previous))  # d^T Q d
     value = jnp.sum(cell_log_lik(d)) - 0.5 * quadratic + 0.5 * eta.shape[0] * log_det_q - 0.5 * jnp.sum(log_det_h)
@@ -381,17 +374,11 @@ def prior_paths(constrained: dict, tau, rng: np.random.Generator) -> np.ndarray:
     ``deviation_sd`` and ``deviation_time`` ([n] each, in ``constrained``) on the grid ``tau``
     [U], ``S`` from ``constrained["level"]``: what a prior predictive puts where a fit has
     the path's conditional mode given the data (which a prior draw must not see)."""
-    level = np.asarray(constrained["level"])
-    n, seeds, updates = level.shape
-    sd = np.asarray(constrained["deviation_sd"], np.float64).reshape(n, 1)
-    time = np.asarray(constrained["deviation_time"], np.float64).reshape(n, 1)
-    gaps = np.maximum(np.diff(np.asarray(tau, np.float64)), 0.0)
-    path = np.empty((n, seeds, updates))
-    path[..., 0] = sd * rng.standard_normal((n, seeds))
-    for u in range(1, updates):
-        rho = np.exp(-gaps[u - 1] / time)
-        path[..., u] = rho * path[..., u - 1] + sd * np.sqrt(1.0 - rho**2) * rng.standard_normal((n, seeds))
-    return path
+    shape = np.shape(constrained["level"])
+    sd = jnp.asarray(constrained["deviation_sd"], jnp.float32).reshape(shape[0])
+    time = jnp.asarray(constrained["deviation_time"], jnp.float32).reshape(shape[0])
+    z = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    return np.asarray(jax.vmap(ou_path, in_axes=(0, None, 0, 0))(z, jnp.asarray(tau, jnp.float32), sd, time), np.float64)
 
 
 # ---------------------------------------------------------------- the log-likelihood stored for comparisons
