@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from valuedyn._config import option
 from valuedyn._errors import ValuedynError
-from valuedyn.fitting.settings import PlanOptions, declared
+from valuedyn.fitting.settings import MAX_BEHAVIOURS, PlanOptions, declared
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,12 @@ class ReportConfig(PlanOptions):
     (overshoot on each plant-motif behaviour the report fits, one fit per behaviour, cached
     in the fits folder) and a section compares them; with one condition one line says so."""
 
-    trajectories: tuple[str, ...] = option((), "trajectory files (default: the runs shipped in data/)",
+    trajectories: tuple[str, ...] = option((), "trajectory files (default: the CPU campaign shipped in data/campaign/, both conditions)",
                                            positional=True, metavar="TRAJECTORY")
     out: str = option("report", "output folder")
     fits_dir: str | None = option(None, "folder of the fit cache (default: OUT/fits); share it between reports to reuse fits")
-    max_behaviours: int = option(4, "at most this many behaviours per trajectory (time budget)")
+    max_behaviours: int = option(MAX_BEHAVIOURS, "at most this many behaviours per trajectory (the plant motif's two; "
+                                                  "more add the learned achievements, in the order they are learned)")
     diversity: bool = option(True, "without --behaviours, also fit the diversity of actions and of events "
                                    "(--no-diversity: leave them out)")
     ode_models: bool = option(False, "without --models, also fit the models without a closed form "

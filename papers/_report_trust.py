@@ -53,6 +53,45 @@ def judge_sections(sections, progress=None) -> None:
         section.verdict = ranking_verdict(section.ranking)
 
 
+#: the events that say what agents do around plants, in the order the sentence names them
+PLANT_EVENTS = ("collect_sapling", "place_plant", "eat_plant")
+
+
+def plant_uses(dataset) -> str:
+    """One sentence from the data (not a fit): what the agents do with plants over the last
+    tenth of the run's updates (saplings collected, plants placed and eaten per finished
+    episode, pooled over seeds) and how placing a plant is paid (the file's stored reward:
+    every plant, or the first of an episode only). Empty when the file lacks event totals."""
+    import json
+
+    import numpy as np
+
+    if dataset is None or "event_total" not in dataset or "episodes_finished" not in dataset:
+        return ""
+    n = int(dataset.sizes["update"])
+    last = slice(n - max(1, n // 10), n)
+    episodes = float(np.asarray(dataset["episodes_finished"].isel(update=last)).sum())
+    names = [str(e) for e in np.asarray(dataset["event"].values)]
+    if episodes <= 0:
+        return ""
+    per_episode = [f"{float(np.asarray(dataset['event_total'].sel(event=e).isel(update=last)).sum()) / episodes:.2f} "
+                   f"{e}" for e in PLANT_EVENTS if e in names]
+    try:
+        reward = json.loads(dataset.attrs.get("reward", "{}") or "{}")
+    except (TypeError, json.JSONDecodeError):
+        reward = {}
+    if "place_plant" in (reward.get("every_occurrence") or {}):
+        paid = "every plant placed is rewarded (--reward-every place_plant), so many plants are worth placing"
+    elif reward:
+        paid = "only the first plant of an episode is rewarded (the achievement's first unlock)"
+    else:
+        paid = "the file does not store how placing a plant is rewarded"
+    first = int(np.asarray(dataset["update"].values)[last.start])
+    return (f"What the agents do with plants over the last tenth of the run (updates {first}-"
+            f"{int(np.asarray(dataset['update'].values)[-1])}, per finished episode, all seeds): "
+            f"{', '.join(per_episode)}; {paid}.")
+
+
 def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str, str]]:
     """Trajectory -> (the motif paragraph, or why there is none; the answer in a few
     words for the report's summary, without the paragraph's evidence)."""
@@ -84,7 +123,8 @@ def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str,
             short = f"rises, no decay after the peak ({p})"
         if verdict is not None and not verdict.trustworthy:
             short += f"; its {MOTIF_MODEL} fit is {verdict.label}"
-        answers[path] = (headline.text, short)
+        uses = plant_uses(dataset)
+        answers[path] = (headline.text + (f" {uses}" if uses else ""), short)
     return answers
 
 
