@@ -359,13 +359,11 @@ def _run_groups(groups, deadline, *, workers: int, scheduler, on_result: Callabl
             except Exception as err:  # the worker died or the task could not run
                 lost(futures[future], err)
     elif workers <= 1:
-        import queue
+        class _Deliver:  # each fit's result is delivered (and indexed) the moment it ends, not after its group
+            put = staticmethod(deliver)
 
-        channel = queue.SimpleQueue()
         for group in groups:
-            fit_group(group, deadline, channel, fresh_process=False)
-            while not channel.empty():
-                deliver(channel.get())
+            fit_group(group, deadline, _Deliver(), fresh_process=False)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -480,13 +478,16 @@ def run_plan(
             where = f" on the Dask cluster at {client.scheduler.address}"
         else:
             groups = _groups(todo, 0) if todo else []
-            workers = default_workers(workers, len(groups) or 1)
-            where = f" in {workers} processes" if workers > 1 else ""
+            # this stage's processes; ``workers`` itself stays as asked for the stages after it (a fully
+            # cached stage here once left the deviation fits and the remedy refits to one process)
+            stage_workers = default_workers(workers, len(groups) or 1)
+            where = f" in {stage_workers} processes" if stage_workers > 1 else ""
         probed = sum(o.status == "done" for o in outcomes)  # fitted above, to choose the observation model
         log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo) - probed} cached, "
             + (f"{probed} made while choosing observation models, " if probed else "")
             + f"{len(todo)} to run{where}" + (f" (time budget {time_budget:g} s)" if time_budget else ""))
-        _fit_todo(groups, outcomes, index, fits_dir, time_budget, workers, client, show_progress)
+        _fit_todo(groups, outcomes, index, fits_dir, time_budget, 0 if client is not None else stage_workers, client,
+                  show_progress)
     finally:
         if owned:
             client.close()
