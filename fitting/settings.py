@@ -100,8 +100,9 @@ OPTIONS: dict[str, Option] = {
                                choices=PARAMETERIZATIONS, static=True),
     "deviation": Option("structured deviation of each seed's curve from the model's mechanism, on the observation's "
                         "link scale (logit / log): none, or ou (an Ornstein-Uhlenbeck process whose size and timescale "
-                        "are fitted; its timescale lies between 3 updates and a quarter of the window, so it takes "
-                        "neither the update-to-update noise nor the trend). Fits of one behaviour are compared only "
+                        "are fitted; its timescale lies between 3 updates and the shorter of a quarter of the window "
+                        "and 32 updates, so it takes neither the update-to-update noise nor the trend). Fits of one "
+                        "behaviour are compared only "
                         "under the same deviation", choices=DEVIATIONS, static=True),
     # the sampler
     "chains": Option("NUTS chains (run in parallel on the CPU cores)", static=True),

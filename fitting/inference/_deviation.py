@@ -32,8 +32,8 @@ mechanism's; the sites this module adds (:func:`laplace_deviation`) are
   units: log-uniform between bounds carried in the data (:func:`deviation_time_bounds`):
   at least :data:`MIN_UPDATES` updates' worth of tau (or the widest block of updates, if
   wider), so the deviation cannot take the update-to-update noise, which is the observation
-  model's; at most :data:`MAX_WINDOW_SHARE` of the window, so it cannot take the trend,
-  which is the mechanism's,
+  model's; at most :data:`MAX_WINDOW_SHARE` of the window and :data:`MAX_UPDATES` updates,
+  so it cannot take the trend, which is the mechanism's,
 - deterministics ``deviation`` [S, U] (``d``, its conditional mode) and ``deviated_level``
   [S, U] (``mean``, observation units). Posterior predictive
   replicates are one step ahead (:func:`replicate_mean`), the predictive the stored
@@ -78,8 +78,15 @@ from valuedyn.fitting.settings import DEVIATIONS
 LINKS = {"binomial": "logit", "count": "log", "continuous": "log"}
 #: the shortest timescale, in updates (or the widest block, if wider)
 MIN_UPDATES = 3
-#: the longest timescale, as a share of the window (tau span)
+#: the longest timescale, as a share of the window (tau span) ...
 MAX_WINDOW_SHARE = 0.25
+#: ... and in updates, whichever is shorter: the deviation is the policy's drift that recovers
+#: within tens of updates; a change slower than that is the mechanism's to explain. With a
+#: quarter of the window alone, on the campaign's 400-update run (peak near update 100, a fall by
+#: a third over the next ~150) logistic_onset + OU took the decay into a deviation of timescale
+#: 0.21 of the window (84 updates) and won the comparison against overshoot: a monotone model
+#: "explained" a decay, and the mechanism no longer meant what it says
+MAX_UPDATES = 32
 #: the longest timescale is at least this multiple of the shortest (a short run: the window's
 #: quarter may be under a few updates; the prior then still spans a range of timescales)
 MIN_TIME_RATIO = 2.0
@@ -155,8 +162,9 @@ def deviation_time_bounds(selection) -> np.ndarray:
     """``[time_min, time_max]`` (tau units, float32) of a selection's deviation timescale:
     ``time_min`` = the larger of :data:`MIN_UPDATES` updates' worth of tau and the widest
     cell (a block of updates, :func:`~valuedyn.fitting.inference._select.aggregate_blocks`);
-    ``time_max`` = :data:`MAX_WINDOW_SHARE` of the window, at least :data:`MIN_TIME_RATIO`
-    ``time_min``. An update's worth of tau is the window over its number of updates."""
+    ``time_max`` = the shorter of :data:`MAX_WINDOW_SHARE` of the window and :data:`MAX_UPDATES`
+    updates, at least :data:`MIN_TIME_RATIO` ``time_min``. An update's worth of tau is the
+    window over its number of updates."""
     tau = np.asarray(selection.tau, np.float64)
     edges = getattr(selection, "edges", None)
     if edges is not None:  # aggregated: the blocks' true spans
@@ -169,7 +177,7 @@ def deviation_time_bounds(selection) -> np.ndarray:
         widest = float(np.max(np.diff(tau))) if n_updates > 1 else window
     per_update = window / max(n_updates, 1)
     time_min = max(MIN_UPDATES * per_update, widest)
-    time_max = max(MAX_WINDOW_SHARE * window, MIN_TIME_RATIO * time_min)
+    time_max = max(min(MAX_WINDOW_SHARE * window, MAX_UPDATES * per_update), MIN_TIME_RATIO * time_min)
     return np.asarray([time_min, time_max], np.float32)
 
 

@@ -102,12 +102,16 @@ def test_the_path_is_stationary_with_the_ou_correlation():
         assert abs(correlation - np.exp(-(float(tau[u]) - float(tau[u - 1])) / 0.2)) < 0.02
 
 
-def test_the_timescale_lies_between_three_updates_and_a_quarter_of_the_window():
+def test_the_timescale_lies_between_three_updates_and_a_quarter_of_the_window_or_32_updates():
     selection, _ = simulate(0, n_updates=41)
     low, high = deviation_time_bounds(selection)
     # 41 updates: the window (each update's span included) is 41/40 of tau's range
     assert low == pytest.approx(3 * (41 / 40) / 41, rel=1e-5)
     assert high == pytest.approx(0.25 * 41 / 40, rel=1e-5)
+    # a long run: at most 32 updates, however long the window (a slower change is the mechanism's)
+    long, _ = simulate(0, n_updates=400)
+    low, high = deviation_time_bounds(long)
+    assert low == pytest.approx(3 / 399, rel=1e-5) and high == pytest.approx(32 / 399, rel=1e-5)
     # a short run: the longest timescale is still twice the shortest
     short, _ = simulate(0, n_updates=8)
     low, high = deviation_time_bounds(short)
