@@ -100,6 +100,8 @@ def summary_lines(sections: list, report: dict, diversity: dict) -> list[str]:
             lines.append(f"- Motif, plants per episode ({who(name)}): {short}.")
             if short.startswith(("undecided", "not answered")):
                 undecided.append(f"the motif of {name} ({short.split(': ', 1)[-1].split(' (P(')[0]})")
+            elif "; its " in short and " fit is " in short:  # an answer from an untrustworthy fit is no decision
+                undecided.append(f"the motif of {name} (its {short.split('; its ', 1)[1]})")
     effect = _effect_line(conditions)
     if effect:
         lines.append(effect)
@@ -112,6 +114,9 @@ def summary_lines(sections: list, report: dict, diversity: dict) -> list[str]:
             if s.verdict.get("winner") is None:
                 why = "no trustworthy fit" if s.fitted else "no fit succeeded"
                 undecided.append(f"the winner of {s.behaviour}{f' in {name}' if many else ''} ({why})")
+            elif s.verdict.get("clearly") is None and len(s.fitted) > 1:  # the others failed: nothing was compared
+                undecided.append(f"the comparison on {s.behaviour}{f' in {name}' if many else ''} (only "
+                                 f"{s.verdict['winner']} of {len(s.fitted)} fits is trustworthy)")
     for path, view in (diversity or {}).items():
         headline = view.headline
         stated = [_timescale_phrase(t, word) for t, word in ((headline.fast, "event diversity rises in"),

@@ -80,3 +80,25 @@ def test_a_refitted_fit_shows_its_first_attempt_in_one_line(tiny_report):
         (line,) = [line for line in markdown.splitlines() if line.startswith(f"- refit: {model}: ")]
         assert first["failure"] in line and first["remedy"]["text"] in line
         assert first["refit"] in ("done", "cached") and "refitted once with" in line
+
+
+def test_an_answer_from_an_untrustworthy_fit_or_a_lone_trustworthy_fit_is_not_called_decided():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from valuedyn.papers._report_markdown import summary_lines
+
+    name = "run.nc"
+    section = SimpleNamespace(trajectory=Path(name), behaviour="event:place_plant",
+                              fitted=["logistic_onset", "overshoot", "stagewise"],
+                              verdict={"winner": "logistic_onset", "clearly": None, "text": "only trustworthy fit"})
+    report = {"trajectories": [{"path": name}], "conditions": {"n_conditions": 1},
+              "motif_summary": {name: "rises, then decays (P(decay) 1.00); its overshoot fit is not identified"}}
+    (decided,) = [line for line in summary_lines([section], report, {}) if line.startswith("- Not decided")]
+    assert "the motif of run.nc (its overshoot fit is not identified)" in decided
+    assert "the comparison on event:place_plant (only logistic_onset of 3 fits is trustworthy)" in decided
+    # a trustworthy motif fit and a clear winner: nothing left undecided
+    report["motif_summary"][name] = "rises, then decays (P(decay) 1.00)"
+    section.verdict = {"winner": "overshoot", "clearly": True}
+    (decided,) = [line for line in summary_lines([section], report, {}) if line.startswith("- Not decided")]
+    assert decided.startswith("- Not decided: nothing")
