@@ -359,11 +359,11 @@ def _run_groups(groups, deadline, *, workers: int, scheduler, on_result: Callabl
             except Exception as err:  # the worker died or the task could not run
                 lost(futures[future], err)
     elif workers <= 1:
-        class _Deliver:  # each fit's result is delivered (and indexed) the moment it ends, not after its group
-            put = staticmethod(deliver)
+        from types import SimpleNamespace
 
+        channel = SimpleNamespace(put=deliver)  # each result delivered (and indexed) as its fit ends, not after its group
         for group in groups:
-            fit_group(group, deadline, _Deliver(), fresh_process=False)
+            fit_group(group, deadline, channel, fresh_process=False)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -475,6 +475,7 @@ def run_plan(
     try:
         if client is not None:
             groups = _groups(todo, len(client.scheduler_info().get("workers", {})))
+            stage_workers = 0  # the cluster's workers run the groups
             where = f" on the Dask cluster at {client.scheduler.address}"
         else:
             groups = _groups(todo, 0) if todo else []
@@ -486,8 +487,7 @@ def run_plan(
         log(f"fit: {len(jobs)} fits, {len(jobs) - len(todo) - probed} cached, "
             + (f"{probed} made while choosing observation models, " if probed else "")
             + f"{len(todo)} to run{where}" + (f" (time budget {time_budget:g} s)" if time_budget else ""))
-        _fit_todo(groups, outcomes, index, fits_dir, time_budget, 0 if client is not None else stage_workers, client,
-                  show_progress)
+        _fit_todo(groups, outcomes, index, fits_dir, time_budget, stage_workers, client, show_progress)
     finally:
         if owned:
             client.close()

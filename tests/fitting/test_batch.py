@@ -383,3 +383,20 @@ def test_ode_models_get_their_own_tree_depth_cap():
         dataclasses.replace(settings, min_draws=-1).validate()
     with pytest.raises(ValuedynError, match="--ode-max-tree-depth"):
         dataclasses.replace(settings, ode_max_tree_depth=0).validate()
+
+
+def test_in_process_fits_are_delivered_the_moment_each_ends(plan, tmp_path):
+    """workers=1: each fit's result reaches the parent (which indexes it) before the next fit
+    of its group starts, so a kill between them keeps the finished fit in the index."""
+    from valuedyn.fitting.pipeline._batch import _run_groups
+
+    group = [(i, job.fit_config(tmp_path / job.file_name())) for i, job in enumerate(plan[:2])]
+    seen = []
+
+    def on_result(result):
+        job_id, status, _, _ = result
+        seen.append((job_id, status, Path(group[1][1].out).exists()))
+
+    _run_groups([group], None, workers=1, scheduler=None, on_result=on_result)
+    # the first fit arrived while the second had not been written yet; then the second
+    assert seen == [(0, "done", False), (1, "done", True)]
