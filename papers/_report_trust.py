@@ -62,34 +62,29 @@ def plant_uses(dataset) -> str:
     tenth of the run's updates (saplings collected, plants placed and eaten per finished
     episode, pooled over seeds) and how placing a plant is paid (the file's stored reward:
     every plant, or the first of an episode only). Empty when the file lacks event totals."""
-    import json
-
     import numpy as np
+
+    from valuedyn.fitting import training_config
 
     if dataset is None or "event_total" not in dataset or "episodes_finished" not in dataset:
         return ""
-    n = int(dataset.sizes["update"])
-    last = slice(n - max(1, n // 10), n)
+    updates = np.asarray(dataset["update"].values)
+    last = slice(len(updates) - max(1, len(updates) // 10), len(updates))
     episodes = float(np.asarray(dataset["episodes_finished"].isel(update=last)).sum())
-    names = [str(e) for e in np.asarray(dataset["event"].values)]
     if episodes <= 0:
         return ""
+    names = [str(e) for e in np.asarray(dataset["event"].values)]
     per_episode = [f"{float(np.asarray(dataset['event_total'].sel(event=e).isel(update=last)).sum()) / episodes:.2f} "
                    f"{e}" for e in PLANT_EVENTS if e in names]
-    try:
-        reward = json.loads(dataset.attrs.get("reward", "{}") or "{}")
-    except (TypeError, json.JSONDecodeError):
-        reward = {}
-    if "place_plant" in (reward.get("every_occurrence") or {}):
-        paid = "every plant placed is rewarded (--reward-every place_plant), so many plants are worth placing"
-    elif reward:
-        paid = "only the first plant of an episode is rewarded (the achievement's first unlock)"
-    else:
+    config = training_config(dataset.attrs)  # the trainer's stored config (None for an imported log)
+    if config is None or "reward_every" not in config:
         paid = "the file does not store how placing a plant is rewarded"
-    first = int(np.asarray(dataset["update"].values)[last.start])
-    return (f"What the agents do with plants over the last tenth of the run (updates {first}-"
-            f"{int(np.asarray(dataset['update'].values)[-1])}, per finished episode, all seeds): "
-            f"{', '.join(per_episode)}; {paid}.")
+    elif "place_plant" in (config["reward_every"] or ()):
+        paid = "every plant placed is rewarded (--reward-every place_plant), so many plants are worth placing"
+    else:
+        paid = "only the first plant of an episode is rewarded (the achievement's first unlock)"
+    return (f"What the agents do with plants over the last tenth of the run (updates {int(updates[last.start])}-"
+            f"{int(updates[-1])}, per finished episode, all seeds): {', '.join(per_episode)}; {paid}.")
 
 
 def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str, str]]:
