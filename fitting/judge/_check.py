@@ -1,7 +1,9 @@
 """Posterior predictive checks (``valuedyn check``): where does a model fail?
 
 - Interval coverage: share of the observed cells inside the central 50% and 90%
-  posterior predictive intervals (should be near 0.5 and 0.9).
+  posterior predictive intervals (should be near 0.5 and 0.9); for counts, a cell is inside
+  when its randomised predictive PIT lies in the interval's probability range (ties at the
+  ends counted by chance, so a cell pinned at 0 is not "inside" every interval).
 - LOO-PIT: probability integral transform of each observation under its leave-one-out
   predictive (PSIS weights as ArviZ's ``loo`` and ``loo_pit`` compute them, their relative
   efficiency included: :func:`loo_pit_values`); randomised for counts so a calibrated
@@ -138,11 +140,22 @@ def compute_checks(idata, seed: int = 0) -> dict:
     discrete = is_discrete(idata)
     seeds = [int(s) for s in np.asarray(idata.constant_data["seed"].values)]
 
-    # coverage of the central intervals, observed cells only
+    # coverage of the central intervals, observed cells only; for counts an interval's ends
+    # are ties (a cell at a bound of 0 lags is "inside" for almost every draw), so a count
+    # is inside when its randomised predictive PIT P(rep < y) + u P(rep = y) lies in the
+    # interval's probability range: the share is `level` in expectation under a calibrated
+    # model, as the LOO-PIT below is randomised
     coverage = {}
+    if discrete:
+        below = (rep_obs < y_obs[None, :]).mean(axis=0)
+        equal = (rep_obs == y_obs[None, :]).mean(axis=0)
+        position = below + rng.uniform(size=below.shape) * equal  # [obs]
     for level in (0.5, 0.9):
-        lo, hi = np.quantile(rep_obs, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        inside = (y_obs >= lo) & (y_obs <= hi)
+        if discrete:
+            inside = (position >= (1 - level) / 2) & (position <= (1 + level) / 2)
+        else:
+            lo, hi = np.quantile(rep_obs, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            inside = (y_obs >= lo) & (y_obs <= hi)
         coverage[f"{int(level * 100)}"] = float(inside.mean())
 
     # LOO-PIT with ArviZ's PSIS weights (log-likelihood is stored for the observed cells only)
