@@ -394,19 +394,14 @@ def _cell_log_density(observation, eta, y, exposure, mask, params):
     return observation.distribution(inv_link(observation.family, eta), exposure, mask, params).log_prob(y)
 
 
-def innovation_integrated_log_lik(observation, constrained: dict, data, y_filled):
-    """``log p(y[s, u] | d[s, u - 1], theta)`` [S, U] for one draw (``constrained``: its
-    constrained sites and deterministics), each cell's innovation integrated out by
-    adaptive Gauss-Hermite quadrature (module docstring); masked cells 0."""
-    family = observation.family
+def _integrated_log_density(observation, constrained: dict, data, y_filled, centre, variance):
+    """``log integral p(y[s, u] | inv_link(link(level) + x)) Normal(x; centre, variance) dx``
+    [S, U] for one draw, by adaptive Gauss-Hermite quadrature (:data:`GAUSS_HERMITE_NODES`
+    nodes around the integrand's mode, found by :data:`NEWTON_STEPS` Newton steps from
+    ``centre``); masked cells 0."""
     params = {name: constrained[name] for name, _ in observation.parameters}
-    sd, time = constrained["deviation_sd"], constrained["deviation_time"]
-    d = constrained["deviation"]
-    rho = correlations(data.tau, time)
-    eta = link(family, constrained["level"])
-    previous = jnp.concatenate([jnp.zeros_like(d[:, :1]), d[:, :-1]], axis=1)
-    centre = rho * previous  # [S, U]
-    variance = jnp.maximum(jnp.square(sd) * (1.0 - jnp.square(rho)), _TINY_VARIANCE) * jnp.ones_like(centre)
+    eta = link(observation.family, constrained["level"])
+    variance = jnp.maximum(variance, _TINY_VARIANCE) * jnp.ones_like(centre)
 
     def log_integrand(x):  # [S, U] -> [S, U]: log p(y | eta + x) + log Normal(x; centre, variance)
         normal = -0.5 * (jnp.log(2.0 * math.pi * variance) + jnp.square(x - centre) / variance)
@@ -434,6 +429,37 @@ def innovation_integrated_log_lik(observation, constrained: dict, data, y_filled
         terms.append(math.log(weight) + node**2 + log_integrand(mode + math.sqrt(2.0) * node * width))
     value = jnp.log(math.sqrt(2.0) * width) + jax.scipy.special.logsumexp(jnp.stack(terms), axis=0)
     return jnp.where(data.mask, value, 0.0)
+
+
+def innovation_integrated_log_lik(observation, constrained: dict, data, y_filled):
+    """``log p(y[s, u] | d[s, u - 1], theta)`` [S, U] for one draw (``constrained``: its
+    constrained sites and deterministics), each cell's innovation integrated out by
+    adaptive Gauss-Hermite quadrature (module docstring); masked cells 0."""
+    sd, time = constrained["deviation_sd"], constrained["deviation_time"]
+    d = constrained["deviation"]
+    rho = correlations(data.tau, time)
+    previous = jnp.concatenate([jnp.zeros_like(d[:, :1]), d[:, :-1]], axis=1)
+    variance = jnp.square(sd) * (1.0 - jnp.square(rho))
+    return _integrated_log_density(observation, constrained, data, y_filled, rho * previous, variance)
+
+
+def forecast_log_lik(observation, constrained: dict, data, y_filled, last_tau):
+    """``log p(y[s, u] | y[s, fitted cells], theta)`` [S, U] for one draw of a fit made on
+    each seed's cells up to ``last_tau`` [S] (tau units): the leave-future-out score of a
+    deviation fit (:func:`valuedyn.fitting.judge._compare.leave_future_out`). A future cell is
+    predicted many updates ahead, where the deviation has forgotten most of what the fitted
+    updates said: ``x ~ Normal(d[s, u], sd^2 (1 - exp(-2 (tau_u - last_tau_s) / time)))``,
+    with ``d`` the draw's conditional mode given the fitted cells only (``constrained``
+    from the fit's own data, whose mask holds the fitted cells: past the last of them the
+    mode is the OU forecast ``exp(-(tau_u - last_tau_s) / time) d_T``), integrated out as
+    the innovation is. So the score is the mechanism's extrapolation plus a deviation
+    relaxing to its stationary law, not the one-step-ahead score (where the deviation's
+    state carries the prediction and the mechanism hardly matters). The uncertainty of
+    ``d_T`` itself is left out (a cell of hundreds of episodes pins it). Masked cells 0."""
+    sd, time = constrained["deviation_sd"], constrained["deviation_time"]
+    gap = jnp.maximum(data.tau[None, :] - last_tau[:, None], 0.0)  # [S, U]
+    variance = jnp.square(sd) * (1.0 - jnp.exp(-2.0 * gap / time))
+    return _integrated_log_density(observation, constrained, data, y_filled, constrained["deviation"], variance)
 
 
 def pointwise_log_likelihood(observation, constrained: dict, data, y_filled):

@@ -5,7 +5,13 @@ left-out update *inside* the window: interpolation. Trajectories are time series
 the leave-future-out (LFO) check refits every model on the updates with
 ``tau <= lfo_fraction`` (same compiled sampler, the later cells masked, the level scale
 recomputed from the early cells only) and scores the log predictive density of the
-held-out later updates: ``elpd_lfo = sum_i log mean_draws p(y_i | theta)``.
+held-out later updates: ``elpd_lfo = sum_i log mean_draws p(y_i | theta)``. Under a
+structured deviation each held-out cell is predicted from the fitted updates alone, many
+updates ahead (the deviation relaxing towards its stationary law,
+:func:`~valuedyn.fitting.inference._deviation.forecast_log_lik`): where PSIS-LOO's
+one-step-ahead score lets the deviation's state carry the prediction, this score rests on
+the mechanism's extrapolation, so it is the criterion that tells mechanisms apart under
+the same deviation.
 
 Only fits of the same data are compared: same trajectory hash, behaviour and selection,
 and the same structured deviation (``--deviation``): a deviation fit stores each
@@ -99,6 +105,27 @@ def _names(paths: list[Path], attrs: list[dict]) -> list[str]:
     return names
 
 
+def forecast_scores(observation, constrained: dict, data, last_tau, batch: int = 250) -> np.ndarray:
+    """Leave-future-out log predictive densities [N, S, U] of a deviation fit's draws
+    (``constrained``: the refit's constrained draws, [N, ...], from its own data) on
+    ``data`` (every cell observed), :func:`~valuedyn.fitting.inference._deviation.forecast_log_lik`
+    per draw, in batches of ``batch`` draws."""
+    import jax
+    import jax.numpy as jnp
+
+    from valuedyn.fitting.inference._deviation import forecast_log_lik
+
+    y_filled = observation.fill(data.y, data.mask)
+    last = jnp.asarray(last_tau, jnp.float32)
+    score = jax.jit(jax.vmap(lambda draw: forecast_log_lik(observation, draw, data, y_filled, last)))
+    n = next(iter(constrained.values())).shape[0]
+    parts = []
+    for start in range(0, n, batch):
+        piece = {name: jnp.asarray(values[start:start + batch]) for name, values in constrained.items()}
+        parts.append(np.asarray(score(piece)))
+    return np.concatenate(parts)
+
+
 def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     """Refit the model of ``idata`` on ``tau <= fraction`` and score the held-out future."""
     import jax
@@ -106,7 +133,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     from scipy.special import logsumexp
 
     from valuedyn.data import open_trajectory
-    from valuedyn.fitting.inference._deviation import with_deviation
+    from valuedyn.fitting.inference._deviation import deviation_of, with_deviation
     from valuedyn.fitting.inference._fit import get_model, infer, settings_from
     from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
     from valuedyn.fitting.inference._select import parse_updates, select_behaviour
@@ -143,7 +170,15 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     )
     # predict every observed cell with the early-data posterior, score the future ones
     data = inference.data._replace(mask=jnp.asarray(selection.mask))
-    _, log_lik, _ = inference.compiled.outputs(data, inference.flat_z, jax.random.PRNGKey(config.seed + 2), replicate=False)
+    key = jax.random.PRNGKey(config.seed + 2)
+    if deviation_of(observation) == "none":
+        _, log_lik, _ = inference.compiled.outputs(data, inference.flat_z, key, replicate=False)
+    else:
+        # the deviation's mode from the fitted cells alone (outputs on the refit's own data: with
+        # every cell unmasked it would see the future and score it one step ahead)
+        constrained, _, _ = inference.compiled.outputs(inference.data, inference.flat_z, key, replicate=False)
+        last_tau = np.where(train, selection.tau[None, :], -np.inf).max(axis=1)  # [S]
+        log_lik = forecast_scores(observation, constrained, data, last_tau)
     cells = log_lik[:, heldout]  # [N, n_heldout]
     lpd = logsumexp(cells, axis=0) - np.log(cells.shape[0])
     return {

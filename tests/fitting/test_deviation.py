@@ -194,6 +194,42 @@ def test_the_innovation_integrated_log_likelihood_matches_brute_force_integratio
     assert not np.allclose(plain, value, atol=1e-3)
 
 
+@pytest.mark.parametrize("name, extra", [("binomial", {}), ("negbin", {"dispersion": 0.3}),
+                                         ("lognormal", {"sigma": 0.2})])
+def test_the_forecast_log_likelihood_integrates_the_deviation_relaxed_over_the_gap(name, extra):
+    """A future cell (leave-future-out) predicted 0.25 tau after the last fitted one: the
+    deviation's forecast mean (the mode the fit gives there) with the OU variance
+    sd^2 (1 - exp(-2 gap / time)), integrated out."""
+    from valuedyn.fitting.inference._deviation import forecast_log_lik
+
+    observation = with_deviation(OBSERVATION_MODELS[name], "ou")
+    sd, time, level, exposure = 0.8, 0.1, 0.4 if name == "binomial" else 3.0, 100.0
+    y = {"binomial": 30.0, "negbin": 250.0, "lognormal": 3.5}[name]
+    tau = np.array([0.0, 0.05, 0.3])
+    forecast_mean = 0.3 * np.exp(-0.25 / time)
+    constrained = {"level": jnp.full((1, 3), level, jnp.float32), "deviation_sd": jnp.float32(sd),
+                   "deviation_time": jnp.float32(time), "deviation_time_position": jnp.float32(0.5),
+                   "deviation": jnp.asarray([[0.1, 0.3, forecast_mean]], jnp.float32),
+                   **{k: jnp.float32(v) for k, v in extra.items()}}
+
+    class Data:
+        pass
+
+    data = Data()
+    data.tau = jnp.asarray(tau, jnp.float32)
+    data.exposure = jnp.full((1, 3), exposure, jnp.float32)
+    data.mask = jnp.ones((1, 3), bool)
+    value = np.asarray(forecast_log_lik(observation, constrained, data, jnp.full((1, 3), y, jnp.float32),
+                                        jnp.asarray([0.05], jnp.float32)))
+    params = {k: jnp.float32(v) for k, v in extra.items()}
+    variance = sd**2 * (1 - np.exp(-2 * 0.25 / time))
+    assert value[0, 2] == pytest.approx(_brute_force(OBSERVATION_MODELS[name], y, exposure, level, forecast_mean,
+                                                     variance, params), abs=2e-3)
+    # a fitted cell (no gap) is scored at its mode: the deviation is known there
+    at_mode = _brute_force(OBSERVATION_MODELS[name], y, exposure, level, 0.3, 1e-8, params)
+    assert value[0, 1] == pytest.approx(at_mode, abs=2e-2)
+
+
 @pytest.mark.parametrize("name", ["poisson", "negbin", "binomial", "betabinomial", "lognormal"])
 def test_the_laplace_marginal_matches_monte_carlo_over_ou_paths(name):
     """The likelihood NUTS samples under a deviation, log p(y | theta) with every seed's
