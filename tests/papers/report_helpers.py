@@ -2,8 +2,7 @@
 
 Built once per test session, and once across pytest-xdist workers: the first worker to
 ask builds it under a file lock in the session's shared temporary folder, the others
-wait and read it. Its settings must equal the notebook's FAST settings
-(papers/notebooks/model_comparison.ipynb), so the notebook test finds every fit in the cache.
+wait and read it.
 """
 
 from __future__ import annotations

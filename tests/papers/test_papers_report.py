@@ -8,7 +8,6 @@ every test here; the notebook's FAST settings are the same, so it reuses those f
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -212,35 +211,6 @@ def test_figures_refuses_a_corrupt_fit_and_writes_nothing(tmp_path, report_dir, 
     err = capsys.readouterr().err
     assert "corrupt" in err and str(victim.name) in err
     assert not (paper / "figures").exists()
-
-
-def test_notebook_runs_top_to_bottom(report_dir, report_trajectory, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
-    import valuedyn.papers
-
-    source = Path(valuedyn.papers.__file__).parent / "notebooks" / "model_comparison.ipynb"
-    notebook = nbformat.read(source, as_version=4)
-    env = {"VALUEDYN_NOTEBOOK_FAST": "1", "VALUEDYN_NOTEBOOK_TRAJECTORY": str(report_trajectory),
-           "VALUEDYN_NOTEBOOK_OUT": str(tmp_path / "notebook_report"), "VALUEDYN_NOTEBOOK_FITS": str(report_dir / "fits"),
-           "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits the environment
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs)
-    text = "".join(o.get("text", "") for o in outputs)
-    assert "0 fits run" in text  # the notebook found the report's fits in the cache
-    assert (tmp_path / "notebook_report" / "report.md").exists()
 
 
 # ---------------------------------------------------------------- conditions of training (issue 16)
