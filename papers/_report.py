@@ -137,8 +137,10 @@ def run_report(config) -> dict:
         "behaviour_rule": BEHAVIOUR_RULE.format(threshold=config.learned_threshold, max_behaviours=config.max_behaviours),
         "notes": notes,
         "trajectories": trajectories,
-        "motif": {path.name: text for path, (text, _) in motif.items()},
-        "motif_summary": {path.name: short for path, (_, short) in motif.items()},
+        "motif": {path.name: text for path, (text, _, _) in motif.items()},
+        "motif_summary": {path.name: short for path, (_, short, _) in motif.items()},
+        # why each motif question is not decided (None: decided), what the summary lists
+        "motif_undecided": {path.name: why for path, (_, _, why) in motif.items()},
         "results": results_json(sections, out),
         "diversity": [
             {"trajectory": path.name, "chosen_fits": view.chosen, "not_stated": view.untrusted,

@@ -98,10 +98,9 @@ def summary_lines(sections: list, report: dict, diversity: dict) -> list[str]:
         short = report.get("motif_summary", {}).get(name)
         if short is not None:
             lines.append(f"- Motif, plants per episode ({who(name)}): {short}.")
-            if short.startswith(("undecided", "not answered")):
-                undecided.append(f"the motif of {name} ({short.split(': ', 1)[-1].split(' (P(')[0]})")
-            elif "; its " in short and " fit is " in short:  # an answer from an untrustworthy fit is no decision
-                undecided.append(f"the motif of {name} (its {short.split('; its ', 1)[1]})")
+        why = report.get("motif_undecided", {}).get(name)
+        if why:
+            undecided.append(f"the motif of {name} ({why})")
     effect = _effect_line(conditions)
     if effect:
         lines.append(effect)

@@ -87,9 +87,11 @@ def plant_uses(dataset) -> str:
             f"{int(updates[-1])}, per finished episode, all seeds): {', '.join(per_episode)}; {paid}.")
 
 
-def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str, str]]:
+def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str, str, str | None]]:
     """Trajectory -> (the motif paragraph, or why there is none; the answer in a few
-    words for the report's summary, without the paragraph's evidence)."""
+    words for the report's summary, without the paragraph's evidence; why the question is
+    not decided, in a few words, or None when it is: the run or the data leave it open,
+    nothing answered it, or the answer comes from a fit that is not trustworthy)."""
     from valuedyn.fitting import motif_headline
 
     answers = {}
@@ -98,31 +100,37 @@ def motif_answers(sections, loaded: dict[Path, object]) -> dict[Path, tuple[str,
         dataset = loaded[path]
         if dataset is not None and "event_total" not in dataset:  # an imported log without event totals: say what it lacked
             answers[path] = (f"Not answered: the log of {path.name} lacked event totals, so plants placed per episode "
-                             f"({MOTIF_BEHAVIOUR}) are not in the file.", "not answered (the log lacked event totals)")
+                             f"({MOTIF_BEHAVIOUR}) are not in the file.", "not answered (the log lacked event totals)",
+                             "the log lacked event totals")
             continue
         if section is None or MOTIF_MODEL not in section.fitted:
             answers[path] = (f"No {MOTIF_MODEL} fit of {MOTIF_BEHAVIOUR} in this report, so the motif question "
                              f"(does it rise and then decay?) is not answered here; fit it with --behaviours "
-                             f"{MOTIF_BEHAVIOUR} --models {MOTIF_MODEL} ...", f"not answered (no {MOTIF_MODEL} fit)")
+                             f"{MOTIF_BEHAVIOUR} --models {MOTIF_MODEL} ...", f"not answered (no {MOTIF_MODEL} fit)",
+                             f"no {MOTIF_MODEL} fit")
             continue
         verdict = section.verdicts.get(MOTIF_MODEL)
         headline = motif_headline(section.fits[MOTIF_MODEL], verdict)
         p = f"P(decay) {headline.decay_probability:.2f}"
+        undecided = None
         if headline.can_tell == "run too short":
-            short = f"undecided: the run ends while the level still rises ({p})"
+            undecided = "the run ends while the level still rises"
+            short = f"undecided: {undecided} ({p})"
         elif headline.can_tell == "open":
-            short = f"undecided: the data leave the decay open ({p})"
+            undecided = "the data leave the decay open"
+            short = f"undecided: {undecided} ({p})"
         elif headline.decay_probability >= 0.9:
             short = f"rises, then decays ({p})"
         else:
             short = f"rises, no decay after the peak ({p})"
         if verdict is not None and not verdict.trustworthy:
             short += f"; its {MOTIF_MODEL} fit is {verdict.label}"
+            undecided = undecided or f"its {MOTIF_MODEL} fit is {verdict.label}"  # an answer from it is no decision
         uses = plant_uses(dataset)
-        answers[path] = (headline.text + (f" {uses}" if uses else ""), short)
+        answers[path] = (headline.text + (f" {uses}" if uses else ""), short, undecided)
     return answers
 
 
 def motif_headlines(sections, loaded: dict[Path, object]) -> dict[Path, str]:
     """Trajectory -> the motif paragraph (or why there is none)."""
-    return {path: text for path, (text, _) in motif_answers(sections, loaded).items()}
+    return {path: text for path, (text, _, _) in motif_answers(sections, loaded).items()}

@@ -34,6 +34,10 @@ def test_the_summary_is_at_the_top_and_fits_in_fifteen_lines(tiny_report):
     # the motif per trajectory, the winner (or undecided) per behaviour, what is not decided
     for name, short in report["motif_summary"].items():
         assert f"({name}): {short}." in text
+        why = report["motif_undecided"][name]  # the reason the summary lists, from report.json, never parsed
+        assert (why is None) == short.startswith(("rises, then decays", "rises, no decay")) or "fit is" in short
+        if why:
+            assert f"the motif of {name} ({why})" in summary[-1]
     (winners,) = [line for line in summary if line.startswith("- Winners")]
     for result in report["results"]:
         said = "undecided" if result["winner"] is None else result["winner"]
@@ -93,12 +97,14 @@ def test_an_answer_from_an_untrustworthy_fit_or_a_lone_trustworthy_fit_is_not_ca
                               fitted=["logistic_onset", "overshoot", "stagewise"],
                               verdict={"winner": "logistic_onset", "clearly": None, "text": "only trustworthy fit"})
     report = {"trajectories": [{"path": name}], "conditions": {"n_conditions": 1},
-              "motif_summary": {name: "rises, then decays (P(decay) 1.00); its overshoot fit is not identified"}}
+              "motif_summary": {name: "rises, then decays (P(decay) 1.00); its overshoot fit is not identified"},
+              "motif_undecided": {name: "its overshoot fit is not identified"}}
     (decided,) = [line for line in summary_lines([section], report, {}) if line.startswith("- Not decided")]
     assert "the motif of run.nc (its overshoot fit is not identified)" in decided
     assert "the comparison on event:place_plant (only logistic_onset of 3 fits is trustworthy)" in decided
     # a trustworthy motif fit and a clear winner: nothing left undecided
     report["motif_summary"][name] = "rises, then decays (P(decay) 1.00)"
+    report["motif_undecided"][name] = None
     section.verdict = {"winner": "overshoot", "clearly": True}
     (decided,) = [line for line in summary_lines([section], report, {}) if line.startswith("- Not decided")]
     assert decided.startswith("- Not decided: nothing")
