@@ -158,6 +158,12 @@ def inv_link(family: str, eta, xp=jnp):
 
 
 # ---------------------------------------------------------------- the time grid
+def deviated(family: str, level, deviation, xp=jnp):
+    """``inv_link(link(level) + deviation)``: the mean of the observation once the
+    deviation (link units) is added to the mechanism's level (observation units)."""
+    return inv_link(family, link(family, level, xp=xp) + deviation, xp=xp)
+
+
 def deviation_time_bounds(selection) -> np.ndarray:
     """``[time_min, time_max]`` (tau units, float32) of a selection's deviation timescale:
     ``time_min`` = the larger of :data:`MIN_UPDATES` updates' worth of tau and the widest
@@ -350,7 +356,7 @@ def laplace_deviation(observation, mean, obs_params: dict, data):
     quadratic = jnp.sum(precision * jnp.square(d - rho * previous))  # d^T Q d
     value = jnp.sum(cell_log_lik(d)) - 0.5 * quadratic + 0.5 * eta.shape[0] * log_det_q - 0.5 * jnp.sum(log_det_h)
     numpyro.deterministic("deviation", d)
-    numpyro.deterministic("deviated_level", inv_link(family, eta + d))
+    numpyro.deterministic("deviated_level", deviated(family, mean, d))
     return value
 
 
@@ -374,7 +380,7 @@ def replicate_mean(observation, constrained: dict, data, rng: np.random.Generato
     rho = np.concatenate([np.zeros_like(time), np.exp(-gaps[None, :] / time)], axis=1)[:, None, :]  # [n, 1, U]
     previous = np.concatenate([np.zeros_like(d[..., :1]), d[..., :-1]], axis=-1)
     innovation = rho * previous + sd * np.sqrt(np.maximum(1.0 - rho**2, 0.0)) * rng.standard_normal(d.shape)
-    return inv_link(family, link(family, level, xp=np) + innovation, xp=np)
+    return deviated(family, level, innovation, xp=np)
 
 
 def prior_paths(constrained: dict, tau, rng: np.random.Generator) -> np.ndarray:

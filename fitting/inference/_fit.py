@@ -212,14 +212,14 @@ def prior_draws(compiled, data: FitData, key, n: int) -> tuple[dict, np.ndarray]
     if deviation_of(compiled.observation) != "none":
         # the outputs kernel's deviation is the path's conditional mode given the data: a
         # prior draw takes a path from the OU prior instead, and its replicates around it
-        from valuedyn.fitting.inference._deviation import inv_link, link, prior_paths
+        from valuedyn.fitting.inference._deviation import deviated, prior_paths
         from valuedyn.fitting.inference._nuts import numpy_rng
 
         family = compiled.observation.family
         constrained = dict(constrained)
         constrained["deviation"] = prior_paths(constrained, data.tau, numpy_rng(key_y))
-        constrained["deviated_level"] = inv_link(family, link(family, np.asarray(constrained["level"], np.float64), xp=np)
-                                                 + constrained["deviation"], xp=np)
+        constrained["deviated_level"] = deviated(family, np.asarray(constrained["level"], np.float64),
+                                                 constrained["deviation"], xp=np)
         y = compiled.replicates(data, constrained, jax.random.fold_in(key_y, 1))
     return constrained, y
 
