@@ -202,6 +202,7 @@ def result_tables(sections: list[Section], out: Path) -> dict[str, str]:
                 "fit_file": shown_path(path, out),
                 "cached": section.cached[model],
                 **{k: (None if row is None else float(row[k])) for k in ("elpd_loo", "se", "d_elpd", "dse", "weight")},
+                **({k: float(row[k]) for k in ("elpd_lfo", "lfo_se")} if row is not None and "elpd_lfo" in row else {}),
                 "trustworthy": section.trustworthy(model),
                 "verdict": section.verdicts[model].label if model in section.verdicts else None,
                 "reasons": "" if section.trustworthy(model) else section.why_not(model),

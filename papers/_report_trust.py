@@ -49,7 +49,10 @@ def judge_sections(sections, progress=None) -> None:
         section.verdicts = {m: classify_fit(section.fits[m], name=m) for m in section.fitted}
         if not section.fitted:
             continue
-        section.ranking = rank_fits({m: section.fits[m] for m in section.fitted}, section.verdicts)
+        table = getattr(section, "table", None)  # the comparison: leave-future-out scores when --lfo ran
+        lfo = (None if table is None or "lfo_pointwise" not in getattr(table, "columns", ())
+               else {str(m): table.loc[m, "lfo_pointwise"] for m in table.index})
+        section.ranking = rank_fits({m: section.fits[m] for m in section.fitted}, section.verdicts, lfo=lfo)
         section.verdict = ranking_verdict(section.ranking)
 
 

@@ -50,7 +50,8 @@ def elpd_clearly_ahead(d_elpd: float, dse: float) -> bool:
 class CompareResult:
     """``table``: pandas DataFrame indexed by fit name with elpd_loo, se, d_elpd, dse,
     weight (stacking), p_loo, pareto_k_bad (observations with k > 0.7), and when LFO ran
-    elpd_lfo, lfo_se, lfo_n. ``warnings``: list of strings."""
+    elpd_lfo, lfo_se, lfo_n, lfo_trustworthy and lfo_pointwise (a list per fit: the held-out
+    cells' log predictive densities). ``warnings``: list of strings."""
 
     table: object
     warnings: list[str]
@@ -186,6 +187,9 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
         "lfo_se": float(np.sqrt(lpd.size) * lpd.std()),
         "lfo_n": int(lpd.size),
         "lfo_trustworthy": int(inference.diagnostics["trustworthy"]),
+        # each held-out cell's log predictive density (the order of the fit's obs cells):
+        # what a ranking by leave-future-out takes its differences' standard error from
+        "lfo_pointwise": [float(v) for v in lpd],
     }
 
 
@@ -236,8 +240,11 @@ def compare_fits(paths, *, lfo: bool = True, lfo_fraction: float = 0.75, out=Non
     table["pareto_k_bad"] = [loo[n][1] for n in table.index]
     if lfo:
         scores = {name: leave_future_out(idata, lfo_fraction, progress=progress) for name, idata in zip(names, fits)}
+        import pandas as pd
+
         for column in ("elpd_lfo", "lfo_se", "lfo_n", "lfo_trustworthy"):
             table[column] = [scores[n][column] for n in table.index]
+        table["lfo_pointwise"] = pd.Series([scores[n]["lfo_pointwise"] for n in table.index], index=table.index, dtype=object)
         for name, score in scores.items():
             if not score["lfo_trustworthy"]:
                 warnings.append(f"{name}: the leave-future-out refit misses the diagnostic thresholds")

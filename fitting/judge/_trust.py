@@ -49,6 +49,8 @@ a mode that predicts worse a weight near 0.
 :func:`rank_fits` turns fits of the same data and their verdicts into a
 :class:`Ranking`: PSIS-LOO among comparable fits only; a winner is "clearly" ahead when
 ``d_elpd > 2 dse`` and no observation of the winner or the runner-up has Pareto k > 0.7.
+Fits under a structured deviation are ranked by leave-future-out when it was scored
+(``--lfo``): their PSIS-LOO is one step ahead, a score the deviation's state carries.
 """
 
 from __future__ import annotations
@@ -753,11 +755,55 @@ def clearly_ahead(d_elpd: float, dse: float, high_k: dict[str, int]) -> tuple[bo
     return not why, why
 
 
-def rank_fits(fits: dict, verdicts: dict[str, Verdict]) -> Ranking:
+#: what a ranking of deviation fits by PSIS-LOO adds: why that score hardly tells mechanisms apart
+ONE_STEP_NOTE = (" Under the structured deviation PSIS-LOO scores each update one step ahead, where the deviation's "
+                 "state carries the prediction and the mechanism hardly matters; --lfo ranks these fits by how they "
+                 "predict the run's last quarter from the rest (leave-future-out).")
+
+
+def _lfo_ranking(eligible: list[str], lfo: dict, left_out: str) -> Ranking:
+    """Rank deviation fits by leave-future-out: the held-out cells' log predictive densities
+    (``lfo``: name -> [n], the same cells for every fit); ``d_elpd`` and ``dse`` from the
+    pointwise differences with the best; weights exp(elpd_lfo) normalised (pseudo-BMA)."""
+    import pandas as pd
+
+    lpd = {n: np.asarray(lfo[n], np.float64) for n in eligible}
+    order = sorted(eligible, key=lambda n: -lpd[n].sum())
+    best = lpd[order[0]]
+    totals = np.array([lpd[n].sum() for n in order])
+    weights = np.exp(totals - totals.max())
+    table = pd.DataFrame({
+        "elpd_lfo": totals,
+        "d_elpd": [float((best - lpd[n]).sum()) for n in order],
+        "dse": [float(np.sqrt(best.size) * (best - lpd[n]).std()) for n in order],
+        "weight": weights / weights.sum(),
+        "pareto_k_bad": [0] * len(order),
+        "lfo_n": [int(lpd[n].size) for n in order],
+    }, index=order)
+    winner, runner_up = order[0], order[1]
+    d_elpd, dse = float(table.loc[runner_up, "d_elpd"]), float(table.loc[runner_up, "dse"])
+    clearly = elpd_clearly_ahead(d_elpd, dse)
+    how = f"leave-future-out under the deviation, {best.size} held-out cells"
+    if clearly:
+        text = (f"{winner} predicts the run's last quarter best ({how}), clearly ahead of {runner_up} "
+                f"(d_elpd {d_elpd:.1f} > {CLEAR_DSE_MULTIPLE} x dse {dse:.1f}).")
+    else:
+        text = (f"{winner} ranks first ({how}), but not clearly ahead of {runner_up}: d_elpd {d_elpd:.1f} is within "
+                f"{CLEAR_DSE_MULTIPLE} x dse {dse:.1f}.")
+    return Ranking(winner, bool(clearly), text + left_out, table, {})
+
+
+def rank_fits(fits: dict, verdicts: dict[str, Verdict], lfo: dict | None = None) -> Ranking:
     """Rank fits of the same data (name -> path or InferenceData) by PSIS-LOO among the
     comparable ones only (a multimodal fit through its stacked modes); see the module
-    docstring for "clearly"."""
+    docstring for "clearly". Deviation fits (``loglik_kind`` innovation-integrated), whose
+    PSIS-LOO is a one-step-ahead score, are ranked by leave-future-out instead when ``lfo``
+    (name -> the held-out cells' log predictive densities, the compare table's
+    ``lfo_pointwise``) holds every comparable fit; without it the text says what the
+    one-step score cannot tell."""
     import arviz as az
+
+    from valuedyn.fitting.inference._deviation import LOGLIK_KIND
 
     excluded = {n: f"{verdicts[n].label}: " + "; ".join(c.summary for c in verdicts[n].causes)
                 for n in fits if not verdicts[n].comparable}
@@ -780,6 +826,10 @@ def rank_fits(fits: dict, verdicts: dict[str, Verdict]) -> Ranking:
         only = eligible[0]
         text = f"{only} is the only trustworthy fit, so there is no comparison to win.{left_out}"
         return Ranking(only, False, text, None, excluded)
+    one_step = all(fit_attrs(loaded[n]).get("loglik_kind") == LOGLIK_KIND for n in eligible)
+    if one_step and lfo and all(lfo.get(n) is not None and len(lfo[n]) for n in eligible):
+        ranking = _lfo_ranking(eligible, lfo, left_out)
+        return dataclasses.replace(ranking, excluded=excluded)
     with pareto_k_counted():
         table = az.compare(loaded, ic="loo", method="stacking").rename(columns={"elpd_diff": "d_elpd"})
     table["pareto_k_bad"] = [high_k[n] for n in table.index]
@@ -790,4 +840,4 @@ def rank_fits(fits: dict, verdicts: dict[str, Verdict]) -> Ranking:
         text = f"{winner} predicts best, clearly ahead of {runner_up} (d_elpd {d_elpd:.1f} > {CLEAR_DSE_MULTIPLE} x dse {dse:.1f})."
     else:
         text = f"{winner} ranks first, but not clearly ahead of {runner_up}: {'; '.join(why)}."
-    return Ranking(winner, bool(clearly), text + left_out, table, excluded)
+    return Ranking(winner, bool(clearly), text + left_out + (ONE_STEP_NOTE if one_step else ""), table, excluded)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from valuedyn.fitting.inference._deviation import with_deviation
+from valuedyn.fitting.inference._deviation import deviation_attrs, with_deviation
 from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
 from valuedyn.fitting.judge._compare import forecast_scores
 
@@ -51,8 +51,9 @@ def scores():
         changed = inference.data._replace(y=jnp.where(jnp.asarray(heldout), 0, inference.data.y))
         moved, _, _ = inference.compiled.outputs(changed, inference.flat_z, jax.random.PRNGKey(2), replicate=False)
         cells = log_lik[:, heldout]
+        inference.idata.attrs.update(deviation_attrs(inference.idata, observation))  # as a fit file stores them
         out[name] = {"pointwise": logsumexp(cells, axis=0) - np.log(cells.shape[0]), "constrained": constrained,
-                     "moved": moved, "log_lik": log_lik, "heldout": heldout}
+                     "moved": moved, "log_lik": log_lik, "heldout": heldout, "idata": inference.idata}
     return out
 
 
@@ -67,3 +68,21 @@ def test_the_mechanism_that_decays_predicts_the_decay_clearly_better(scores):
     total, se = difference.sum(), np.sqrt(difference.size) * difference.std()
     print(f"elpd_lfo overshoot - logistic_onset: {total:.1f} (se {se:.1f}) over {difference.size} future cells")
     assert total > 4 * se and total > 10
+
+
+def test_deviation_fits_are_ranked_by_leave_future_out_when_it_was_scored(scores):
+    from types import SimpleNamespace
+
+    from valuedyn.fitting.judge._trust import ONE_STEP_NOTE, rank_fits
+
+    fits = {name: score["idata"] for name, score in scores.items()}
+    verdicts = {name: SimpleNamespace(comparable=True, label="trustworthy", causes=[],
+                                      modes=SimpleNamespace(multimodal=False)) for name in fits}
+    ranked = rank_fits(fits, verdicts, lfo={name: score["pointwise"] for name, score in scores.items()})
+    assert ranked.winner == "overshoot" and ranked.clearly
+    assert "leave-future-out" in ranked.text and list(ranked.table.index) == ["overshoot", "logistic_onset"]
+    expected = scores["overshoot"]["pointwise"].sum() - scores["logistic_onset"]["pointwise"].sum()
+    assert ranked.table.loc["logistic_onset", "d_elpd"] == pytest.approx(expected)
+    # without the scores: ranked by PSIS-LOO, and the text says what that one-step score cannot tell
+    by_loo = rank_fits(fits, verdicts)
+    assert by_loo.text.endswith(ONE_STEP_NOTE) and "elpd_loo" in by_loo.table.columns
