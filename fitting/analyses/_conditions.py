@@ -294,13 +294,16 @@ def build_conditions_model(model, observation, observable: str, n_conditions: in
 
 # ---------------------------------------------------------------- sampling (the one place)
 def sample_conditions(model, observation, observable: str, data: ConditionData, n_conditions: int, settings, *,
-                      seed: int, parameterization: str, progress: bool, desc: str):
+                      seed: int, parameterization: str, progress: bool, desc: str, n_prior: int = 0):
     """MAP, centring weights, NUTS: the package's compiled sampler
     (:func:`valuedyn.fitting.inference._nuts.compiled_posterior`) run on the conditions model.
-    Returns (compiled sampler, data with the centring weights, sampler result)."""
+    ``n_prior``: prior draws to come (:func:`valuedyn.fitting.inference._fit.prior_draws`), whose
+    sampler then compiles on a thread while the chains run. Returns (compiled sampler, data
+    with the centring weights, sampler result)."""
     import jax
 
     from valuedyn.fitting.inference._deviation import deviation_key
+    from valuedyn.fitting.inference._fit import prior_sampler
     from valuedyn.fitting.inference._model import centring_weights, fixed_centring, likelihood_variances, parameter_spaces, recentre
     from valuedyn.fitting.inference._nuts import compiled_posterior
 
@@ -325,6 +328,8 @@ def sample_conditions(model, observation, observable: str, data: ConditionData, 
         weights = fixed_centring(parameterization, n_params, n_seeds)
     start = recentre(spaces, start, zeros, weights, condition_index=np.asarray(data.condition))
     data = data._replace(centring=jax.numpy.asarray(weights))
+    if n_prior:
+        prior_sampler(compiled, n_prior, data)  # compiles while the chains run
     data, result = compiled.sample(data, key_nuts, start, progress=progress, desc=desc)
     return compiled, data, result
 
@@ -336,15 +341,46 @@ def pair_names(conditions) -> list[tuple[int, int, str]]:
     return [(a, b, f"{names[b]} vs {names[a]}") for a in range(len(names)) for b in range(a + 1, len(names))]
 
 
+def condition_parameters(constrained: dict, spaces, pairs, chains: int, draws: int, n_seeds: int,
+                         n_conditions: int) -> tuple[dict, dict]:
+    """The model-parameter variables of a conditions fit's posterior (or prior) from
+    ``constrained`` ({name: [chains * draws, ...]}) and their dims: per parameter ``p``,
+    ``p`` [chain, draw, seed], ``p_loc`` and ``p_typical`` [chain, draw, condition] (location
+    on the unconstrained scale; typical value ``T(p_loc)`` in the model's units),
+    ``p_scale`` [chain, draw], ``p_difference`` and ``p_ratio`` [chain, draw, pair]."""
+    out, dims = {}, {}
+    for space in spaces:
+        name = space.name
+        out[name] = np.asarray(constrained[name], np.float64).reshape(chains, draws, n_seeds)
+        loc = np.asarray(constrained[f"{name}_loc"], np.float64).reshape(chains, draws, n_conditions)
+        out[f"{name}_loc"] = loc
+        out[f"{name}_scale"] = np.asarray(constrained[f"{name}_scale"], np.float64).reshape(chains, draws)
+        typical = np.asarray(space.transform(loc), np.float64)
+        out[f"{name}_typical"] = typical
+        out[f"{name}_difference"] = np.stack([typical[..., b] - typical[..., a] for a, b, _ in pairs], axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"{name}_ratio"] = np.stack([typical[..., b] / typical[..., a] for a, b, _ in pairs], axis=-1)
+        dims[name] = ["seed"]
+        dims[f"{name}_loc"] = dims[f"{name}_typical"] = ["condition"]
+        dims[f"{name}_difference"] = dims[f"{name}_ratio"] = ["pair"]
+    return out, dims
+
+
 def infer_conditions(model, observation, pooled: ConditionsSelection, settings, *, seed: int = 0,
-                     parameterization: str = "auto", progress: bool = True):
+                     parameterization: str = "auto", progress: bool = True, n_prior: int | None = None):
     """Sample the conditions model and build its InferenceData (every group of the fit-file
     contract, plus ``p_loc`` [condition], ``p_typical`` [condition], ``p_difference`` and
-    ``p_ratio`` [pair]); returns (idata, diagnostics)."""
+    ``p_ratio`` [pair]); returns (idata, diagnostics). ``n_prior`` (default
+    :data:`~valuedyn.fitting.inference._fit.PRIOR_DRAWS`, as single fits; 0: none) prior
+    draws make the ``prior`` group (the posterior's variables, one chain [1, draw, ...]) and
+    the ``prior_predictive`` group (``y`` [1, draw, obs], the observed cells of
+    ``observed_data``), drawn as for single fits
+    (:func:`~valuedyn.fitting.inference._fit.prior_draws`: the latent sites by a jitted trace
+    of the conditions model, the replicates by the fit's compiled outputs)."""
     import jax
 
     from valuedyn.fitting.inference._diagnostics import diagnose
-    from valuedyn.fitting.inference._fit import flat_draws, inference_data, sampled_draws
+    from valuedyn.fitting.inference._fit import PRIOR_DRAWS, flat_draws, inference_data, prior_draws, prior_group, sampled_draws
     from valuedyn.fitting.inference._deviation import deviation_of
     from valuedyn.fitting.inference._model import observable_for, observation_diagnosed, parameter_spaces
 
@@ -353,34 +389,28 @@ def infer_conditions(model, observation, pooled: ConditionsSelection, settings, 
     spaces = parameter_spaces(model)
     n_conditions = len(pooled.conditions)
     data = condition_data(pooled, len(spaces), deviation_of(observation))
+    n_prior = PRIOR_DRAWS if n_prior is None else int(n_prior)
     compiled, data, result = sample_conditions(
         model, observation, observable, data, n_conditions, settings, seed=seed, parameterization=parameterization,
-        progress=progress, desc=f"conditions {model.name} {selection.behaviour}",
+        progress=progress, desc=f"conditions {model.name} {selection.behaviour}", n_prior=n_prior,
     )
     chains, draws = settings.num_chains, sampled_draws(result)
     constrained, log_lik, y_rep = compiled.outputs(data, flat_draws(result, chains, draws), jax.random.PRNGKey(seed + 1))
 
     n_seeds = selection.y.shape[0]
     pairs = pair_names(pooled.conditions)
-    posterior, dims = {}, {}
-    for space in spaces:
-        name = space.name
-        posterior[name] = np.asarray(constrained[name], np.float64).reshape(chains, draws, n_seeds)
-        loc = np.asarray(constrained[f"{name}_loc"], np.float64).reshape(chains, draws, n_conditions)
-        posterior[f"{name}_loc"] = loc
-        posterior[f"{name}_scale"] = np.asarray(constrained[f"{name}_scale"], np.float64).reshape(chains, draws)
-        typical = np.asarray(space.transform(loc), np.float64)
-        posterior[f"{name}_typical"] = typical
-        posterior[f"{name}_difference"] = np.stack([typical[..., b] - typical[..., a] for a, b, _ in pairs], axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            posterior[f"{name}_ratio"] = np.stack([typical[..., b] / typical[..., a] for a, b, _ in pairs], axis=-1)
-        dims[name] = ["seed"]
-        dims[f"{name}_loc"] = dims[f"{name}_typical"] = ["condition"]
-        dims[f"{name}_difference"] = dims[f"{name}_ratio"] = ["pair"]
+    posterior, dims = condition_parameters(constrained, spaces, pairs, chains, draws, n_seeds, n_conditions)
+    prior = prior_predictive = None
+    if n_prior:
+        sites, prior_predictive = prior_draws(compiled, data, jax.random.fold_in(jax.random.PRNGKey(seed), 2), n_prior)
+        prior, _ = condition_parameters(sites, spaces, pairs, 1, n_prior, n_seeds, n_conditions)
+        # observation parameters, level and a deviation's variables, as in a single fit's prior
+        prior.update(prior_group(sites, [], observation, "conditions", n_seeds, n_prior))
     idata = inference_data(
         selection, observation, constrained, log_lik, y_rep, result, posterior, {**dims, "condition_index": ["seed"]},
         chains=chains, draws=draws, constant_data={"condition_index": pooled.condition_index},
         coords={"condition": [c.name for c in pooled.conditions], "pair": [p[2] for p in pairs]},
+        prior=prior, prior_predictive=prior_predictive,
     )
     names = [s.name for s in spaces]
     diagnosed = [n + s for n in names for s in ("", "_loc", "_scale")] + observation_diagnosed(observation)

@@ -191,6 +191,38 @@ def test_the_fit_file_stores_conditions_effects_and_checks(effect_fit, simulated
     assert attrs["trustworthy"] <= bool(attrs["diagnostics"]["trustworthy"])
 
 
+def test_the_fit_file_stores_the_prior_and_prior_predictive_on_the_posteriors_layout(effect_fit):
+    """As single fits (issue 34): ``prior`` holds the posterior's variables with one chain of
+    200 draws (conditions and pairs included), ``prior_predictive`` the observed cells ``obs``
+    of ``observed_data``; ArviZ reads both unaided."""
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    prior, posterior = effect_fit.prior, effect_fit.posterior
+    assert prior.sizes["chain"] == 1 and prior.sizes["draw"] == 200
+    shared = set(posterior.data_vars) - {"deviation", "deviation_time"}
+    assert shared <= set(prior.data_vars)
+    for name in shared:
+        assert prior[name].dims == posterior[name].dims, name
+    assert list(prior["excess_typical"]["condition"].values) == list(posterior["excess_typical"]["condition"].values)
+    assert list(prior["excess_difference"]["pair"].values) == list(posterior["excess_difference"]["pair"].values)
+    assert np.isfinite(prior["excess_typical"].values).all()
+    # draws of the prior, not of the posterior: its spread of the typical excess is wider
+    assert float(prior["excess_typical"].std()) > float(posterior["excess_typical"].std())
+
+    replicates, observed = effect_fit.prior_predictive["y"], effect_fit.observed_data["y"]
+    assert replicates.dims == ("chain", "draw", "obs") and replicates.shape[1:] == (200, observed.sizes["obs"])
+    for coordinate in ("obs_seed", "obs_update"):
+        assert (replicates[coordinate].values == observed[coordinate].values).all()
+    assert np.isfinite(replicates.values).all() and (replicates.values >= 0).all()
+
+    summary = az.summary(effect_fit, group="prior", var_names=["excess_typical", "excess_difference"], kind="stats")
+    assert len(summary) == 3 and np.isfinite(summary["mean"].values).all()
+    axes = az.plot_ppc(effect_fit, group="prior", num_pp_samples=20, random_seed=0)
+    assert axes is not None
+    plt.close("all")
+
+
 # ---------------------------------------------------------------- end to end on real training runs
 TRAIN_ARGS = ("--num-envs", "8", "--num-steps", "16", "--layer-size", "16", "--num-layers", "1", "--seeds", "1",
               "--total-steps", "1024", "--chunk-updates", "8", "--update-epochs", "1", "--no-progress")
