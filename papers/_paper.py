@@ -87,16 +87,20 @@ class FigureInputs:
     """The saved files a set of figures is built from, loaded once.
 
     ``fits``: behaviour -> model -> InferenceData (all from the same trajectory);
-    comparisons and winners are computed on demand with valuedyn.fitting.compare_fits.
+    comparisons not given are computed on demand with valuedyn.fitting.compare_fits.
+    ``winners``: behaviour -> the winner a trust-aware ranking named
+    (:func:`valuedyn.fitting.rank`, as ``valuedyn report`` ranks), which :meth:`winner`
+    then returns instead of the comparison's first row.
     """
 
     def __init__(self, trajectory=None, fit_paths: Mapping[str, Mapping[str, Path]] | None = None,
                  fits: Mapping[str, Mapping[str, object]] | None = None, comparisons: Mapping | None = None,
-                 base: Path | None = None):
+                 base: Path | None = None, winners: Mapping[str, str] | None = None):
         self.trajectory = trajectory
         self.fit_paths = {b: dict(m) for b, m in (fit_paths or {}).items()}
         self.fits = {b: dict(m) for b, m in (fits or {}).items()}
         self._comparisons: dict[str, object] = dict(comparisons or {})
+        self.winners = {b: str(m) for b, m in (winners or {}).items() if m}
         self.base = base or Path.cwd()
 
     @property
@@ -126,8 +130,11 @@ class FigureInputs:
         return self._comparisons[behaviour]
 
     def winner(self, behaviour: str) -> str:
-        """Best model by ELPD (the comparison's first row), or the only model fitted."""
+        """The ranking's winner when one was given (``winners``), else the best model by
+        ELPD (the comparison's first row, trustworthy or not), or the only model fitted."""
         fits = self.require_fits(behaviour)
+        if self.winners.get(behaviour) in fits:
+            return self.winners[behaviour]
         table = self.comparison(behaviour)
         if table is None:
             return next(iter(sorted(fits)))

@@ -25,6 +25,7 @@ def figure_plan(sections, loaded: dict[Path, object], diversity: dict | None = N
             fit_paths={t.behaviour: dict(t.fits) for t in mine},
             fits={t.behaviour: {m: load_fit(p) for m, p in t.fits.items()} for t in mine},
             comparisons={t.behaviour: t.table for t in mine},
+            winners={t.behaviour: t.verdict["winner"] for t in mine if t.verdict.get("winner")},  # trust-aware, as the text
         )
         specs = [FigureSpec(f"{stem}_fig1_{slug(t.behaviour)}", "trajectories", {"behaviour": t.behaviour}) for t in mine]
         compared = [t.behaviour for t in mine if t.table is not None]
