@@ -137,7 +137,7 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     from valuedyn.fitting.inference._deviation import deviation_of, with_deviation
     from valuedyn.fitting.inference._fit import get_model, infer, settings_from
     from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
-    from valuedyn.fitting.inference._select import parse_updates, select_behaviour
+    from valuedyn.fitting.inference._select import aggregate_blocks, parse_updates, select_behaviour
     from valuedyn.fitting.settings import FitConfig
 
     attrs = fit_attrs(idata)
@@ -157,6 +157,8 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     selection = select_behaviour(
         open_trajectory(trajectory), attrs["behaviour"], tuple(config.seeds) or None, parse_updates(config.updates)
     )
+    # the fit's own blocks of updates: the refit has the fit's likelihood, and a long run stays affordable
+    selection = aggregate_blocks(selection, getattr(config, "blocks", "none"))
     train = selection.mask & (selection.tau[None, :] <= fraction)
     heldout = selection.mask & (selection.tau[None, :] > fraction)
     if not train.any() or not heldout.any():

@@ -141,3 +141,20 @@ def test_a_fit_in_blocks_agrees_with_the_unaggregated_fit(fits):
         assert lo_a < hi_b and lo_b < hi_a  # the 90 % intervals overlap
         slack = 0.5 * (hi_b - lo_b)
         assert lo_b - slack < TRUTH[name][0] < hi_b + slack  # and the blocks' fit recovers the truth
+
+
+def test_leave_future_out_refits_on_the_fit_s_own_blocks(fits):
+    """The refit has the fit's likelihood: the held-out cells are the blocks past the cut, not
+    the updates (the refit of the campaign's 400-update overshoot fit once ran on the 400
+    unaggregated updates, 12 minutes, and scored 400 cells where the fit has 64 blocks a seed)."""
+    from valuedyn.fitting import load_fit
+    from valuedyn.fitting.judge._compare import leave_future_out
+
+    blocked = load_fit(fits[str(N_BLOCKS)])
+    edges = np.asarray(json.loads(blocked.attrs["selection"])["blocks"]["widths"])
+    tau = np.asarray(blocked.constant_data["tau"].values)
+    mask = np.asarray(blocked.constant_data["mask"].transpose("seed", "update").values, bool)
+    expected = int((mask & (tau[None, :] > 0.75)).sum())
+    assert 0 < expected < N_BLOCKS * mask.shape[0] and len(edges) == N_BLOCKS
+    score = leave_future_out(blocked, 0.75, progress=False)
+    assert score["lfo_n"] == expected == len(score["lfo_pointwise"])
