@@ -50,6 +50,7 @@ selects checkpoints by their update.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +99,11 @@ def validate_memory(ds, source: str = "memory file") -> None:
 def open_memory(path):
     """A memory probe file loaded fully into memory (the file is closed again) and checked.
 
-    The training config the probe stores (attr ``train_config``) is also put under
-    ``config`` in the returned Dataset's attrs (in memory only), the name a trajectory gives
-    it, so a comparison of conditions reads it the same way from either kind of file."""
+    The training config the probe stores (attr ``train_config``) is put under ``config`` in
+    the returned Dataset's attrs (in memory only), the name a trajectory gives it, so a
+    comparison of conditions reads it the same way from either kind of file; the probe's own
+    config, which the file stores as ``config`` (its ``run`` path differs between runs of
+    one condition), moves to ``probe_config``."""
     import xarray as xr
 
     path = Path(path)
@@ -112,7 +115,9 @@ def open_memory(path):
     except Exception as err:  # h5py raises many types for a corrupt file
         raise ValuedynError(f"cannot read {path} as netCDF4 ({type(err).__name__}: {err}); the file is corrupt") from None
     validate_memory(ds, source=str(path))
-    if "train_config" in ds.attrs and "config" not in ds.attrs:
+    if "train_config" in ds.attrs:
+        if "config" in ds.attrs:
+            ds.attrs["probe_config"] = ds.attrs["config"]
         ds.attrs["config"] = ds.attrs["train_config"]
     return ds
 
@@ -285,6 +290,9 @@ def simulate_memory(model, params: dict, *, num_lags: int = 32, updates=None, st
             k: np.asarray(v).tolist() for k, v in params.items()}, "observation": observation}),
         "train_config": train_config if train_config is not None else json.dumps({"recurrent": True}),
         "trajectory": "simulated",
+        # the probe's own config, as `valuedyn probe --memory` stores it: its run path names the file
+        "config": json.dumps({"config_class": "ProbeConfig", "run": f"simulated_{seed}_{zlib.crc32(str(train_config).encode())}.nc",
+                              "memory": True}),
     }
     return xr.Dataset(data, coords={
         "seed": np.arange(n_seeds), "checkpoint": np.arange(n_checkpoints), "update": ("checkpoint", updates),
