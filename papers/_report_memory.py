@@ -19,6 +19,9 @@ The section (``## Memory horizon over training``):
   (:func:`valuedyn.fitting.fit_conditions_cached`); the horizon is a count of lags out of
   those probed, the binomial family, beta-binomial by default
   (:mod:`valuedyn.fitting.inference._select_memory`);
+- a feature whose horizon exceeds 0 at single checkpoints only (never at
+  :data:`MIN_CHECKPOINTS_WITH_MEMORY` checkpoints of one seed) is drawn, not fitted, and the
+  section says why: that is what chance crossings of the margin look like;
 - per feature a figure of the horizon over training per condition, data and fitted curves
   (:func:`valuedyn.papers._memory_figures.plot_memory_horizons`), and one sentence per clear
   effect of the condition (:func:`~valuedyn.papers._memory_figures.memory_effect_sentences`:
@@ -80,11 +83,27 @@ def memory_files_beside(trajectories) -> list[Path]:
     return [m for m in (memory_file_for(p) for p in trajectories) if m.is_file()]
 
 
-def _fitted_features(datasets) -> list[str]:
+#: a feature is fitted when some seed's horizon exceeds 0 at this many checkpoints or more: a
+#: horizon at one checkpoint alone, 0 before and after, is what chance crossings of the margin
+#: look like (the campaign's GRU runs: 28 lags at one checkpoint of 11, 0 at the other ten), not
+#: a development a curve could describe
+MIN_CHECKPOINTS_WITH_MEMORY = 2
+
+
+def _shown_features(datasets) -> tuple[list[str], list[str]]:
+    """(features drawn: a horizon above 0 somewhere, at most :data:`MAX_MEMORY_FEATURES`;
+    those of them that are fitted: above 0 at :data:`MIN_CHECKPOINTS_WITH_MEMORY` checkpoints
+    or more of one seed of one run)."""
     names = [str(f) for f in next(iter(datasets))["feature"].values]
-    shown = [f for f in names if all(f in ds["feature"].values for ds in datasets)
-             and any(int(ds["memory_horizon"].sel(feature=f).max()) > 0 for ds in datasets)]
-    return shown[:MAX_MEMORY_FEATURES]
+    common = [f for f in names if all(f in ds["feature"].values for ds in datasets)]
+
+    def most_checkpoints(f):  # the most checkpoints of one seed with a horizon above 0
+        return max(int((ds["memory_horizon"].sel(feature=f).transpose("seed", "checkpoint").values > 0).sum(axis=1).max())
+                   for ds in datasets)
+
+    counts = {f: most_checkpoints(f) for f in common}
+    shown = [f for f in common if counts[f] > 0][:MAX_MEMORY_FEATURES]
+    return shown, [f for f in shown if counts[f] >= MIN_CHECKPOINTS_WITH_MEMORY]
 
 
 def report_memory(loaded, config, fits_dir: Path, *, started: float | None = None, log=None) -> MemoryResult | None:
@@ -103,7 +122,7 @@ def report_memory(loaded, config, fits_dir: Path, *, started: float | None = Non
         return None
     files = {p: open_memory(p) for p in paths}
     configs = [memory_train_config(ds) for ds in files.values()]
-    features = _fitted_features(list(files.values()))
+    features, developing = _shown_features(list(files.values()))
     if any(c is None for c in configs):
         missing = [p.name for p, c in zip(paths, configs) if c is None]
         one = [{"name": "", "settings": {}, "files": [p.name for p in paths]}]
@@ -122,7 +141,12 @@ def report_memory(loaded, config, fits_dir: Path, *, started: float | None = Non
                        "aside): one condition, so no effect of the hidden size is estimated; the figures show the data.")
         return result
     window, window_text = common_updates(list(files.values()))
-    for feature in features:
+    isolated = [f for f in features if f not in developing]
+    if isolated:
+        result.text = (f"{', '.join(isolated)}: a horizon above 0 at single checkpoints only (never at "
+                       f"{MIN_CHECKPOINTS_WITH_MEMORY} checkpoints of one seed), what chance crossings of the margin "
+                       "look like rather than a development: drawn, not fitted.")
+    for feature in developing:
         behaviour = f"memory:{feature}"
         if config.time_budget and started is not None and time.perf_counter() - started > config.time_budget:
             result.errors[behaviour] = (f"left out for time (--time-budget {config.time_budget} s); rerun with a larger "
@@ -141,10 +165,12 @@ def report_memory(loaded, config, fits_dir: Path, *, started: float | None = Non
                 message = message.replace(str(p.resolve()), p.name).replace(str(p), p.name)
             result.errors[behaviour] = message.splitlines()[0] if message else type(err).__name__
     if window is not None:
-        result.text = (f"The probes span different checkpoints: the conditions are compared on the checkpoints all of "
-                       f"them have (updates {window.replace(':', '-')}).")
+        result.text = " ".join(filter(None, [result.text, (
+            f"The probes span different checkpoints: the conditions are compared on the checkpoints all of "
+            f"them have (updates {window.replace(':', '-')}).")]))
     elif window_text:
-        result.text = "The probes do not share the start of one grid of checkpoints; the fits name why they were not made."
+        result.text = " ".join(filter(None, [result.text, (
+            "The probes do not share the start of one grid of checkpoints; the fits name why they were not made.")]))
     return result
 
 

@@ -98,3 +98,25 @@ def test_no_memory_section_without_probes(tmp_path):
     result = report_memory({trajectory: None}, None, tmp_path / "fits")
     assert result is None
     assert memory_markdown_section(result) == [] and memory_figures(result) == {} and memory_json(result, tmp_path) is None
+
+
+def test_a_horizon_at_one_checkpoint_alone_is_drawn_not_fitted():
+    """The campaign's GRU runs: a horizon of 28 lags at one checkpoint of 11 and 0 at the
+    others is what chance crossings of the margin look like, not a development to fit."""
+    from valuedyn.fitting.inference._select_memory import simulate_memory
+    from valuedyn.models import get_model
+    from valuedyn.papers._report_memory import MIN_CHECKPOINTS_WITH_MEMORY, _shown_features
+
+    params = {"t0": np.full(2, 0.3), "k": np.full(2, 18.0), "floor": np.full(2, 0.02), "ceiling": np.full(2, 0.6)}
+    developing = simulate_memory(get_model("logistic_onset"), params, num_lags=16, updates=np.arange(1, 24, 2), seed=0)
+    spike = developing.copy(deep=True)
+    horizon = spike["memory_horizon"]
+    horizon[:] = 0
+    horizon.loc[{"seed": 0, "feature": "tree_seen"}] = np.where(np.arange(horizon.sizes["checkpoint"]) == 5, 14, 0)
+    shown, fitted = _shown_features([spike])
+    assert shown == ["tree_seen"] and fitted == []
+    # the same spike at a second checkpoint of that seed is a development
+    horizon.loc[{"seed": 0, "checkpoint": 6, "feature": "tree_seen"}] = 9
+    assert MIN_CHECKPOINTS_WITH_MEMORY == 2 and _shown_features([spike]) == (["tree_seen"], ["tree_seen"])
+    # water_direction develops in the simulated probe (0 early, rising later): fitted
+    assert _shown_features([developing])[1] == ["water_direction"]
