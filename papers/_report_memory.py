@@ -10,9 +10,9 @@ The section (``## Memory horizon over training``):
 - the runs grouped into conditions by the training configs the probes store (the settings
   that differ, e.g. ``gru_hidden``; :func:`valuedyn.fitting.group_conditions`), with each
   condition's horizon per feature at the first and the last checkpoint (mean over seeds);
-- the features fitted: those whose horizon exceeds 0 at some checkpoint of some run, in the
+- the features drawn: those whose horizon exceeds 0 at some checkpoint of some run, in the
   probe's order, at most :data:`MAX_MEMORY_FEATURES` (a horizon that is 0 everywhere has
-  no development to fit);
+  no development to show);
 - with two or more conditions, per feature one conditions fit of ``memory:FEATURE`` with
   :data:`MEMORY_MODEL` (its parameters are the onset, rate and final value the issue asks
   about), by the fitting room at the report's sampler settings, cached in the fits folder
