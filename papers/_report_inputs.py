@@ -84,9 +84,20 @@ def default_trajectories(folder: Path | None = None) -> list[Path]:
 
 
 def resolve_trajectories(paths: Sequence[str]) -> list[Path]:
-    """The trajectories to report on: ``paths``, else the shipped ones; each checked to be
-    no probe, memory or fit file (:func:`refuse_non_trajectory`)."""
-    found = [Path(p) for p in paths] if paths else default_trajectories()
+    """The trajectories to report on: ``paths`` (a folder stands for its trajectory files,
+    as :func:`default_trajectories` finds them: ``valuedyn report data/memory``), else the
+    shipped ones; each checked to be no probe, memory or fit file (:func:`refuse_non_trajectory`)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = default_trajectories(path)
+            if not inside:
+                raise ValuedynError(f"folder {path} holds no trajectory file (*.nc that is no probe, memory or fit "
+                                    "file); pass trajectory files or a folder of them")
+            found.extend(inside)
+        else:
+            found.append(path)
+    found = found if paths else default_trajectories()
     if not found:
         import valuedyn.data
 

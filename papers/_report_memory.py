@@ -34,6 +34,7 @@ compare. Nothing here fits or probes itself; that is the fitting room's and data
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -130,6 +131,12 @@ def report_memory(loaded, config, fits_dir: Path, *, started: float | None = Non
             f"{', '.join(missing)} store no training config (attribute 'train_config'), so the hidden sizes are unknown: "
             "no comparison."))
     groups, differing = group_conditions([str(p) for p in paths], configs)
+
+    def order(group):  # hidden sizes 16, 64, 256, not the files' name order 16, 256, 64
+        return tuple((0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool)
+                     else (1, 0, json.dumps(value, sort_keys=True)) for value in (group.settings[k] for k in differing))
+
+    groups = sorted(groups, key=order)
     conditions = [{"name": g.name, "settings": g.settings, "files": [Path(f).name for f in g.files]} for g in groups]
     result = MemoryResult(files, conditions, differing, features)
     if not features:
