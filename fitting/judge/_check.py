@@ -149,7 +149,8 @@ def compute_checks(idata, seed: int = 0) -> dict:
     if discrete:
         below = (rep_obs < y_obs[None, :]).mean(axis=0)
         equal = (rep_obs == y_obs[None, :]).mean(axis=0)
-        position = below + rng.uniform(size=below.shape) * equal  # [obs]
+        # its own stream: the LOO-PIT below draws from ``rng`` as loo_pit_values(idata, default_rng(seed)) does
+        position = below + np.random.default_rng([seed, 1]).uniform(size=below.shape) * equal  # [obs]
     for level in (0.5, 0.9):
         if discrete:
             inside = (position >= (1 - level) / 2) & (position <= (1 + level) / 2)
