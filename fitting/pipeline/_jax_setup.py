@@ -29,6 +29,13 @@ def prepare_jax(chains: int | None = None) -> None:
 #: each on a loaded 2-core machine) were compiled again in every process. Reading an entry
 #: back costs about a millisecond.
 CACHE_MIN_COMPILE_SECONDS = 0.0
+#: the cache folder's size limit (bytes; least recently used entries go first). A finite limit
+#: is what makes JAX guard every read and write of the folder with a file lock (``filelock``):
+#: without one it writes an entry in place, unlocked, and another process (a report or batch
+#: worker, a Dask worker, a pytest-xdist worker) that reads it half-written deserialises a
+#: truncated executable and dies of a segmentation fault (seen in the test suite: a NUTS
+#: kernel read on a compile thread while the other worker wrote it)
+CACHE_MAX_BYTES = 8 * 2**30
 
 
 def compilation_cache_dir() -> str | None:
@@ -53,5 +60,6 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)  # locked reads and writes
     except Exception:
         pass

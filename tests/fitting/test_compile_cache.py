@@ -52,6 +52,9 @@ def test_second_process_compiles_nothing_new(two_processes):
     assert second["cache_requests"] >= 5
     assert second["cache_misses"] == 0, second
     assert entries_second == entries_first
+    # every read and write of the shared folder went through JAX's file lock (a size limit is
+    # set): unlocked, a process reading an entry another was writing died of a segfault
+    assert ".lockfile" in entries_first
 
 
 def test_fit_file_records_where_its_time_went(two_processes):
