@@ -189,6 +189,11 @@ def _signature(args) -> tuple:
     return treedef, tuple((tuple(np.shape(a)), np.dtype(a.dtype), bool(getattr(a, "weak_type", False))) for a in leaves)
 
 
+def _persistent_cache_on() -> bool:
+    """Whether JAX's persistent compilation cache is in use (a folder set and not disabled)."""
+    return bool(jax.config.jax_compilation_cache_dir) and bool(getattr(jax.config, "jax_enable_compilation_cache", True))
+
+
 class _CompiledOnce:
     """A transformed function (``pmap`` or ``jit``) compiled with ``options`` once per
     argument signature (:func:`_signature`): on the first call, or ahead of it on a thread
@@ -214,6 +219,12 @@ class _CompiledOnce:
         if signature in self.compiled or signature in self._pending:
             return
         lowered = self.transformed.lower(*args)
+        if _persistent_cache_on():
+            # with the persistent cache the "compile" may be a deserialisation of a cached
+            # executable, and XLA:CPU deserialising on a thread while this one ran a kernel died
+            # of a segmentation fault (twice in the full suite, 2026-12-08): compile here instead
+            self.compiled[signature] = lowered.compile(compiler_options=self.options)
+            return
         result: dict = {}
 
         def work():

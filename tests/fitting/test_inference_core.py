@@ -453,7 +453,9 @@ def test_compiled_once_per_argument_signature_ahead_or_on_the_call():
 
     kernel = _CompiledOnce(jax.jit(lambda x: 2.0 * x + 1.0), None)
     kernel.compile_in_background(jax.ShapeDtypeStruct((3,), np.float32))
-    assert kernel.started and len(kernel._pending) == 1
+    # on a thread, or here when the persistent cache is on (a cached executable deserialised on a
+    # thread while the main one ran a kernel segfaulted)
+    assert kernel.started and len(kernel._pending) + len(kernel.compiled) == 1
     np.testing.assert_array_equal(kernel(np.arange(3, dtype=np.float32)), [1.0, 3.0, 5.0])
     np.testing.assert_array_equal(kernel(np.arange(2, dtype=np.float32)), [1.0, 3.0])
     assert len(kernel.compiled) == 2 and not kernel._pending
