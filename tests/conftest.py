@@ -16,8 +16,7 @@ import jax  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", os.environ.get("VALUEDYN_TEST_JAX_CACHE", "/tmp/valuedyn-test-jax-cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 # the xdist workers share the folder: a size limit makes JAX lock every read and write of it (see
-# valuedyn.fitting.pipeline._jax_setup.CACHE_MAX_BYTES; unlocked, a worker read an entry the other
-# was writing and died of a segmentation fault)
+# valuedyn.fitting.pipeline._jax_setup.CACHE_MAX_BYTES; unlocked, JAX writes entries in place)
 from valuedyn.fitting.pipeline._jax_setup import CACHE_MAX_BYTES  # noqa: E402
 
 jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)

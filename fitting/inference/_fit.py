@@ -430,15 +430,24 @@ def parse_initial_points(text: str | None) -> dict | None:
                             f"for a per-seed parameter); received {text[:80]!r} ({err})") from None
 
 
+def selection_of(config, trajectory):
+    """The cells a fit of ``config`` fits: its behaviour read from ``trajectory`` (a
+    trajectory, or a memory file for a memory behaviour), its seeds and updates, in its
+    blocks of updates (``--blocks``). The fit and its leave-future-out refit both read it here."""
+    from valuedyn.fitting.inference._select_memory import open_behaviour_data  # a trajectory, or a memory file
+
+    dataset = open_behaviour_data(trajectory, config.behaviour)
+    selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, parse_updates(config.updates))
+    return aggregate_blocks(selection, getattr(config, "blocks", "none"))  # --blocks: a long run in blocks
+
+
 def prepare(config):
     """Validate everything a fit needs, outside jit, before any sampling:
     returns (model, observation, selection, trajectory path, dataset)."""
-    from valuedyn.fitting.inference._select_memory import open_behaviour_data  # a trajectory, or a memory file
-
     validate_sampler_config(config)
     parse_initial_points(getattr(config, "initial_points", None))
     parse_behaviour(config.behaviour)
-    updates = parse_updates(config.updates)
+    parse_updates(config.updates)
     if not config.out:
         raise ValuedynError("--out is required: the fit file to write")
     refuse_overwrite(config.out, config.force)
@@ -447,9 +456,7 @@ def prepare(config):
         raise ValuedynError(f"--out {config.out} is the trajectory file being fitted; choose another --out")
     model = get_model(config.model)
     parameter_spaces_ahead(model)  # overlaps reading the trajectory
-    dataset = open_behaviour_data(trajectory, config.behaviour)
-    selection = select_behaviour(dataset, config.behaviour, tuple(config.seeds) or None, updates)
-    selection = aggregate_blocks(selection, getattr(config, "blocks", "none"))  # --blocks: a long run in blocks
+    selection = selection_of(config, trajectory)
     observation = with_deviation(observation_for(selection.family, config.observation), getattr(config, "deviation", "none"))
     observable_for(model, selection.kind)
     return model, observation, selection, trajectory

@@ -214,7 +214,10 @@ class _CompiledOnce:
         thread while this one goes on: XLA releases the GIL while it compiles, so on a cold
         fit the NUTS kernel compiles on the second core while the MAP runs on the first.
         Tracing stays on this thread (numpyro's effect handlers keep one global stack).
-        Nothing happens when ``args``' signature is compiled or compiling already."""
+        While the persistent compilation cache is on (:func:`_persistent_cache_on`, the
+        package's default) the compile happens here instead: it may load a cached executable,
+        and XLA:CPU loading one on a thread beside a running kernel segfaulted. Nothing
+        happens when ``args``' signature is compiled or compiling already."""
         signature = _signature(args)
         if signature in self.compiled or signature in self._pending:
             return

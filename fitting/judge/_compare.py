@@ -133,11 +133,9 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
     import jax.numpy as jnp
     from scipy.special import logsumexp
 
-    from valuedyn.data import open_trajectory
     from valuedyn.fitting.inference._deviation import deviation_of, with_deviation
-    from valuedyn.fitting.inference._fit import get_model, infer, settings_from
+    from valuedyn.fitting.inference._fit import get_model, infer, selection_of, settings_from
     from valuedyn.fitting.inference._observation import OBSERVATION_MODELS
-    from valuedyn.fitting.inference._select import aggregate_blocks, parse_updates, select_behaviour
     from valuedyn.fitting.settings import FitConfig
 
     attrs = fit_attrs(idata)
@@ -154,11 +152,8 @@ def leave_future_out(idata, fraction: float, *, progress: bool = True) -> dict:
         )
     model = get_model(attrs["model"])
     observation = with_deviation(OBSERVATION_MODELS[attrs["observation_model"]], attrs.get("deviation", "none"))
-    selection = select_behaviour(
-        open_trajectory(trajectory), attrs["behaviour"], tuple(config.seeds) or None, parse_updates(config.updates)
-    )
-    # the fit's own blocks of updates: the refit has the fit's likelihood, and a long run stays affordable
-    selection = aggregate_blocks(selection, getattr(config, "blocks", "none"))
+    # the fit's own cells, in its blocks of updates: the refit has the fit's likelihood
+    selection = selection_of(config, trajectory)
     train = selection.mask & (selection.tau[None, :] <= fraction)
     heldout = selection.mask & (selection.tau[None, :] > fraction)
     if not train.any() or not heldout.any():

@@ -761,7 +761,7 @@ ONE_STEP_NOTE = (" Under the structured deviation PSIS-LOO scores each update on
                  "predict the run's last quarter from the rest (leave-future-out).")
 
 
-def _lfo_ranking(eligible: list[str], lfo: dict, left_out: str) -> Ranking:
+def _lfo_ranking(eligible: list[str], lfo: dict, left_out: str, excluded: dict[str, str]) -> Ranking:
     """Rank deviation fits by leave-future-out: the held-out cells' log predictive densities
     (``lfo``: name -> [n], the same cells for every fit); ``d_elpd`` and ``dse`` from the
     pointwise differences with the best; weights exp(elpd_lfo) normalised (pseudo-BMA)."""
@@ -790,7 +790,7 @@ def _lfo_ranking(eligible: list[str], lfo: dict, left_out: str) -> Ranking:
     else:
         text = (f"{winner} ranks first ({how}), but not clearly ahead of {runner_up}: d_elpd {d_elpd:.1f} is within "
                 f"{CLEAR_DSE_MULTIPLE} x dse {dse:.1f}.")
-    return Ranking(winner, bool(clearly), text + left_out, table, {})
+    return Ranking(winner, bool(clearly), text + left_out, table, excluded)
 
 
 def rank_fits(fits: dict, verdicts: dict[str, Verdict], lfo: dict | None = None) -> Ranking:
@@ -816,11 +816,6 @@ def rank_fits(fits: dict, verdicts: dict[str, Verdict], lfo: dict | None = None)
     for n in eligible:
         idata = load_fit(fits[n]) if isinstance(fits[n], (str, Path)) else fits[n]
         loaded[n] = stacked_fit(idata, verdicts[n].modes) if verdicts[n].modes.multimodal else idata
-    high_k = {}
-    with pareto_k_counted():  # high k is counted here and stated in the table and text
-        for n, idata in loaded.items():
-            k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
-            high_k[n] = int((k > PARETO_K_MAX).sum())
     left_out = f" Not ranked: {'; '.join(f'{n} ({verdicts[n].label})' for n in excluded)}." if excluded else ""
     if len(eligible) == 1:
         only = eligible[0]
@@ -828,8 +823,12 @@ def rank_fits(fits: dict, verdicts: dict[str, Verdict], lfo: dict | None = None)
         return Ranking(only, False, text, None, excluded)
     one_step = all(fit_attrs(loaded[n]).get("loglik_kind") == LOGLIK_KIND for n in eligible)
     if one_step and lfo and all(lfo.get(n) is not None and len(lfo[n]) for n in eligible):
-        ranking = _lfo_ranking(eligible, lfo, left_out)
-        return dataclasses.replace(ranking, excluded=excluded)
+        return _lfo_ranking(eligible, lfo, left_out, excluded)
+    high_k = {}
+    with pareto_k_counted():  # high k is counted here and stated in the table and text
+        for n, idata in loaded.items():
+            k = np.asarray(az.loo(idata, pointwise=True).pareto_k)
+            high_k[n] = int((k > PARETO_K_MAX).sum())
     with pareto_k_counted():
         table = az.compare(loaded, ic="loo", method="stacking").rename(columns={"elpd_diff": "d_elpd"})
     table["pareto_k_bad"] = [high_k[n] for n in table.index]

@@ -31,10 +31,10 @@ def prepare_jax(chains: int | None = None) -> None:
 CACHE_MIN_COMPILE_SECONDS = 0.0
 #: the cache folder's size limit (bytes; least recently used entries go first). A finite limit
 #: is what makes JAX guard every read and write of the folder with a file lock (``filelock``):
-#: without one it writes an entry in place, unlocked, and another process (a report or batch
-#: worker, a Dask worker, a pytest-xdist worker) that reads it half-written deserialises a
-#: truncated executable and dies of a segmentation fault (seen in the test suite: a NUTS
-#: kernel read on a compile thread while the other worker wrote it)
+#: without one it writes an entry in place, unlocked, so another process sharing the folder (a
+#: report or batch worker, a Dask worker, a pytest-xdist worker) can read it half-written. (The
+#: segfault that led here came from loading executables on a thread, which
+#: ``valuedyn.fitting.inference._nuts._CompiledOnce`` no longer does with the cache on.)
 CACHE_MAX_BYTES = 8 * 2**30
 
 

@@ -53,7 +53,7 @@ def test_second_process_compiles_nothing_new(two_processes):
     assert second["cache_misses"] == 0, second
     assert entries_second == entries_first
     # every read and write of the shared folder went through JAX's file lock (a size limit is
-    # set): unlocked, a process reading an entry another was writing died of a segfault
+    # set): unlocked, JAX writes entries in place, where a process sharing the folder can read them half-written
     assert ".lockfile" in entries_first
 
 

@@ -141,6 +141,22 @@ def test_an_unknown_deviation_is_refused_and_none_is_the_observation_itself():
 
 
 # ---------------------------------------------------------------- the log-likelihood for comparisons
+def _one_seed(level, sd, time, deviation, tau, exposure, extra):
+    """(one draw's constrained sites, the data's tau / exposure / mask) of one seed on the grid
+    ``tau``: a constant ``level``, the deviation's size, timescale and path ``deviation``, the
+    observation parameters ``extra``."""
+    from types import SimpleNamespace
+
+    cells = len(tau)
+    constrained = {"level": jnp.full((1, cells), level, jnp.float32), "deviation_sd": jnp.float32(sd),
+                   "deviation_time": jnp.float32(time), "deviation_time_position": jnp.float32(0.5),
+                   "deviation": jnp.asarray([deviation], jnp.float32),
+                   **{k: jnp.float32(v) for k, v in extra.items()}}
+    data = SimpleNamespace(tau=jnp.asarray(tau, jnp.float32), exposure=jnp.full((1, cells), exposure, jnp.float32),
+                           mask=jnp.ones((1, cells), bool))
+    return constrained, data
+
+
 def _brute_force(observation, y, exposure, level, centre, variance, params):
     """log of the integral over x of p(y | inv_link(link(level) + x)) Normal(x; centre, variance), on a fine grid."""
     grid = np.linspace(centre - 9 * np.sqrt(variance), centre + 9 * np.sqrt(variance), 20001)
@@ -169,18 +185,7 @@ def test_the_innovation_integrated_log_likelihood_matches_brute_force_integratio
     sd, time = 0.8, 0.1
     tau = np.array([0.0, 0.05])
     previous = 0.4  # the deviation one cell earlier
-    constrained = {"level": jnp.asarray([[level, level]], jnp.float32), "deviation_sd": jnp.float32(sd),
-                   "deviation_time": jnp.float32(time), "deviation_time_position": jnp.float32(0.5),
-                   "deviation": jnp.asarray([[previous, 0.0]], jnp.float32),
-                   **{k: jnp.float32(v) for k, v in extra.items()}}
-
-    class Data:
-        pass
-
-    data = Data()
-    data.tau = jnp.asarray(tau, jnp.float32)
-    data.exposure = jnp.full((1, 2), exposure, jnp.float32)
-    data.mask = jnp.ones((1, 2), bool)
+    constrained, data = _one_seed(level, sd, time, [previous, 0.0], tau, exposure, extra)
     y_filled = jnp.full((1, 2), y, jnp.float32)
     value = np.asarray(innovation_integrated_log_lik(observation, constrained, data, y_filled))
     params = {k: jnp.float32(v) for k, v in extra.items()}
@@ -207,18 +212,7 @@ def test_the_forecast_log_likelihood_integrates_the_deviation_relaxed_over_the_g
     y = {"binomial": 30.0, "negbin": 250.0, "lognormal": 3.5}[name]
     tau = np.array([0.0, 0.05, 0.3])
     forecast_mean = 0.3 * np.exp(-0.25 / time)
-    constrained = {"level": jnp.full((1, 3), level, jnp.float32), "deviation_sd": jnp.float32(sd),
-                   "deviation_time": jnp.float32(time), "deviation_time_position": jnp.float32(0.5),
-                   "deviation": jnp.asarray([[0.1, 0.3, forecast_mean]], jnp.float32),
-                   **{k: jnp.float32(v) for k, v in extra.items()}}
-
-    class Data:
-        pass
-
-    data = Data()
-    data.tau = jnp.asarray(tau, jnp.float32)
-    data.exposure = jnp.full((1, 3), exposure, jnp.float32)
-    data.mask = jnp.ones((1, 3), bool)
+    constrained, data = _one_seed(level, sd, time, [0.1, 0.3, forecast_mean], tau, exposure, extra)
     value = np.asarray(forecast_log_lik(observation, constrained, data, jnp.full((1, 3), y, jnp.float32),
                                         jnp.asarray([0.05], jnp.float32)))
     params = {k: jnp.float32(v) for k, v in extra.items()}
